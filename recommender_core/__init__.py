@@ -1,0 +1,61 @@
+"""recsys core library: evidence-guided LLM model recommendation for LiteLLM users.
+
+Importing this package is cheap: it never imports litellm, SQLAlchemy or httpx. Names that need
+litellm (``TelemetryCallback``, ``RecommenderRouter``) and the routing entry points resolve lazily.
+
+    >>> import recommender_core
+    >>> issubclass(recommender_core.RecsysError, Exception)
+    True
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import RecsysError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "RecommenderRouter",
+    "RecsysError",
+    "RouteDecision",
+    "TelemetryCallback",
+    "__version__",
+    "route",
+]
+
+# name -> (module, attribute); resolved on first access so `import recommender_core` stays light.
+_LAZY: dict[str, tuple[str, str]] = {
+    "TelemetryCallback": ("recommender_core.telemetry.callback", "TelemetryCallback"),
+    "RecommenderRouter": ("recommender_core.routing.adapter", "RecommenderRouter"),
+    "route": ("recommender_core.routing.decision", "route"),
+    "RouteDecision": ("recommender_core.routing.decision", "RouteDecision"),
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    pass
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'recommender_core' has no attribute {name!r}")
+    import importlib
+
+    module_name, attribute = target
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise AttributeError(
+                f"recommender_core.{name} is not available in recsys {__version__} yet"
+            ) from exc
+        raise
+    value = getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
