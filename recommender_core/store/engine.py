@@ -1,0 +1,193 @@
+"""The store: one engine per database URL, sessions, migrations and job locks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from ..errors import StoreSchemaError
+from ..redact import redact_url
+from . import locks
+from .errors import translate_db_errors
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = ["MIGRATIONS_DIR", "Store", "UpgradeResult"]
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Only the migration job may wait for the lock; everything else fails fast (exit 75).
+MIGRATION_LOCK = "db-upgrade"
+
+
+@dataclass(frozen=True)
+class UpgradeResult:
+    """What ``Store.upgrade`` did."""
+
+    from_revision: str | None
+    to_revision: str
+
+    @property
+    def changed(self) -> bool:
+        return self.from_revision != self.to_revision
+
+
+def _sqlite_on_connect(dbapi_conn: object, _record: object) -> None:
+    cursor = dbapi_conn.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Store:
+    """A recsys database.
+
+    >>> store = Store("sqlite://")          # in-memory, for tests
+    >>> store.upgrade().to_revision is not None
+    True
+    """
+
+    def __init__(self, url: str, *, engine: sa.Engine | None = None, auto_migrate: bool = False) -> None:
+        from ..config import normalise_database_url
+
+        self.url = normalise_database_url(url)
+        self.display_url = redact_url(url)
+        self.auto_migrate = auto_migrate
+        self._engine = engine
+        self._ready = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        """Open the configured store; the embedded SQLite default migrates itself on first use."""
+        from ..config import default_database_url
+
+        raw = settings.database_url or default_database_url()
+        return cls(raw, auto_migrate=settings.resolved_database_url.startswith("sqlite"))
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            self._engine = self._create_engine()
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def _create_engine(self) -> sa.Engine:
+        with translate_db_errors(self.display_url):
+            url = sa.make_url(self.url)
+            if url.get_backend_name() == "sqlite":
+                if url.database and url.database != ":memory:":
+                    Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                    engine = sa.create_engine(url, connect_args={"timeout": 30})
+                else:
+                    # One shared connection, so every session sees the same in-memory database.
+                    engine = sa.create_engine(
+                        url, connect_args={"check_same_thread": False}, poolclass=sa.pool.StaticPool
+                    )
+                sa.event.listen(engine, "connect", _sqlite_on_connect)
+                return engine
+            return sa.create_engine(
+                url,
+                pool_pre_ping=True,
+                connect_args={"connect_timeout": 5, "application_name": "recsys"},
+            )
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+    # --- sessions -------------------------------------------------------------------------------
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session whose transaction commits on success and rolls back on error.
+
+        Database errors leave it as StoreError subclasses.
+        """
+        self.ensure_ready()
+        with translate_db_errors(self.display_url):
+            with Session(self.engine, expire_on_commit=False) as session:
+                try:
+                    yield session
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+
+    @contextmanager
+    def connect(self) -> Iterator[sa.Connection]:
+        """A raw connection in a transaction (for bulk paths such as COPY)."""
+        self.ensure_ready()
+        with translate_db_errors(self.display_url):
+            with self.engine.begin() as conn:
+                yield conn
+
+    # --- migrations -----------------------------------------------------------------------------
+
+    def head_revision(self) -> str:
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+        assert head is not None  # noqa: S101 - the package ships its migrations
+        return head
+
+    def current_revision(self) -> str | None:
+        with translate_db_errors(self.display_url):
+            with self.engine.connect() as conn:
+                if not sa.inspect(conn).has_table("alembic_version"):
+                    return None
+                return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+    def upgrade(self, *, wait_seconds: float = 60.0) -> UpgradeResult:
+        """Apply every pending migration under the migration lock; idempotent."""
+        from alembic import command
+        from alembic.config import Config
+
+        with translate_db_errors(self.display_url):
+            with locks.job_lock(self.engine, MIGRATION_LOCK, wait_seconds=wait_seconds):
+                before = self.current_revision()
+                with self.engine.begin() as conn:
+                    config = Config()
+                    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+                    config.attributes["connection"] = conn
+                    command.upgrade(config, "head")
+                after = self.current_revision()
+        self._ready = True
+        assert after is not None  # noqa: S101 - upgrade to head always stamps
+        return UpgradeResult(from_revision=before, to_revision=after)
+
+    def ensure_ready(self) -> None:
+        """Migrate the embedded default on first use; elsewhere require the schema at head."""
+        if self._ready:
+            return
+        if self.auto_migrate:
+            self.upgrade()
+            return
+        current, head = self.current_revision(), self.head_revision()
+        if current != head:
+            state = "has no recsys schema" if current is None else f"is at migration {current}, not {head}"
+            raise StoreSchemaError(f"The database at {self.display_url} {state}. Run 'recsys db upgrade'.")
+        self._ready = True
+
+    # --- locks and health -----------------------------------------------------------------------
+
+    @contextmanager
+    def job_lock(self, job: str, *, wait_seconds: float = 0.0) -> Iterator[None]:
+        """Hold ``job``'s lock for the block; raises LockHeldError (exit 75) if another run has it."""
+        with translate_db_errors(self.display_url):
+            with locks.job_lock(self.engine, job, wait_seconds=wait_seconds):
+                yield
+
+    def ping(self) -> None:
+        """Raise StoreError unless the database answers a trivial query."""
+        with translate_db_errors(self.display_url):
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))

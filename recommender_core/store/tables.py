@@ -1,0 +1,253 @@
+"""SQLModel tables: the whole domain, so later features add columns, not concepts.
+
+Evidence keeps upstream names verbatim; matching to the user's candidates happens on read
+(``recommender_core.identity``), so a new alias takes effect without re-ingesting.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "BenchmarkEvidence",
+    "IngestRun",
+    "ModelAlias",
+    "ModelRecord",
+    "RunStatus",
+    "ScoringRun",
+    "SourceState",
+    "TelemetryEvent",
+    "TelemetryRollup",
+    "UTCDateTime",
+    "UtilityScore",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on both backends (SQLite stores them naive)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise TypeError("naive datetimes are ambiguous; pass a timezone-aware value")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; Postgres gets a real BIGINT identity.
+BigIntPK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _ts(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class RunStatus:
+    """Run statuses, shared by ingest and scoring runs."""
+
+    RUNNING = "running"
+    SUCCESS = "success"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+    ABANDONED = "abandoned"
+
+    ALL = (RUNNING, SUCCESS, UNCHANGED, FAILED, ABANDONED)
+
+
+class IngestRun(SQLModel, table=True):
+    """One run of an ingest job; evidence rows belong to exactly one run."""
+
+    __tablename__ = "ingest_run"
+    __table_args__ = (sa.Index("ix_ingest_run_source_status", "source", "status"),)
+
+    id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True))
+    source: str = Field(max_length=64, index=True)
+    status: str = Field(max_length=16)
+    started_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    finished_at: datetime | None = _ts()
+    source_version: str | None = Field(default=None, max_length=256)
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    # {"reason": count} for rejected rows, and anything else worth showing in a run summary.
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+    error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+
+
+class ModelRecord(SQLModel, table=True):
+    """A model the user can call, by its LiteLLM name."""
+
+    __tablename__ = "model"
+
+    id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True))
+    name: str = Field(max_length=256, sa_column_kwargs={"unique": True})
+    provider: str | None = Field(default=None, max_length=64)
+    kind: str = Field(default="chat", max_length=16)  # chat | embedding
+    created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+
+
+class ModelAlias(SQLModel, table=True):
+    """An upstream evidence name that means a model (e.g. Arena ``gpt-4o-2024-08-06`` -> ``gpt-4o``)."""
+
+    __tablename__ = "model_alias"
+    __table_args__ = (sa.UniqueConstraint("source", "alias", name="uq_model_alias_source_alias"),)
+
+    id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True))
+    model_id: int = Field(sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("model.id", ondelete="CASCADE"),
+                                              nullable=False, index=True))
+    source: str = Field(max_length=64)
+    alias: str = Field(max_length=512)
+    origin: str = Field(default="policy", max_length=16)  # policy | manual
+
+
+class BenchmarkEvidence(SQLModel, table=True):
+    """One measured value: a model's score on a category or task, from one ingest run."""
+
+    __tablename__ = "benchmark_evidence"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "model", "category", "metric", name="uq_evidence_run_model_category"),
+        sa.Index("ix_evidence_source_model", "source", "model"),
+    )
+
+    id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True))
+    run_id: int = Field(sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("ingest_run.id", ondelete="CASCADE"),
+                                            nullable=False, index=True))
+    source: str = Field(max_length=64)
+    model: str = Field(max_length=512)  # the upstream name, verbatim
+    category: str = Field(max_length=256)  # Arena: "<config>/<category>"; MTEB: the task name
+    task_type: str | None = Field(default=None, max_length=64)  # MTEB task type
+    metric: str = Field(default="rating", max_length=64)
+    value: float
+    lower: float | None = None
+    upper: float | None = None
+    samples: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    rank: int | None = None
+    revision: str | None = Field(default=None, max_length=256)
+    split: str | None = Field(default=None, max_length=64)
+    subset_count: int | None = None
+    source_version: str | None = Field(default=None, max_length=256)
+    published_on: date | None = None
+    organization: str | None = Field(default=None, max_length=256)
+    extra: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+
+
+class SourceState(SQLModel, table=True):
+    """Incremental cursors a source keeps between runs (a tree sha per model, a start-time cursor)."""
+
+    __tablename__ = "source_state"
+
+    source: str = Field(max_length=64, primary_key=True)
+    key: str = Field(max_length=512, primary_key=True)
+    value: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    updated_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+
+
+class TelemetryEvent(SQLModel, table=True):
+    """One LiteLLM call attempt. Never holds prompt or response text."""
+
+    __tablename__ = "telemetry_event"
+    __table_args__ = (
+        sa.Index("ix_telemetry_started_at", "started_at"),
+        sa.Index("ix_telemetry_group_started", "model_group", "started_at"),
+    )
+
+    id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True))
+    event_id: str = Field(max_length=128, sa_column_kwargs={"unique": True})
+    trace_id: str | None = Field(default=None, max_length=128)
+    origin: str = Field(default="callback", max_length=16)  # callback | spend_logs
+    model_group: str | None = Field(default=None, max_length=256)
+    model: str = Field(max_length=256)
+    provider: str | None = Field(default=None, max_length=64)
+    task: str | None = Field(default=None, max_length=128)
+    status: str = Field(max_length=16)  # success | failure
+    error_class: str | None = Field(default=None, max_length=128)
+    started_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    ended_at: datetime | None = _ts()
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost: float | None = None
+    cache_hit: bool = False
+    tags: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
+
+
+class TelemetryRollup(SQLModel, table=True):
+    """Aggregates of telemetry per (model, task) over a window, computed at ``computed_at``."""
+
+    __tablename__ = "telemetry_rollup"
+    __table_args__ = (sa.Index("ix_rollup_model_task_window", "model", "task", "window_hours"),)
+
+    id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True))
+    computed_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    window_hours: int
+    model: str = Field(max_length=256)
+    task: str | None = Field(default=None, max_length=128)  # None: every call of the model
+    calls: int = 0
+    errors: int = 0
+    error_rate: float | None = None
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    latency_p99_ms: float | None = None
+    ttft_p50_ms: float | None = None
+    ttft_p95_ms: float | None = None
+    mean_cost_per_call: float | None = None
+    cost_per_1k_tokens: float | None = None
+
+
+class ScoringRun(SQLModel, table=True):
+    """One computed utility table; exactly one successful run is current."""
+
+    __tablename__ = "scoring_run"
+
+    id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True))
+    status: str = Field(max_length=16)
+    started_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    finished_at: datetime | None = _ts()
+    policy_hash: str | None = Field(default=None, max_length=128)
+    is_current: bool = Field(default=False, index=True)
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+    error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+
+
+class UtilityScore(SQLModel, table=True):
+    """Utility of one model for one task in one scoring run, with every component kept."""
+
+    __tablename__ = "utility_score"
+    __table_args__ = (sa.UniqueConstraint("run_id", "task", "model", name="uq_utility_run_task_model"),)
+
+    id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True))
+    run_id: int = Field(sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("scoring_run.id", ondelete="CASCADE"),
+                                            nullable=False, index=True))
+    task: str = Field(max_length=128)
+    model: str = Field(max_length=256)
+    utility: float | None = None  # None when excluded
+    quality: float | None = None
+    cost: float | None = None
+    latency: float | None = None
+    reliability: float | None = None
+    cost_per_1k_tokens: float | None = None
+    latency_p95_ms: float | None = None
+    success_rate: float | None = None
+    excluded: bool = False
+    reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    evidence: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))

@@ -1,0 +1,136 @@
+"""Shared fixtures: a clean environment, and a store on every backend (SQLite, and Postgres when
+RECSYS_TEST_DATABASE_URL points at a server; each test gets its own database and drops it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from recommender_core.store import Store
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_REAL_DATA = REPO_ROOT.parent / "shared" / "data" / "real"
+REQUIRE_ALL = os.environ.get("RECSYS_REQUIRE_ALL_TESTS") == "1"
+# Read once, before the autouse fixture scrubs RECSYS_* from the environment of each test.
+TEST_DATABASE_URL = os.environ.get("RECSYS_TEST_DATABASE_URL")
+
+_SCRUBBED_PREFIXES = ("RECSYS_",)
+_SCRUBBED = {
+    "DATABASE_URL", "ENABLE_MODEL_RECOMMENDER_V2", "HF_TOKEN", "GITHUB_TOKEN",
+    "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy",
+}
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip for a missing server or binary; under RECSYS_REQUIRE_ALL_TESTS=1 (CI) that is a failure."""
+    if REQUIRE_ALL:
+        pytest.fail(f"{reason} (RECSYS_REQUIRE_ALL_TESTS=1 turns this skip into a failure)")
+    pytest.skip(reason)
+
+
+def require_binary(name: str, how: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        skip_or_fail(f"'{name}' is not installed; {how}")
+    assert path is not None
+    return path
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test sees the developer's settings, tokens, proxies or real data dir."""
+    for key in list(os.environ):
+        if key.startswith(_SCRUBBED_PREFIXES) or key in _SCRUBBED:
+            monkeypatch.delenv(key, raising=False)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+def _postgres_admin_url() -> str:
+    if not TEST_DATABASE_URL:
+        skip_or_fail("Postgres tests need RECSYS_TEST_DATABASE_URL=postgresql://USER@HOST:PORT/DB")
+    assert TEST_DATABASE_URL is not None
+    return TEST_DATABASE_URL
+
+
+def _libpq_url(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The admin URL of the test Postgres server, checked once per session."""
+    import psycopg
+
+    url = _postgres_admin_url()
+    try:
+        with psycopg.connect(_libpq_url(url), connect_timeout=5):
+            pass
+    except psycopg.OperationalError as exc:
+        skip_or_fail(f"Postgres at RECSYS_TEST_DATABASE_URL is unreachable: {str(exc).splitlines()[0]}")
+    return url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the test server, dropped afterwards."""
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    name = f"recsys_test_{uuid.uuid4().hex[:12]}"
+    admin = _libpq_url(postgres_server)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    params = conninfo_to_dict(admin)
+    params["dbname"] = name
+    user = params.get("user", "postgres")
+    host = params.get("host", "127.0.0.1")
+    port = params.get("port", "5432")
+    password = params.get("password")
+    auth = f"{user}:{password}@" if password else f"{user}@"
+    try:
+        yield f"postgresql://{auth}{host}:{port}/{name}"
+    finally:
+        with psycopg.connect(make_conninfo(admin), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database URL on each backend (the Postgres one is created for this test)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'recsys.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    """A migrated, empty store on each backend."""
+    s = Store(database_url)
+    s.upgrade()
+    try:
+        yield s
+    finally:
+        s.dispose()
+
+
+@pytest.fixture
+def memory_store() -> Iterator[Store]:
+    """A migrated in-memory SQLite store, for logic that does not depend on the backend."""
+    s = Store("sqlite://")
+    s.upgrade()
+    try:
+        yield s
+    finally:
+        s.dispose()

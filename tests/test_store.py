@@ -1,0 +1,231 @@
+"""The store on both backends: migrations, every table round-trips, locks, run bookkeeping."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlmodel import SQLModel, col, select
+
+from recommender_core.errors import LockHeldError, StoreSchemaError
+from recommender_core.store import Store
+from recommender_core.store.runs import (
+    current_ingest_run,
+    finish_ingest_run,
+    ingest_job,
+    list_runs,
+    start_ingest_run,
+)
+from recommender_core.store.tables import (
+    BenchmarkEvidence,
+    IngestRun,
+    ModelAlias,
+    ModelRecord,
+    RunStatus,
+    ScoringRun,
+    SourceState,
+    TelemetryEvent,
+    TelemetryRollup,
+    UtilityScore,
+)
+
+NOW = datetime(2026, 11, 26, 3, 0, 0, 123456, tzinfo=UTC)
+
+
+def test_migrations_upgrade_from_empty_and_are_idempotent(database_url: str) -> None:
+    s = Store(database_url)
+    first = s.upgrade()
+    assert first.from_revision is None
+    assert first.to_revision == s.head_revision()
+    again = s.upgrade()
+    assert again.from_revision == again.to_revision == s.head_revision()
+    assert not again.changed
+    tables = set(sa.inspect(s.engine).get_table_names())
+    assert set(SQLModel.metadata.tables) <= tables
+    s.dispose()
+
+
+def test_migrations_match_the_models(store: Store) -> None:
+    """A column added to a table without a migration fails here, on both backends."""
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": False})
+        diff = compare_metadata(context, SQLModel.metadata)
+    assert diff == []
+
+
+def test_explicit_database_without_schema_asks_for_upgrade(database_url: str) -> None:
+    s = Store(database_url)
+    with pytest.raises(StoreSchemaError, match=r"has no recsys schema\. Run 'recsys db upgrade'"):
+        with s.session():
+            pass
+    s.dispose()
+
+
+def test_embedded_default_migrates_on_first_use(tmp_path: object) -> None:
+    s = Store(f"sqlite:///{tmp_path}/nested/dir/recsys.db", auto_migrate=True)
+    with s.session() as session:
+        assert session.exec(select(IngestRun)).all() == []
+    assert s.current_revision() == s.head_revision()
+    s.dispose()
+
+
+def test_every_table_round_trips(store: Store) -> None:
+    with store.session() as session:
+        run = IngestRun(source="lmsys", status=RunStatus.SUCCESS, started_at=NOW, finished_at=NOW,
+                        source_version="abc123", rows_accepted=2, rows_rejected=1,
+                        details={"rejected": {"no name": 1}}, error=None)
+        session.add(run)
+        model = ModelRecord(name="gpt-4o", provider="openai", kind="chat", created_at=NOW)
+        session.add(model)
+        session.flush()
+        assert run.id is not None and model.id is not None
+        session.add(ModelAlias(model_id=model.id, source="lmsys", alias="gpt-4o-2024-08-06"))
+        session.add(BenchmarkEvidence(
+            run_id=run.id, source="lmsys", model="gpt-4o-2024-08-06", category="text/coding",
+            metric="rating", value=1287.123456789012, lower=1280.5, upper=1293.75, samples=123456789012,
+            rank=3, source_version="abc123", published_on=date(2026, 11, 20), organization="OpenAI",
+            extra={"variance": 4.2}))
+        session.add(BenchmarkEvidence(
+            run_id=run.id, source="mteb", model="BAAI/bge-base-en-v1.5", category="NFCorpus",
+            task_type="Retrieval", metric="ndcg_at_10", value=0.37, revision="a5beb1e", split="test",
+            subset_count=1))
+        session.add(SourceState(source="mteb", key="tree:BAAI__bge-base-en-v1.5", value="deadbeef",
+                                updated_at=NOW))
+        session.add(TelemetryEvent(
+            event_id="chatcmpl-1", trace_id="t-1", model_group="gpt-4o", model="gpt-4o-2024-08-06",
+            provider="openai", task="coding", status="failure", error_class="RateLimitError",
+            started_at=NOW, ended_at=NOW + timedelta(milliseconds=850), latency_ms=850.0, ttft_ms=120.5,
+            prompt_tokens=100, completion_tokens=20, cost=0.00045, cache_hit=True, tags=["task:coding"]))
+        session.add(TelemetryRollup(computed_at=NOW, window_hours=24, model="gpt-4o", task="coding", calls=10,
+                                    errors=1, error_rate=0.1, latency_p50_ms=400, latency_p95_ms=900,
+                                    latency_p99_ms=1000, ttft_p50_ms=100, ttft_p95_ms=200,
+                                    mean_cost_per_call=0.001, cost_per_1k_tokens=0.004))
+        scoring = ScoringRun(status=RunStatus.SUCCESS, started_at=NOW, finished_at=NOW, policy_hash="f" * 64,
+                             is_current=True, details={"tasks": 1})
+        session.add(scoring)
+        session.flush()
+        assert scoring.id is not None
+        session.add(UtilityScore(run_id=scoring.id, task="coding", model="gpt-4o", utility=0.81, quality=0.9,
+                                 cost=0.7, latency=0.6, reliability=0.99, cost_per_1k_tokens=0.004,
+                                 latency_p95_ms=900, success_rate=0.998, evidence=["lmsys:text/coding"],
+                                 details={"quality_method": "elo"}))
+        session.add(UtilityScore(run_id=scoring.id, task="coding", model="gpt-4o-mini", excluded=True,
+                                 reason="no evidence for lmsys:text/coding"))
+
+    with store.session() as session:
+        got_run = session.exec(select(IngestRun)).one()
+        assert got_run.started_at == NOW and got_run.started_at.tzinfo is not None
+        assert got_run.details == {"rejected": {"no name": 1}}
+        assert session.exec(select(ModelAlias)).one().alias == "gpt-4o-2024-08-06"
+        arena = session.exec(select(BenchmarkEvidence).where(col(BenchmarkEvidence.source) == "lmsys")).one()
+        assert arena.value == 1287.123456789012  # full precision
+        assert (arena.lower, arena.upper, arena.samples) == (1280.5, 1293.75, 123456789012)
+        assert arena.published_on == date(2026, 11, 20) and arena.extra == {"variance": 4.2}
+        mteb = session.exec(select(BenchmarkEvidence).where(col(BenchmarkEvidence.source) == "mteb")).one()
+        assert (mteb.task_type, mteb.revision, mteb.split, mteb.lower) == ("Retrieval", "a5beb1e", "test", None)
+        assert session.exec(select(SourceState)).one().value == "deadbeef"
+        event = session.exec(select(TelemetryEvent)).one()
+        assert event.ended_at == NOW + timedelta(milliseconds=850)
+        assert (event.error_class, event.cache_hit, event.tags, event.ttft_ms) == (
+            "RateLimitError", True, ["task:coding"], 120.5)
+        assert session.exec(select(TelemetryRollup)).one().latency_p95_ms == 900
+        assert session.exec(select(ScoringRun)).one().is_current is True
+        scores = {u.model: u for u in session.exec(select(UtilityScore))}
+        assert scores["gpt-4o"].evidence == ["lmsys:text/coding"]
+        assert scores["gpt-4o-mini"].excluded and scores["gpt-4o-mini"].utility is None
+
+
+def test_naive_datetimes_are_refused(store: Store) -> None:
+    with pytest.raises(TypeError, match="naive"):
+        with store.session() as session:
+            session.add(IngestRun(source="x", status="running", started_at=datetime(2026, 1, 1)))
+            session.flush()
+
+
+def test_second_run_of_same_job_gets_lock_error_with_exit_75(store: Store) -> None:
+    with store.job_lock("ingest-lmsys"):
+        with pytest.raises(LockHeldError) as info:
+            with store.job_lock("ingest-lmsys"):
+                pass
+        assert info.value.exit_code == 75
+        # Different jobs do not block each other.
+        with store.job_lock("ingest-mteb"):
+            pass
+    with store.job_lock("ingest-lmsys"):  # released
+        pass
+
+
+def test_lock_is_held_across_stores_of_the_same_database(database_url: str) -> None:
+    a, b = Store(database_url), Store(database_url)
+    a.upgrade()
+    with a.job_lock("score"):
+        with pytest.raises(LockHeldError):
+            with b.job_lock("score"):
+                pass
+    a.dispose()
+    b.dispose()
+
+
+def test_ingest_job_records_success_failure_and_abandoned_runs(store: Store) -> None:
+    dead = start_ingest_run(store, "lmsys")  # a process that died mid-run
+
+    with ingest_job(store, job="ingest-lmsys", source="lmsys") as handle:
+        handle.source_version = "sha1"
+        handle.rows_accepted = 5
+    with pytest.raises(RuntimeError, match="boom"):
+        with ingest_job(store, job="ingest-lmsys", source="lmsys") as handle:
+            raise RuntimeError("boom")
+
+    runs = {r.id: r for r in list_runs(store, source="lmsys")}
+    assert runs[dead].status == RunStatus.ABANDONED
+    statuses = [r.status for r in sorted(runs.values(), key=lambda r: r.id)]
+    assert statuses == [RunStatus.ABANDONED, RunStatus.SUCCESS, RunStatus.FAILED]
+    failed = max(runs.values(), key=lambda r: r.id)
+    assert failed.error == "RuntimeError: boom"
+    current = current_ingest_run(store, "lmsys")
+    assert current is not None and current.source_version == "sha1" and current.rows_accepted == 5
+
+
+def test_finish_inside_the_data_transaction(store: Store) -> None:
+    with ingest_job(store, job="ingest-mteb", source="mteb") as handle:
+        with store.session() as session:
+            session.add(BenchmarkEvidence(run_id=handle.run_id, source="mteb", model="m", category="T", value=0.5))
+            handle.rows_accepted = 1
+            finish_ingest_run(session, handle)
+    current = current_ingest_run(store, "mteb")
+    assert current is not None and current.rows_accepted == 1 and current.status == RunStatus.SUCCESS
+
+
+def test_runs_are_pruned_to_keep_but_never_the_current_one(store: Store) -> None:
+    with ingest_job(store, job="ingest-lmsys", source="lmsys", keep_runs=2) as handle:
+        handle.source_version = "good"
+    good = current_ingest_run(store, "lmsys")
+    assert good is not None
+    with store.session() as session:
+        session.add(BenchmarkEvidence(run_id=good.id, source="lmsys", model="m", category="text/overall",
+                                      value=1200.0))
+    for _ in range(3):
+        with pytest.raises(ValueError, match="bad"):
+            with ingest_job(store, job="ingest-lmsys", source="lmsys", keep_runs=2):
+                raise ValueError("bad")
+    with ingest_job(store, job="ingest-lmsys", source="lmsys", keep_runs=2) as handle:
+        handle.status = RunStatus.UNCHANGED
+    runs = list_runs(store, source="lmsys")
+    assert len(runs) == 3  # the 2 newest plus the current successful one
+    assert good.id in {r.id for r in runs}
+    with store.session() as session:
+        assert len(session.exec(select(BenchmarkEvidence)).all()) == 1
+
+
+def test_ping_and_unreachable_database() -> None:
+    from recommender_core.errors import StoreUnavailableError
+
+    s = Store("postgresql://recsys:hunter2@127.0.0.1:1/nowhere")
+    with pytest.raises(StoreUnavailableError) as info:
+        s.ping()
+    assert "hunter2" not in str(info.value)
+    assert "postgresql+psycopg://recsys:***@127.0.0.1:1/nowhere" not in str(info.value)
+    assert "postgresql://recsys:***@127.0.0.1:1/nowhere" in str(info.value)
