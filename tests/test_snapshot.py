@@ -1,0 +1,95 @@
+"""The snapshot document: valid against docs/snapshot.schema.json on an empty and a filled store."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from recommender_core.diagnostics.snapshot import build_snapshot
+from recommender_core.policy import load_policy
+from recommender_core.store import Store
+from recommender_core.store.tables import (
+    BenchmarkEvidence,
+    IngestRun,
+    RunStatus,
+    ScoringRun,
+    TelemetryEvent,
+    UtilityScore,
+)
+
+SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "docs" / "snapshot.schema.json").read_text())
+NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+
+
+def validate(document: dict[str, object]) -> None:
+    jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker()).validate(document)
+
+
+def test_schema_is_itself_valid() -> None:
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+
+
+def test_empty_store_snapshot_is_valid_and_says_what_to_run(store: Store) -> None:
+    snap = build_snapshot(store, load_policy(), v2_enabled=False, now=NOW)
+    validate(snap.document)
+    assert snap.is_empty
+    assert snap.document["next_steps"] == ["recsys ingest lmsys", "recsys ingest mteb", "recsys score"]
+    assert snap.document["sources"] == [] and snap.document["tasks"] == {}
+
+
+def _fill(store: Store) -> None:
+    with store.session() as s:
+        ok = IngestRun(source="lmsys", status=RunStatus.SUCCESS, started_at=NOW - timedelta(hours=30),
+                       finished_at=NOW - timedelta(hours=30), source_version="sha-a", rows_accepted=3)
+        s.add(ok)
+        s.flush()
+        assert ok.id is not None
+        s.add(IngestRun(source="lmsys", status=RunStatus.FAILED, started_at=NOW - timedelta(hours=1),
+                        finished_at=NOW - timedelta(hours=1), rows_rejected=9, error="SourceHTTPError: 500"))
+        s.add(IngestRun(source="mteb", status=RunStatus.SUCCESS, started_at=NOW - timedelta(hours=2),
+                        finished_at=NOW - timedelta(hours=2), source_version="sample", rows_accepted=10))
+        for model, value in [("gpt-4.1-2025-04-14", 1300.0), ("mystery-model", 1100.0)]:
+            s.add(BenchmarkEvidence(run_id=ok.id, source="lmsys", model=model, category="text/coding",
+                                    value=value))
+        run = ScoringRun(status=RunStatus.SUCCESS, started_at=NOW, finished_at=NOW, policy_hash="a" * 64,
+                         is_current=True)
+        s.add(run)
+        s.flush()
+        assert run.id is not None
+        # Same utility: the tie is broken by quality desc (DESIGN.md section 6).
+        s.add(UtilityScore(run_id=run.id, task="coding", model="gpt-4.1", utility=0.7, quality=0.8, cost=0.5,
+                           latency=0.5, reliability=0.9, evidence=["lmsys:text/coding"]))
+        s.add(UtilityScore(run_id=run.id, task="coding", model="gpt-5", utility=0.7, quality=0.9, cost=0.4,
+                           latency=0.5, reliability=0.9, evidence=["lmsys:text/coding"]))
+        s.add(UtilityScore(run_id=run.id, task="coding", model="gpt-4o-mini", excluded=True, reason="no evidence"))
+        for i in range(20):
+            s.add(TelemetryEvent(event_id=f"e{i}", model_group="gpt-4.1", model="gpt-4.1-2025-04-14",
+                                 status="failure" if i == 0 else "success", started_at=NOW - timedelta(minutes=i),
+                                 latency_ms=float(100 * (i + 1)), cache_hit=(i == 19)))
+        s.add(TelemetryEvent(event_id="old", model="gpt-5", status="success",
+                             started_at=NOW - timedelta(hours=25), latency_ms=1.0))
+
+
+def test_filled_store_snapshot(store: Store) -> None:
+    _fill(store)
+    doc = build_snapshot(store, load_policy(), v2_enabled=True, now=NOW).document
+    validate(doc)
+    sources = {s["source"]: s for s in doc["sources"]}
+    assert sources["lmsys"]["last_status"] == "failed" and sources["lmsys"]["stale"] is True
+    assert sources["lmsys"]["last_error"] == "SourceHTTPError: 500"
+    assert sources["lmsys"]["source_version"] == "sha-a" and sources["lmsys"]["rows"] == 3
+    assert sources["mteb"]["stale"] is False and sources["mteb"]["age_seconds"] == 7200
+    assert [m["model"] for m in doc["tasks"]["coding"]] == ["gpt-5", "gpt-4.1"]
+    assert doc["unmatched_models"] == ["mystery-model"]
+    tele = {m["model"]: m for m in doc["telemetry"]["models"]}
+    assert set(tele) == {"gpt-4.1"}  # the 25 h old call is outside the window
+    assert tele["gpt-4.1"]["calls"] == 20 and tele["gpt-4.1"]["errors"] == 1
+    # latencies of successes excluding the cache hit: 200..1900 step 100 (18 values)
+    assert tele["gpt-4.1"]["latency_p50_ms"] == pytest.approx(1050.0)
+    assert doc["next_steps"] == []
+    top = build_snapshot(store, load_policy(), v2_enabled=True, now=NOW, top=1, task="coding").document
+    assert [m["model"] for m in top["tasks"]["coding"]] == ["gpt-5"]
