@@ -1,0 +1,135 @@
+"""Shared CLI plumbing: the error handler, the global state, and option aliases.
+
+Nothing heavy is imported at module level: ``recsys --help`` must stay as cheap as importing typer.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from recommender_core.config import Settings
+    from recommender_core.policy import Policy
+    from recommender_core.store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def handle_errors(func: F) -> F:
+    """The single place where library errors become an exit code and one line on stderr."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from recommender_core.errors import RecsysError
+        from recommender_core.redact import redact_text
+
+        try:
+            return func(*args, **kwargs)
+        except RecsysError as exc:
+            typer.echo(f"{type(exc).__name__}: {_one_line(redact_text(exc.message))}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class RecsysTyper(typer.Typer):
+    """A Typer whose every command goes through ``handle_errors``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("no_args_is_help", True)
+        # Plain (click) help and errors: fast to start, and errors end in one "Error: ..." line.
+        kwargs.setdefault("rich_markup_mode", None)
+        kwargs.setdefault("pretty_exceptions_enable", False)
+        kwargs.setdefault("add_completion", False)
+        super().__init__(**kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:  # type: ignore[override]
+        register = super().command(*args, **kwargs)
+
+        def decorator(func: F) -> F:
+            register(handle_errors(func))
+            return func
+
+        return decorator
+
+
+@dataclass
+class AppState:
+    """What the root callback parsed; commands read it through ``state(ctx)``."""
+
+    database_url: str | None = None
+    json_output: bool = False
+    verbose: int = 0
+    _settings: Settings | None = None
+
+    def settings(self, **overrides: object) -> Settings:
+        from recommender_core.config import Settings
+
+        if self._settings is None or overrides:
+            settings = Settings.load(database_url=self.database_url, **overrides)
+            if overrides:
+                return settings
+            self._settings = settings
+        return self._settings
+
+    _stores: list[Store] = field(default_factory=list)
+
+    def store(self) -> Store:
+        """The configured store; closed with the command (``close``)."""
+        from recommender_core.store import Store
+
+        store = Store.from_settings(self.settings())
+        self._stores.append(store)
+        return store
+
+    def close(self) -> None:
+        """Release every connection the command opened."""
+        while self._stores:
+            self._stores.pop().dispose()
+
+    def policy(self, path: str | None = None) -> Policy:
+        from recommender_core.policy import load_policy
+
+        chosen = path or self.settings().policy
+        return load_policy(chosen)
+
+
+def state(ctx: typer.Context, *, json_output: bool = False) -> AppState:
+    """The app state; a command's own ``--json`` turns JSON output on as well."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, AppState):
+        root.obj = AppState()
+        root.call_on_close(root.obj.close)
+    if json_output:
+        root.obj.json_output = True
+    return root.obj
+
+
+def not_available(command: str) -> None:
+    """For commands whose feature has not landed yet: one clear line, exit 1."""
+    from recommender_core.errors import NotAvailableError
+
+    raise NotAvailableError(f"'recsys {command}' is not available yet in this version of recsys.")
+
+
+def print_json(document: Any) -> None:
+    """Exactly one JSON document on stdout."""
+    import json
+
+    sys.stdout.write(json.dumps(document, indent=2, default=str, allow_nan=False) + "\n")
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+PolicyOption = Annotated[
+    str | None, typer.Option("--policy", help="Policy file (default: RECSYS_POLICY, else the packaged one).")
+]

@@ -1,0 +1,34 @@
+"""Rendering helpers: rich tables for people (imported lazily), JSON for machines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+
+def format_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
+                empty: str = "(none)") -> None:
+    """A rich table on stdout that fits an 80-column terminal (cells wrap, never truncate values)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", expand=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    count = 0
+    for row in rows:
+        table.add_row(*(format_value(v) for v in row))
+        count += 1
+    console = Console()
+    if count == 0:
+        console.print(f"{title}: {empty}")
+    else:
+        console.print(table)

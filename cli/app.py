@@ -1,0 +1,65 @@
+"""The root ``recsys`` command: global options and the command tree of DESIGN.md section 3."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from . import db, diagnostics, evidence, ingest, policy, routing, telemetry
+from ._base import AppState, RecsysTyper
+
+app = RecsysTyper(
+    name="recsys",
+    help="Evidence-guided LLM model recommender for LiteLLM: ingest evidence, score, route.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from recommender_core import __version__
+
+        typer.echo(f"recsys {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", help="Database URL (default: RECSYS_DATABASE_URL, DATABASE_URL, else embedded SQLite)."
+    )] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More logging (-vv: debug).")] = 0,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    )] = False,
+) -> None:
+    """Global options apply to every command."""
+    ctx.obj = AppState(database_url=database_url, json_output=json_output, verbose=verbose)
+    ctx.call_on_close(ctx.obj.close)
+    if ctx.resilient_parsing:
+        return
+    import os
+
+    from recommender_core.logs import configure_logging
+
+    # The log format is read straight from the environment so that even a bad setting elsewhere
+    # can still be reported in the format the log stack expects.
+    log_format = "json" if os.environ.get("RECSYS_LOG_FORMAT", "text").lower() == "json" else "text"
+    configure_logging(verbosity=verbose, log_format=log_format)
+
+
+app.add_typer(db.app, name="db", help="Database migrations.")
+app.add_typer(ingest.app, name="ingest", help="Ingest evidence and telemetry from their sources.")
+app.add_typer(telemetry.app, name="telemetry", help="Telemetry maintenance.")
+app.add_typer(policy.app, name="policy", help="Inspect and validate policy files.")
+app.add_typer(routing.export_app, name="export", help="Export routing configs for other tools.")
+evidence.register(app)
+routing.register(app)
+diagnostics.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

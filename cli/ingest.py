@@ -1,0 +1,10 @@
+"""``recsys ingest``: one subcommand per source (each in its own module)."""
+
+from __future__ import annotations
+
+from ._base import RecsysTyper
+
+app = RecsysTyper()
+
+# Registration happens on import; each module adds its command to ``app``.
+from . import ingest_litellm, ingest_lmsys, ingest_mteb  # noqa: E402,F401

@@ -1,0 +1,36 @@
+"""``recsys policy check``: validate a policy and show what its names map to."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ._base import JsonOption, RecsysTyper, print_json, state
+from ._render import print_table
+
+app = RecsysTyper()
+
+
+@app.command("check")
+def check(
+    ctx: typer.Context,
+    path: Annotated[str | None, typer.Argument(
+        help="Policy file to check (default: RECSYS_POLICY, else the packaged default).")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Validate a policy file and show what each candidate's evidence maps to."""
+    from recommender_core.policy_check import check_policy
+
+    app_state = state(ctx, json_output=json_output)
+    policy = app_state.policy(path)
+    report = check_policy(app_state.store(), policy)
+    if app_state.json_output:
+        print_json(report.to_json())
+        return
+    typer.echo(f"Policy {policy.source_path} is valid: {len(policy.candidates)} candidates, "
+               f"{len(policy.tasks)} tasks (hash {policy.hash[:12]}).")
+    print_table("Candidates", ["candidate", "kind", "evidence names"],
+                ([c.name, c.kind, ", ".join(c.evidence_names) or "(none stored)"] for c in report.candidates))
+    print_table("Evidence names that match no candidate", ["source", "name", "nearest candidates"],
+                ([u.source, u.name, ", ".join(u.suggestions)] for u in report.unmatched))

@@ -1,0 +1,103 @@
+"""The public surface of recommender_core, and the import-cost rules of the project."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import recommender_core
+
+ROOT = Path(__file__).resolve().parent.parent
+CORE = ROOT / "recommender_core"
+HEAVY = ("litellm", "sqlalchemy", "httpx")
+
+
+def _modules() -> list[str]:
+    names = []
+    for info in pkgutil.walk_packages([str(CORE)], prefix="recommender_core."):
+        if ".migrations" in info.name:
+            continue
+        names.append(info.name)
+    return names
+
+
+def test_public_names_resolve_or_say_not_available() -> None:
+    for name in recommender_core.__all__:
+        try:
+            getattr(recommender_core, name)
+        except AttributeError as exc:
+            assert "is not available in recsys" in str(exc)
+
+
+@pytest.mark.parametrize("module_name", _modules())
+def test_every_module_declares_all(module_name: str) -> None:
+    if module_name.endswith((".telemetry.callback", ".routing.adapter")):
+        pytest.importorskip("litellm")
+    module = importlib.import_module(module_name)
+    assert hasattr(module, "__all__"), f"{module_name} has no __all__"
+    for name in module.__all__:
+        assert hasattr(module, name), f"{module_name}.__all__ names missing {name}"
+
+
+def _imported_after(code: str) -> set[str]:
+    probe = f"{code}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    return {m.split(".")[0] for m in json.loads(out.stdout.strip().splitlines()[-1])}
+
+
+def test_importing_recommender_core_is_light() -> None:
+    loaded = _imported_after("import recommender_core; recommender_core.RecsysError")
+    assert not loaded & {*HEAVY, "typer", "rich"}, loaded & {*HEAVY, "typer", "rich"}
+
+
+def test_cli_help_imports_no_heavy_library() -> None:
+    code = ("import sys\nsys.argv = ['recsys', '--help']\nfrom recsys_cli.app import app\n"
+            "try:\n    app()\nexcept SystemExit:\n    pass")
+    loaded = _imported_after(code)
+    assert not loaded & set(HEAVY), loaded & set(HEAVY)
+
+
+def test_recommender_core_never_imports_cli_typer_or_rich() -> None:
+    forbidden = {"typer", "rich", "click", "recsys_cli", "cli"}
+    for path in CORE.rglob("*.py"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] not in forbidden, f"{path}: imports {name}"
+
+
+def test_litellm_is_imported_only_by_the_code_that_talks_to_it() -> None:
+    allowed = {"telemetry", "routing"}
+    for path in [*CORE.rglob("*.py"), *(ROOT / "cli").rglob("*.py")]:
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n.split(".")[0] == "litellm" for n in names):
+                rel = path.relative_to(ROOT).parts
+                assert rel[0] == "recommender_core" and rel[1] in allowed, f"{path} imports litellm"
+
+
+def test_every_package_folder_is_packaged() -> None:
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    found = {"recsys_cli"} | {
+        ".".join(p.parent.relative_to(ROOT).parts) for p in CORE.rglob("__init__.py")
+        if "migrations" not in p.parts
+    }
+    assert found == listed
