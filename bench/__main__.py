@@ -1,0 +1,31 @@
+"""``python -m bench [NAME ...]``: run every benchmark (or the named ones) and print ratios."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str]) -> int:
+    here = Path(__file__).parent
+    names = sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
+    wanted = [n if n.startswith("bench_") else f"bench_{n}" for n in argv] or names
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+        print(f"Unknown benchmark(s): {', '.join(unknown)}. Available: {', '.join(names)}", file=sys.stderr)
+        return 2
+    missed = 0
+    for name in wanted:
+        module = importlib.import_module(f"bench.{name}")
+        print(f"== {name}", flush=True)
+        for result in module.run():
+            print(result.line(), flush=True)
+            missed += not result.passed
+    print(f"{'all targets met' if not missed else f'{missed} target(s) missed'}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
