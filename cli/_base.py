@@ -15,6 +15,7 @@ import typer
 
 if TYPE_CHECKING:
     from recommender_core.config import Settings
+    from recommender_core.diagnostics.metrics import JobReport
     from recommender_core.policy import Policy
     from recommender_core.store import Store
 
@@ -83,6 +84,8 @@ class AppState:
         return self._settings
 
     _stores: list[Store] = field(default_factory=list)
+    # Set by @cronjob commands; they add ingest counts and gauges to it while they run.
+    report: JobReport | None = None
 
     def store(self) -> Store:
         """The configured store; closed with the command (``close``)."""
@@ -113,6 +116,46 @@ def state(ctx: typer.Context, *, json_output: bool = False) -> AppState:
     if json_output:
         root.obj.json_output = True
     return root.obj
+
+
+def cronjob(command: str) -> Callable[[F], F]:
+    """Mark a command as a CronJob: one metrics push when it ends, success or failure (DESIGN.md 9).
+
+    Apply it under ``@app.command``. The command reads ``state(ctx).report`` to add ingest counts
+    and gauges. Usage errors (exit 2) never reach the command, so they push nothing.
+    """
+
+    def decorator(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            from recommender_core.diagnostics.metrics import JobReport, push_job_report
+
+            ctx = kwargs.get("ctx") or next((a for a in args if isinstance(a, typer.Context)), None)
+            app_state = state(ctx) if ctx is not None else AppState()
+            report = app_state.report = JobReport(command=command)
+            success = False
+            try:
+                result = func(*args, **kwargs)
+                success = True
+                return result
+            except typer.Exit as exc:
+                success = exc.exit_code == 0
+                raise
+            finally:
+                report.finish(success=success)
+                try:
+                    settings = app_state.settings()
+                except Exception:
+                    settings = None
+                if settings is not None and settings.pushgateway_url:
+                    password = settings.pushgateway_password
+                    push_job_report(report, gateway_url=settings.pushgateway_url,
+                                    username=settings.pushgateway_username,
+                                    password=password.get_secret_value() if password else None)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
 
 
 def not_available(command: str) -> None:

@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 import typer
 
-from ._base import JsonOption, PolicyOption, not_available, print_json, state
+from ._base import JsonOption, PolicyOption, cronjob, not_available, print_json, state
 from ._render import print_table
 
 
 def register(app: typer.Typer) -> None:
-    app.command("snapshot")(snapshot_command)
+    app.command("snapshot")(cronjob("snapshot")(snapshot_command))
     app.command("serve")(serve_command)
 
 

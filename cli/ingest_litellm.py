@@ -6,11 +6,12 @@ from typing import Annotated
 
 import typer
 
-from ._base import JsonOption, not_available, state
+from ._base import JsonOption, cronjob, not_available, state
 from .ingest import app
 
 
 @app.command("litellm")
+@cronjob("ingest-litellm")
 def ingest_litellm(
     ctx: typer.Context,
     spend_logs_url: Annotated[str, typer.Option(

@@ -6,11 +6,12 @@ from typing import Annotated
 
 import typer
 
-from ._base import JsonOption, not_available, state
+from ._base import JsonOption, cronjob, not_available, state
 from .ingest import app
 
 
 @app.command("mteb")
+@cronjob("ingest-mteb")
 def ingest_mteb(
     ctx: typer.Context,
     source: Annotated[str | None, typer.Option(

@@ -6,15 +6,15 @@ from typing import Annotated
 
 import typer
 
-from ._base import JsonOption, PolicyOption, RecsysTyper, not_available, state
+from ._base import JsonOption, PolicyOption, RecsysTyper, cronjob, not_available, state
 
 export_app = RecsysTyper()
 
 
 def register(app: typer.Typer) -> None:
-    app.command("score")(score_command)
+    app.command("score")(cronjob("score")(score_command))
     app.command("route")(route_command)
-    app.command("route-test")(route_test_command)
+    app.command("route-test")(cronjob("route-test")(route_test_command))
 
 
 def score_command(

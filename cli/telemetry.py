@@ -6,12 +6,13 @@ from typing import Annotated
 
 import typer
 
-from ._base import JsonOption, RecsysTyper, not_available, state
+from ._base import JsonOption, RecsysTyper, cronjob, not_available, state
 
 app = RecsysTyper()
 
 
 @app.command("prune")
+@cronjob("telemetry-prune")
 def prune(
     ctx: typer.Context,
     older_than: Annotated[int | None, typer.Option(

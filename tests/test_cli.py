@@ -198,3 +198,13 @@ def test_json_logs_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert result.exit_code == 0
     json.loads(result.stdout)
     configure_logging()  # restore the default handler for later tests
+
+
+def test_cronjob_outcome_is_unchanged_when_the_pushgateway_is_down(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECSYS_PUSHGATEWAY_URL", "http://user:pw@127.0.0.1:1")
+    result = runner.invoke(app, ["--database-url", _sqlite(tmp_path), "snapshot", "--json"])
+    assert result.exit_code == 0, result.output
+    json.loads(result.stdout)
+    assert "could not push metrics to the Pushgateway at http://user:***@127.0.0.1:1" in result.stderr
+    assert "pw@" not in result.stderr
