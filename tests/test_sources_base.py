@@ -1,0 +1,199 @@
+"""The shared HTTP client and the Source template method (lock, unchanged, threshold, atomic write)."""
+
+from __future__ import annotations
+
+import inspect
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from sqlmodel import select
+
+from recommender_core.config import Settings
+from recommender_core.errors import SourceError, SourceHTTPError, SourceSchemaError, SourceTimeout
+from recommender_core.policy import load_policy
+from recommender_core.sources.base import Batch, EvidenceRecord, IngestOptions, Source
+from recommender_core.sources.http import EXCEPTION_MAP, HttpSettings, SourceClient, parse_retry_after
+from recommender_core.store import Store
+from recommender_core.store.runs import list_runs
+from recommender_core.store.tables import BenchmarkEvidence, RunStatus
+
+FAST = HttpSettings(max_attempts=3, backoff_base=0.01)
+
+
+def client(handler: object, **kwargs: object) -> tuple[SourceClient, list[float]]:
+    sleeps: list[float] = []
+    c = SourceClient(source="test", transport=httpx.MockTransport(handler),  # type: ignore[arg-type]
+                     settings=FAST, sleep=sleeps.append, **kwargs)  # type: ignore[arg-type]
+    return c, sleeps
+
+
+def test_every_httpx_exception_is_mapped() -> None:
+    mapped = tuple(t for t, _, _ in EXCEPTION_MAP)
+    for _, cls in inspect.getmembers(httpx, inspect.isclass):
+        if issubclass(cls, Exception) and cls.__module__.startswith("httpx"):
+            assert issubclass(cls, mapped), cls
+
+
+def test_429_then_success_honours_retry_after_and_sends_token_and_user_agent() -> None:
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            return httpx.Response(429, headers={"Retry-After": "7"})
+        return httpx.Response(200, json={"sha": "abc"})
+
+    c, sleeps = client(handler, token="hf_secret")
+    with c:
+        assert c.get_json("https://hub.invalid/api/datasets/x") == {"sha": "abc"}
+    assert sleeps == [7.0]
+    assert calls[0].headers["authorization"] == "Bearer hf_secret"
+    assert calls[0].headers["user-agent"].startswith("recsys/")
+
+
+def test_500_until_attempts_run_out() -> None:
+    c, sleeps = client(lambda request: httpx.Response(500))
+    with c, pytest.raises(SourceHTTPError) as info:
+        c.get("https://hub.invalid/x")
+    assert info.value.status_code == 500 and len(sleeps) == 2
+    assert str(info.value) == "test: https://hub.invalid/x answered HTTP 500; run again later."
+
+
+def test_retry_after_beyond_the_limit_fails_at_once() -> None:
+    c, sleeps = client(lambda request: httpx.Response(429, headers={"Retry-After": "3600"}))
+    with c, pytest.raises(SourceHTTPError, match="rate limited for 3600 s"):
+        c.get("https://hub.invalid/x")
+    assert sleeps == []
+
+
+def test_timeout_and_reset_are_retried_then_translated() -> None:
+    def timeout(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("read timed out", request=request)
+
+    c, sleeps = client(timeout)
+    with c, pytest.raises(SourceTimeout, match="timed out"):
+        c.get("https://hub.invalid/x")
+    assert len(sleeps) == 2
+
+    def reset(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadError("Connection reset by peer", request=request)
+
+    c, _ = client(reset)
+    with c, pytest.raises(SourceError, match="dropped the connection"):
+        c.get("https://hub.invalid/x")
+
+
+def test_truncated_body_fails() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Length": "100"}, content=b"PAR1 short")
+
+    c, _ = client(handler)
+    with c, pytest.raises(SourceError, match=r"was truncated \(10 of 100 bytes\)"):
+        c.get("https://hub.invalid/file.parquet")
+
+
+def test_html_where_json_was_expected() -> None:
+    c, _ = client(lambda r: httpx.Response(200, headers={"Content-Type": "text/html"}, text="<html>login</html>"))
+    with c, pytest.raises(SourceError, match="returned an HTML page where JSON was expected"):
+        c.get_json("https://hub.invalid/api")
+
+
+def test_redirects_are_followed_and_github_rate_limit_explained() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "hub.invalid":
+            return httpx.Response(302, headers={"Location": "https://cdn.invalid/blob?X-Amz-Signature=s"})
+        return httpx.Response(200, content=b"data")
+
+    c, _ = client(handler)
+    with c:
+        response = c.get("https://hub.invalid/resolve/sha/file")
+    assert response.content == b"data" and response.request.url.host == "cdn.invalid"
+
+    reset = int(datetime(2026, 11, 26, 4, 0, tzinfo=UTC).timestamp())
+    c, _ = client(lambda r: httpx.Response(403, headers={"x-ratelimit-remaining": "0",
+                                                          "x-ratelimit-reset": str(reset)}))
+    with c, pytest.raises(SourceHTTPError, match="exhausted until 04:00 UTC; set GITHUB_TOKEN"):
+        c.get("https://api.github.invalid/repos/x")
+
+
+def test_parse_retry_after() -> None:
+    now = datetime(2026, 11, 26, 3, 0, 0, tzinfo=UTC)
+    assert parse_retry_after({"retry-after": "12"}) == 12
+    assert parse_retry_after({"retry-after": "Thu, 26 Nov 2026 03:00:30 GMT"}, now=now) == 30
+    assert parse_retry_after({"ratelimit": '"api";r=0;t=55'}) == 55
+    assert parse_retry_after({}) is None
+
+
+class FakeSource(Source):
+    """A source whose version and rows the test controls."""
+
+    name = "fake"
+    job = "ingest-fake"
+
+    def __init__(self, version: str, records: list[EvidenceRecord], rejected: int = 0,
+                 fail: Exception | None = None) -> None:
+        super().__init__(settings=Settings.load(), policy=load_policy())
+        self.version, self.records, self.rejected, self.fail = version, records, rejected, fail
+        self.loads = 0
+
+    def resolve_version(self, options: IngestOptions) -> str:
+        return self.version
+
+    def load(self, version: str, options: IngestOptions) -> Batch:
+        self.loads += 1
+        if self.fail is not None:
+            raise self.fail
+        batch = Batch(records=list(self.records))
+        if self.rejected:
+            batch.reject("rating is not a number", self.rejected)
+        return batch
+
+
+def rows(n: int, base: float = 1000.0) -> list[EvidenceRecord]:
+    return [EvidenceRecord(model=f"m{i}", category="text/overall", value=base + i, lower=base + i - 5,
+                           upper=base + i + 5, samples=100) for i in range(n)]
+
+
+def stored(store: Store) -> dict[str, float]:
+    from recommender_core.evidence import current_run_ids
+
+    run = current_run_ids(store).get("fake")
+    with store.session() as s:
+        return {e.model: e.value for e in s.exec(select(BenchmarkEvidence).where(BenchmarkEvidence.run_id == run))}
+
+
+def test_source_template_success_unchanged_force_and_failures(store: Store) -> None:
+    first = FakeSource("v1", rows(40)).run(store, IngestOptions())
+    assert (first.status, first.rows_accepted) == ("success", 40)
+    assert stored(store)["m3"] == 1003.0
+
+    again = FakeSource("v1", rows(40, base=0))
+    assert again.run(store, IngestOptions()).status == RunStatus.UNCHANGED and again.loads == 0
+    forced = FakeSource("v1", rows(40, base=2000)).run(store, IngestOptions(force=True))
+    assert forced.status == "success" and stored(store)["m3"] == 2003.0
+
+    # 3 of 43 rejected (7%) > 5%: fails, nothing written, previous evidence stays current.
+    with pytest.raises(SourceSchemaError, match=r"3 of 43 rows were rejected \(rating is not a number: 3\)"):
+        FakeSource("v2", rows(40, base=0), rejected=3).run(store, IngestOptions())
+    with pytest.raises(SourceHTTPError):
+        FakeSource("v3", [], fail=SourceHTTPError("fake: HTTP 500", status_code=500)).run(store, IngestOptions())
+    assert stored(store)["m3"] == 2003.0
+    runs = list_runs(store, source="fake")
+    assert [r.status for r in runs[:2]] == [RunStatus.FAILED, RunStatus.FAILED]
+    assert runs[1].rows_rejected == 3 and runs[0].error == "fake: HTTP 500"
+
+    # 2 of 42 rejected (4.8%) is within the threshold: accepted, rejections counted.
+    ok = FakeSource("v4", rows(40), rejected=2).run(store, IngestOptions())
+    assert (ok.rows_accepted, ok.rows_rejected, ok.rejected_reasons) == (40, 2, {"rating is not a number": 2})
+
+
+def test_dry_run_writes_nothing(store: Store) -> None:
+    result = FakeSource("v1", rows(5)).run(store, IngestOptions(dry_run=True))
+    assert result.status == "dry-run" and result.rows_accepted == 5 and result.run_id is None
+    assert list_runs(store, source="fake") == []
+
+
+def test_empty_source_is_refused(store: Store) -> None:
+    with pytest.raises(SourceSchemaError, match="holds no rows"):
+        FakeSource("v1", []).run(store, IngestOptions())
