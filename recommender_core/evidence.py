@@ -13,7 +13,7 @@ from .policy import Policy
 from .store import Store
 from .store.tables import BenchmarkEvidence, IngestRun, RunStatus
 
-__all__ = ["EvidenceRow", "current_run_ids", "list_evidence", "unmatched_models"]
+__all__ = ["EvidenceRow", "current_run_ids", "evidence_names", "list_evidence", "unmatched_models"]
 
 
 @dataclass(frozen=True)
@@ -91,15 +91,22 @@ def list_evidence(
     return rows
 
 
-def unmatched_models(store: Store, policy: Policy) -> dict[str, list[str]]:
-    """Per source, distinct current evidence names that match no candidate, sorted."""
-    run_ids = current_run_ids(store)
+def evidence_names(store: Store) -> dict[str, list[str]]:
+    """Per source, the distinct upstream model names in its current evidence, sorted."""
     result: dict[str, list[str]] = {}
     with store.session() as session:
-        for source, run_id in sorted(run_ids.items()):
-            matcher = policy.matcher(source)
+        for source, run_id in sorted(current_run_ids(store).items()):
             names = session.exec(
                 select(BenchmarkEvidence.model).where(col(BenchmarkEvidence.run_id) == run_id).distinct()
             ).all()
-            result[source] = sorted(n for n in names if matcher.candidate_for(n) is None)
+            result[source] = sorted(names)
+    return result
+
+
+def unmatched_models(store: Store, policy: Policy) -> dict[str, list[str]]:
+    """Per source, distinct current evidence names that match no candidate, sorted."""
+    result: dict[str, list[str]] = {}
+    for source, names in evidence_names(store).items():
+        matcher = policy.matcher(source)
+        result[source] = [n for n in names if matcher.candidate_for(n) is None]
     return result

@@ -6,12 +6,9 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlmodel import col, select
-
-from .evidence import current_run_ids
+from .evidence import evidence_names
 from .policy import Policy
 from .store import Store
-from .store.tables import BenchmarkEvidence
 
 __all__ = ["CandidateMapping", "PolicyReport", "UnmatchedName", "check_policy"]
 
@@ -45,19 +42,14 @@ def check_policy(store: Store, policy: Policy) -> PolicyReport:
     """Map every current evidence name to a candidate, and list the ones that map to none."""
     mapped: dict[str, list[str]] = defaultdict(list)
     unmatched: list[UnmatchedName] = []
-    runs = current_run_ids(store)
-    with store.session() as session:
-        for source, run_id in sorted(runs.items()):
-            matcher = policy.matcher(source)
-            names = session.exec(
-                select(BenchmarkEvidence.model).where(col(BenchmarkEvidence.run_id) == run_id).distinct()
-            ).all()
-            for name in sorted(names):
-                candidate = matcher.candidate_for(name)
-                if candidate is None:
-                    unmatched.append(UnmatchedName(source, name, tuple(matcher.suggestions(name))))
-                else:
-                    mapped[candidate].append(f"{source}:{name}")
+    for source, names in evidence_names(store).items():
+        matcher = policy.matcher(source)
+        for name in names:
+            candidate = matcher.candidate_for(name)
+            if candidate is None:
+                unmatched.append(UnmatchedName(source, name, tuple(matcher.suggestions(name))))
+            else:
+                mapped[candidate].append(f"{source}:{name}")
     candidates = tuple(
         CandidateMapping(name=name, kind=c.kind, evidence_names=tuple(mapped.get(name, ())))
         for name, c in policy.candidates.items()

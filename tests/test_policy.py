@@ -122,3 +122,22 @@ def test_matcher_prefers_explicit_alias_and_refuses_ambiguity() -> None:
     assert matcher.candidate_for("Vendor-Model-V2") == "b/model"
     assert matcher.candidate_for("a/model") == "a/model"
     assert "a/model" in NameMatcher.build(["a/model"], {}).suggestions("a/modell")
+
+
+def test_policy_check_maps_stored_evidence(store: object) -> None:
+    from recommender_core.policy_check import check_policy
+    from recommender_core.store import Store
+    from recommender_core.store.runs import ingest_job
+    from recommender_core.store.tables import BenchmarkEvidence
+
+    assert isinstance(store, Store)
+    with ingest_job(store, job="ingest-lmsys", source="lmsys") as handle:
+        with store.session() as session:
+            for name in ["gpt-4o-2024-08-06", "GPT-4o-mini", "gpt-4o-mini-2024-07-18"]:
+                session.add(BenchmarkEvidence(run_id=handle.run_id, source="lmsys", model=name,
+                                              category="text/overall", value=1200.0))
+    report = check_policy(store, parse_policy(MINIMAL, path="p.yaml"))
+    mapped = {c.name: c.evidence_names for c in report.candidates}
+    assert mapped == {"gpt-4o": ("lmsys:gpt-4o-2024-08-06",), "gpt-4o-mini": ("lmsys:GPT-4o-mini",)}
+    assert [(u.source, u.name) for u in report.unmatched] == [("lmsys", "gpt-4o-mini-2024-07-18")]
+    assert "gpt-4o-mini" in report.unmatched[0].suggestions
