@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._base import JsonOption, cronjob, print_json, state
+from ._base import JsonOption, PolicyOption, cronjob, print_json, state
 from .ingest import app
 
 if TYPE_CHECKING:
@@ -67,8 +67,7 @@ def ingest_lmsys(
     config: Annotated[list[str] | None, typer.Option(
         "--config", help="Dataset config to ingest (repeatable; default: those the policy references, else text)."
     )] = None,
-    policy_path: Annotated[str | None, typer.Option(
-        "--policy", help="Policy file (default: RECSYS_POLICY, else the packaged one).")] = None,
+    policy_path: PolicyOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Ingest LMArena (Chatbot Arena) ratings into the evidence store."""

@@ -319,9 +319,8 @@ def parse_legacy_csv(text: str, *, origin: str, batch: Batch, published_on: date
         except _Bad as bad:
             batch.reject(str(bad))
             continue
-        extra = {"license": row["License"]} if row.get("License") else {}
-        batch.records.append(EvidenceRecord(model=name, category=category, value=rating,
-                                            published_on=published_on, extra=extra))
+        # Every other column (MT-bench, MMLU, licence, link) is ignored (DESIGN.md section 4).
+        batch.records.append(EvidenceRecord(model=name, category=category, value=rating, published_on=published_on))
 
 
 def _read_git_head(folder: Path) -> str | None:
