@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,9 +36,13 @@ class EvidenceRow:
     split: str | None
     source_version: str | None
     run_id: int
+    published_on: date | None = None
+    organization: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        document = asdict(self)
+        document["published_on"] = self.published_on.isoformat() if self.published_on else None
+        return document
 
 
 def current_run_ids(store: Store, sources: Sequence[str] | None = None) -> dict[str, int]:
@@ -84,7 +89,8 @@ def list_evidence(
                 source=ev.source, model=ev.model, candidate=candidate, category=ev.category,
                 task_type=ev.task_type, metric=ev.metric, value=ev.value, lower=ev.lower, upper=ev.upper,
                 samples=ev.samples, rank=ev.rank, revision=ev.revision, split=ev.split,
-                source_version=ev.source_version, run_id=ev.run_id,
+                source_version=ev.source_version, run_id=ev.run_id, published_on=ev.published_on,
+                organization=ev.organization,
             ))
             if limit is not None and len(rows) >= limit:
                 break
