@@ -45,14 +45,19 @@ ENV PATH=/opt/recsys/bin:$PATH \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY --from=builder /dist/ /tmp/dist/
 COPY constraints.txt /tmp/constraints.txt
-# Binary wheels only (psycopg[binary], pyarrow): the slim image has no compiler and gets none.
+# The compiled dependencies (psycopg[binary], pyarrow, pydantic-core) come as binary wheels: the
+# slim image has no compiler and gets none.
+# The user exists in /etc/passwd too, for libraries that look the uid up (libpq does).
 # Versions are pinned by constraints.txt (hadolint cannot see a pin made through -c, hence DL3013).
 # hadolint ignore=DL3013
 RUN python -m venv /opt/recsys \
- && /opt/recsys/bin/python -m pip install --only-binary=:all: --constraint /tmp/constraints.txt /tmp/dist/*.whl \
+ && /opt/recsys/bin/python -m pip install --constraint /tmp/constraints.txt /tmp/dist/*.whl \
  && /opt/recsys/bin/python -m pip uninstall --yes pip \
  && rm -rf /tmp/dist /tmp/constraints.txt \
- && recsys --version
+ && recsys --version \
+ && groupadd --gid "${RECSYS_UID}" recsys \
+ && useradd --uid "${RECSYS_UID}" --gid "${RECSYS_UID}" --no-create-home --home-dir /tmp \
+      --shell /usr/sbin/nologin recsys
 USER ${RECSYS_UID}:${RECSYS_UID}
 WORKDIR /tmp
 ENTRYPOINT ["recsys"]

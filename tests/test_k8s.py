@@ -170,6 +170,22 @@ def test_cronjob_settings(rendered: list[dict[str, Any]]) -> None:
         _check_pod(cronjob, rendered, uid)
 
 
+def test_the_documented_migration_step_applies_all_the_job_needs(rendered: list[dict[str, Any]]) -> None:
+    """docs/deploy.md applies `-l app.kubernetes.io/component in (...)` before the rest."""
+    match = re.search(r"app\.kubernetes\.io/component in \(([^)]*)\)", (REPO_ROOT / "docs" / "deploy.md").read_text())
+    assert match, "docs/deploy.md shows the migration step's selector"
+    components = {c.strip() for c in match.group(1).split(",")}
+    selected = {(d["kind"], d["metadata"]["name"]) for d in rendered
+                if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") in components}
+    (job,) = _of_kind(rendered, "Job")
+    spec = pod_spec(job)
+    needs = {("Job", job["metadata"]["name"]), ("ServiceAccount", spec["serviceAccountName"])}
+    needs |= {("ConfigMap", v["configMap"]["name"]) for v in spec["volumes"] if "configMap" in v}
+    needs |= {("NetworkPolicy", d["metadata"]["name"]) for d in _of_kind(rendered, "NetworkPolicy")}
+    assert needs <= selected, needs - selected
+    assert not {kind for kind, _ in selected} & {"CronJob", "Deployment"}
+
+
 def test_migration_job_and_serve_settings(rendered: list[dict[str, Any]]) -> None:
     uid, _ = read_dockerfile().runtime_user
     (job,) = _of_kind(rendered, "Job")
