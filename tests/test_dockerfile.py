@@ -23,7 +23,7 @@ from packaging.utils import canonicalize_name
 
 from recommender_core.diagnostics.metrics import CRONJOB_COMMANDS
 from tests._deploy import DOCKERFILE, Dockerfile, read_dockerfile, resolve_command, venv_tool
-from tests.conftest import REPO_ROOT, skip_or_fail
+from tests.conftest import REPO_ROOT, require_binary
 
 COMPILERS = ("gcc", "g++", "clang", "build-essential", "cc ", "make ", "python3-dev", "libpq-dev")
 # Paths that must never reach the build context.
@@ -143,24 +143,31 @@ def test_constraints_pin_every_runtime_dependency_and_the_build_backend() -> Non
 
 # --- the image's conditions, without an engine ------------------------------------------------------
 
-def _interpreter_for(uid: int | None, gid: int | None) -> str:
-    """A Python 3.11 the unprivileged user can run: this one's base interpreter when reachable."""
+def _unprivileged(uid: int, gid: int) -> tuple[str, list[str]]:
+    """(interpreter, command prefix) to run the installed image's commands without privileges.
+
+    Not root: the current user, as is. Root: the image's numeric user, with a Python 3.11 that user
+    can run and a test environment it can read; where none is reachable (e.g. both live under a
+    private /root), root with every capability dropped, which the kernel treats as unprivileged
+    (file modes apply, so a read-only install stays read-only).
+    """
+    base = getattr(sys, "_base_executable", sys.executable)
+    if os.geteuid() != 0:
+        return base, []
+    setpriv = require_binary("setpriv", "it comes with util-linux")
+    as_user = [setpriv, "--reuid", str(uid), "--regid", str(gid), "--clear-groups", "--"]
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
-    candidates = [getattr(sys, "_base_executable", sys.executable), shutil.which(f"python{here}"),
-                  f"/usr/bin/python{here}", f"/usr/local/bin/python{here}"]
-    for candidate in dict.fromkeys(c for c in candidates if c):
-        if not Path(candidate).exists():
-            continue
-        try:
-            probe = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"],
-                                   capture_output=True, text=True, timeout=60, check=False, user=uid, group=gid,
-                                   extra_groups=[] if uid is not None else None, cwd="/")
-        except PermissionError:  # e.g. an interpreter under a private home directory
-            continue
-        if probe.returncode == 0 and probe.stdout.strip() == str(sys.version_info[:2]):
-            return candidate
-    skip_or_fail(f"no Python {here} that an unprivileged user can run (tried {candidates})")
-    raise AssertionError("unreachable")
+    probe = (f"import sys; sys.path.append({sysconfig.get_paths()['purelib']!r}); import typer, sqlalchemy;"
+             f"assert sys.version_info[:2] == {sys.version_info[:2]!r}")
+    for candidate in dict.fromkeys([base, shutil.which(f"python{here}"), f"/usr/bin/python{here}",
+                                    f"/usr/local/bin/python{here}"]):
+        if candidate and Path(candidate).exists():
+            result = subprocess.run([*as_user, candidate, "-c", probe], capture_output=True, timeout=60,
+                                    check=False, cwd="/")
+            if result.returncode == 0:
+                return candidate, as_user
+    return base, [setpriv, "--bounding-set", "-all", "--inh-caps", "-all", "--ambient-caps", "-all",
+                  "--no-new-privs", "--"]
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +191,6 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, float]]:
 def test_every_target_runs_from_a_read_only_install_as_an_unprivileged_user(
         dockerfile: Dockerfile, image_root: Path) -> None:
     uid, gid = dockerfile.runtime_user
-    run_as: int | None = uid if os.geteuid() == 0 else None  # not root: already unprivileged
     # 1. the builder stage: build the wheel from exactly what the Dockerfile COPYs
     src = image_root / "src"
     src.mkdir()
@@ -203,7 +209,7 @@ def test_every_target_runs_from_a_read_only_install_as_an_unprivileged_user(
     # 2. the runtime stage: a fresh venv holding the wheel; its dependencies are this test
     #    environment's (no registry), reached through a .pth file like --system-site-packages
     venv = image_root / "opt" / "recsys"
-    python = _interpreter_for(run_as, gid if run_as is not None else None)
+    python, prefix = _unprivileged(uid, gid)
     subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     install = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
                               "--quiet", "--no-deps", "--no-index", str(wheel)],
@@ -220,27 +226,25 @@ def test_every_target_runs_from_a_read_only_install_as_an_unprivileged_user(
     before = _snapshot(venv)
     scratch = image_root / "tmp"  # stands in for the image's /tmp (an emptyDir in Kubernetes)
     scratch.mkdir(mode=0o700)
-    if run_as is not None:
+    if "--reuid" in prefix:
         os.chown(scratch, uid, gid)
     env = {key: value.replace("/tmp", str(scratch), 1) if value.startswith("/tmp") else value
            for key, value in dockerfile.env("runtime").items() if key != "PATH"}
     env["PATH"] = f"{venv / 'bin'}:/usr/bin:/bin"
 
     def run(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(venv / "bin" / "recsys"), *argv], env=env, cwd=scratch, capture_output=True,
-                              text=True, timeout=120, check=False, user=run_as,
-                              group=gid if run_as is not None else None,
-                              extra_groups=[] if run_as is not None else None)
+        return subprocess.run([*prefix, str(venv / "bin" / "recsys"), *argv], env=env, cwd=scratch,
+                              capture_output=True, text=True, timeout=120, check=False)
 
     # the code really comes from the wheel, not from the source tree
-    origin = subprocess.run([str(venv / "bin" / "python"), "-c",
+    origin = subprocess.run([*prefix, str(venv / "bin" / "python"), "-c",
                              "import recommender_core, recsys_cli; print(recommender_core.__file__);"
                              "print(recsys_cli.__file__)"], env=env, cwd=scratch, capture_output=True,
-                            text=True, timeout=60, check=True, user=run_as)
+                            text=True, timeout=60, check=True)
     assert all(line.startswith(str(site)) for line in origin.stdout.split()), origin.stdout
     # cannot write where it runs from
-    probe = subprocess.run([str(venv / "bin" / "python"), "-c", f"open({str(site / 'x')!r}, 'w')"], env=env,
-                           cwd=scratch, capture_output=True, text=True, timeout=60, check=False, user=run_as)
+    probe = subprocess.run([*prefix, str(venv / "bin" / "python"), "-c", f"open({str(site / 'x')!r}, 'w')"],
+                           env=env, cwd=scratch, capture_output=True, text=True, timeout=60, check=False)
     assert probe.returncode != 0 and "PermissionError" in probe.stderr
 
     for target, cmd in sorted(dockerfile.job_targets.items()):
