@@ -56,7 +56,8 @@ bench: dev
 # Re-pin every dependency after a deliberate upgrade: review the diff before committing it.
 constraints: $(BIN)/python
 	$(PIP) install --quiet --upgrade -e '.[dev]'
-	$(PIP) freeze --exclude-editable | grep -v '^recsys' > constraints.txt
+	# --all keeps setuptools (the build backend the Dockerfile and the wheel test pin); pip itself is not pinned.
+	$(PIP) freeze --all --exclude-editable | grep -v -e '^recsys' -e '^pip==' > constraints.txt
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache build *.egg-info
