@@ -19,6 +19,7 @@ import atexit
 import functools
 import logging
 import os
+import uuid
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -39,6 +40,25 @@ def _close_at_exit(ref: weakref.ReferenceType[TelemetryCallback]) -> None:
     callback = ref()
     if callback is not None:
         callback.close()
+
+
+def _unregister(callback: CustomLogger) -> None:
+    """Remove ``callback`` from LiteLLM's callback lists, so a closed callback is not called."""
+    try:
+        import litellm
+
+        manager = getattr(litellm, "logging_callback_manager", None)
+        drop = getattr(manager, "drop_callbacks", None)
+        if drop is not None:
+            drop([callback])
+        else:  # older litellm: the lists are plain module attributes
+            for name in ("callbacks", "input_callback", "success_callback", "failure_callback",
+                         "_async_success_callback", "_async_failure_callback"):
+                current = getattr(litellm, name, None)
+                if isinstance(current, list) and callback in current:
+                    setattr(litellm, name, [c for c in current if c is not callback])
+    except Exception:  # unregistering is best effort; the closed writer drops and counts events
+        log.debug("telemetry: could not unregister the callback from litellm", exc_info=True)
 
 
 class TelemetryCallback(CustomLogger):
@@ -64,6 +84,9 @@ class TelemetryCallback(CustomLogger):
         backoff_max: float = 30.0,
     ) -> None:
         super().__init__()
+        # LiteLLM treats two loggers of one class with equal public str/int/bool attributes as the
+        # same logger and keeps only the first; a per-instance name keeps each registration real.
+        self.recsys_instance = f"recsys-telemetry-{uuid.uuid4().hex[:12]}"
         from ..config import Settings
 
         settings = Settings.load(database_url=database_url) if queue_size is None or sink is None else None
@@ -89,10 +112,11 @@ class TelemetryCallback(CustomLogger):
         return self._writer.flush(timeout)
 
     def close(self, timeout: float = 10.0) -> bool:
-        """Flush, stop the writer and release the store; idempotent."""
+        """Unregister from LiteLLM, flush, stop the writer and release the store; idempotent."""
         if self._closed:
             return True
         self._closed = True
+        _unregister(self)
         flushed = self._writer.close(timeout)
         if not flushed:
             stats = self._writer.stats()

@@ -28,6 +28,7 @@ def run_demo(*, database_url: str | None = None, calls_per_task: int = CALLS_PER
     """Make the demo calls (one failing deployment falls back to another) and return the events written."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
+    from litellm.router import Router
 
     from .callback import TelemetryCallback
 
@@ -43,7 +44,7 @@ def run_demo(*, database_url: str | None = None, calls_per_task: int = CALLS_PER
         model_list.append({"model_name": "gpt-5-mini", "litellm_params": {
             # The Router deep-copies its parameters, so a plain exception (a mapped one is not copyable).
             "model": "gpt-5-mini", "mock_response": Exception("demo: deployment down")}})
-        router = litellm.Router(model_list=model_list, fallbacks=[{"gpt-5-mini": ["gpt-4o-mini"]}], num_retries=0)
+        router = Router(model_list=model_list, fallbacks=[{"gpt-5-mini": ["gpt-4o-mini"]}], num_retries=0)
         messages = [{"role": "user", "content": "demo"}]
         for task, group in DEMO_TASKS:
             for _ in range(calls_per_task):
