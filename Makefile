@@ -31,6 +31,7 @@ dev: $(VENV)/.installed-dev
 demo: install
 	rm -rf .demo && mkdir -p .demo
 	$(DEMO_ENV) $(BIN)/recsys db upgrade
+	$(DEMO_ENV) $(BIN)/python -m recommender_core.telemetry.demo
 	$(DEMO_ENV) $(BIN)/recsys policy check
 	$(DEMO_ENV) $(BIN)/recsys snapshot
 	@echo
