@@ -44,11 +44,10 @@ def ingest_litellm(
     settings = app_state.settings()
     result = ingest_spend_logs(app_state.store(), dsn=spend_logs_url, since=start, keep_runs=settings.keep_runs)
     if app_state.report is not None:
-        app_state.report.record_ingest(SOURCE, rows=result.inserted, rejected=result.read - result.inserted
-                                       - result.skipped)
+        app_state.report.record_ingest(SOURCE, rows=result.inserted, rejected=result.rejected)
     if app_state.json_output:
         print_json({"run_id": result.run_id, "read": result.read, "inserted": result.inserted,
-                    "skipped_existing": result.skipped,
+                    "skipped_existing": result.skipped, "rejected": result.rejected,
                     "cursor": result.cursor.isoformat() if result.cursor else None})
     else:
         typer.echo(f"Imported {result.inserted} new spend-log rows ({result.read} read, {result.skipped} "

@@ -110,6 +110,20 @@ def test_completion_success_and_failure(store: Store, callbacks: list[Any]) -> N
     _assert_no_text(store)
 
 
+def test_streamed_call_records_time_to_first_token(store: Store, callbacks: list[Any]) -> None:
+    from recommender_core import TelemetryCallback
+
+    callback = _register(callbacks, TelemetryCallback(store=store, flush_interval=0.05))
+    stream = litellm.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="several words of answer",
+                                stream=True, mock_delay=0.01, metadata={"tags": ["task:chat"]})
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in stream) == "several words of answer"
+    _settle(callback, 1)
+    (event,) = _events(store)
+    assert event.status == "success" and event.task == "chat"
+    assert event.ttft_ms is not None and event.latency_ms is not None
+    assert 0 <= event.ttft_ms < event.latency_ms
+
+
 def test_acompletion_success_and_failure(store: Store, callbacks: list[Any]) -> None:
     from recommender_core import TelemetryCallback
 

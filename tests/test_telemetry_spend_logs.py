@@ -173,9 +173,10 @@ def test_import_maps_fields_and_is_incremental_and_idempotent(store: Store, spen
         _row("req-fail", 2, status="failure", spend=0.0, prompt_tokens=0, completion_tokens=0,
              metadata={"error_information": {"error_class": "RateLimitError", "error_message": SECRET}}),
         _row("req-cache", 3, cache_hit="True", spend=0.0, metadata={"requester_metadata": {"task": "math"}}),
+        _row("req-no-model", 4, model=""),  # the column's default: not a usable event
     ])
     first = ingest_spend_logs(store, dsn=spend_logs_dsn)
-    assert (first.read, first.inserted, first.skipped) == (4, 4, 0)
+    assert (first.read, first.inserted, first.skipped, first.rejected) == (5, 4, 0, 1)
     events = _events(store)
     ok = events["req-ok"]
     assert (ok.origin, ok.model, ok.model_group, ok.provider, ok.task, ok.status) == (
@@ -192,11 +193,11 @@ def test_import_maps_fields_and_is_incremental_and_idempotent(store: Store, spen
         run = session.execute(sa.select(IngestRun).where(IngestRun.source == "litellm")).scalars().one()
         rollups = session.execute(sa.select(sa.func.count()).select_from(TelemetryRollup)).scalar_one()
     assert SECRET not in dump
-    assert (run.status, run.rows_accepted) == ("success", 4)
+    assert (run.status, run.rows_accepted, run.rows_rejected) == ("success", 4, 1)
     assert rollups > 0
 
     again = ingest_spend_logs(store, dsn=spend_logs_dsn)
-    assert again.inserted == 0 and again.read == 4  # the overlap window re-reads, request_id dedupes
+    assert again.inserted == 0 and again.read == 5  # the overlap window re-reads, request_id dedupes
 
     # A row committed late with an earlier start (inside the overlap), and a new one.
     _insert(spend_logs_dsn, [_row("req-late", 2.5), _row("req-new", 60)])

@@ -84,6 +84,7 @@ class SpendLogsResult:
     read: int
     inserted: int
     skipped: int
+    rejected: int
     start: datetime | None
     cursor: datetime | None
 
@@ -227,4 +228,4 @@ def ingest_spend_logs(
         run_id = handle.run_id
     refresh_rollups(store)
     return SpendLogsResult(run_id=run_id, read=read, inserted=inserted, skipped=read - rejected - inserted,
-                           start=start, cursor=cursor)
+                           rejected=rejected, start=start, cursor=cursor)
