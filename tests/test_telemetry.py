@@ -17,7 +17,7 @@ from recommender_core.stats import percentile
 from recommender_core.store import Store
 from recommender_core.store.tables import TelemetryEvent, TelemetryRollup
 from recommender_core.telemetry.events import TelemetryRecord, record_from_standard_logging, task_from
-from recommender_core.telemetry.rollups import compute_rollups, prune_events, refresh_rollups
+from recommender_core.telemetry.rollups import compute_rollups, model_rollups, prune_events, refresh_rollups
 from recommender_core.telemetry.writer import BatchWriter, write_records
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -307,6 +307,7 @@ def test_rollups_per_model_and_task_with_exact_percentiles(store: Store) -> None
     assert week.calls == 106 and week.ttft_p50_ms == 300.0
     assert (168, "gpt-4o", "coding") in rollups
     assert rollups[(24, "smart", "math")].calls == 1  # the model group names the model
+    assert [(r.model, r.calls) for r in model_rollups(store, now=NOW)] == [("gpt-4o", 105), ("smart", 1)]
 
     stored = refresh_rollups(store, now=NOW)
     with store.session() as session:

@@ -21,11 +21,14 @@ import logging
 import os
 import uuid
 import weakref
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .events import TelemetryRecord, record_from_standard_logging
 from .writer import BatchWriter, WriterStats, write_records
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -76,8 +79,8 @@ class TelemetryCallback(CustomLogger):
         self,
         database_url: str | None = None,
         *,
-        store: Any = None,
-        sink: Any = None,
+        store: Store | None = None,
+        sink: Callable[[Sequence[TelemetryRecord]], int] | None = None,
         queue_size: int | None = None,
         batch_size: int = 500,
         flush_interval: float = 1.0,
@@ -90,7 +93,7 @@ class TelemetryCallback(CustomLogger):
         from ..config import Settings
 
         settings = Settings.load(database_url=database_url) if queue_size is None or sink is None else None
-        self._store = None
+        self._store: Store | None = None
         if sink is None:
             from ..store import Store
 

@@ -32,6 +32,7 @@ __all__ = [
     "PruneResult",
     "Rollup",
     "compute_rollups",
+    "model_rollups",
     "prune_events",
     "refresh_rollups",
 ]
@@ -128,6 +129,11 @@ def compute_rollups(
                 cost_per_1k_tokens=1000 * acc.priced_cost / acc.priced_tokens if acc.priced_tokens else None,
             ))
     return result
+
+
+def model_rollups(store: Store, *, now: datetime | None = None, window_hours: int = 24) -> list[Rollup]:
+    """One rollup per model over one window, every task together (what the snapshot reports)."""
+    return [r for r in compute_rollups(store, now=now, windows_hours=(window_hours,)) if r.task is None]
 
 
 def refresh_rollups(
