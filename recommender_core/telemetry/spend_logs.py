@@ -56,7 +56,6 @@ COLUMNS_READ: dict[str, str] = {
     "cache_hit": "String?",
     "request_tags": "Json?",
     "status": "String?",
-    "session_id": "String?",
     "metadata": "Json?",
 }
 PAGE_SIZE = 5_000
@@ -66,7 +65,6 @@ OVERLAP = timedelta(minutes=15)
 _QUERY = f"""
 SELECT request_id, model, model_group, custom_llm_provider, "startTime", "endTime",
        "completionStartTime", spend, prompt_tokens, completion_tokens, cache_hit, request_tags, status,
-       session_id,
        metadata -> 'error_information' ->> 'error_class' AS error_class,
        metadata -> 'requester_metadata' ->> 'task' AS meta_task
 FROM "{SPEND_LOGS_TABLE}"
@@ -116,7 +114,8 @@ def record_from_spend_log(row: dict[str, Any]) -> TelemetryRecord | None:
     return TelemetryRecord(
         event_id=request_id,
         origin="spend_logs",
-        trace_id=(str(row["session_id"])[:128] if row.get("session_id") else None),
+        # The table has no trace id (session_id is a conversation id, not one request's attempts).
+        trace_id=None,
         model_group=(str(row["model_group"])[:256] if row.get("model_group") else None),
         model=model,
         provider=(str(row["custom_llm_provider"])[:64] if row.get("custom_llm_provider") else None),
