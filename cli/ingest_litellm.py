@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
-from ._base import JsonOption, cronjob, not_available, state
+from ._base import JsonOption, cronjob, print_json, state
 from .ingest import app
+
+
+def _parse_since(value: str | None) -> datetime | None:
+    from recommender_core.errors import UsageError
+
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--since '{value}' is not an ISO 8601 time; use e.g. 2026-11-01T00:00:00Z.") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
 @app.command("litellm")
@@ -18,10 +31,24 @@ def ingest_litellm(
         "--spend-logs-url", help="DSN of the LiteLLM proxy database holding LiteLLM_SpendLogs."
     )],
     since: Annotated[str | None, typer.Option(
-        "--since", help="Import requests that started at or after this ISO 8601 time."
+        "--since", help="Import requests that started at or after this ISO 8601 time (UTC unless it has "
+                        "an offset); default: from the last import."
     )] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Import a LiteLLM proxy's spend logs as telemetry, incrementally."""
-    state(ctx, json_output=json_output)
-    not_available("ingest litellm")
+    from recommender_core.telemetry.spend_logs import SOURCE, ingest_spend_logs
+
+    app_state = state(ctx, json_output=json_output)
+    start = _parse_since(since)
+    settings = app_state.settings()
+    result = ingest_spend_logs(app_state.store(), dsn=spend_logs_url, since=start, keep_runs=settings.keep_runs)
+    if app_state.report is not None:
+        app_state.report.record_ingest(SOURCE, rows=result.inserted, rejected=result.rejected)
+    if app_state.json_output:
+        print_json({"run_id": result.run_id, "read": result.read, "inserted": result.inserted,
+                    "skipped_existing": result.skipped, "rejected": result.rejected,
+                    "cursor": result.cursor.isoformat() if result.cursor else None})
+    else:
+        typer.echo(f"Imported {result.inserted} new spend-log rows ({result.read} read, {result.skipped} "
+                   f"already stored); cursor {result.cursor.isoformat() if result.cursor else 'unset'}.")

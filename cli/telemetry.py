@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._base import JsonOption, RecsysTyper, cronjob, not_available, state
+from ._base import JsonOption, RecsysTyper, cronjob, print_json, state
 
 app = RecsysTyper()
 
@@ -21,5 +21,15 @@ def prune(
     json_output: JsonOption = False,
 ) -> None:
     """Delete raw telemetry events older than the retention, in bounded batches."""
-    state(ctx, json_output=json_output)
-    not_available("telemetry prune")
+    from recommender_core.telemetry.rollups import prune_events
+
+    app_state = state(ctx, json_output=json_output)
+    days = older_than if older_than is not None else app_state.settings().telemetry_retention_days
+    result = prune_events(app_state.store(), older_than_days=days)
+    if app_state.report is not None:
+        app_state.report.gauges["telemetry_pruned_events"] = result.deleted
+    if app_state.json_output:
+        print_json({"cutoff": result.cutoff.isoformat(), "deleted": result.deleted, "batches": result.batches})
+    else:
+        typer.echo(f"Deleted {result.deleted} telemetry events that started before {result.cutoff.isoformat()} "
+                   f"({result.batches} batches).")

@@ -1,0 +1,173 @@
+"""``TelemetryCallback``: the LiteLLM ``CustomLogger`` that records every call (DESIGN.md section 7).
+
+Register it once and every call through the SDK, a ``litellm.Router`` or the proxy is recorded::
+
+    import litellm
+    from recommender_core import TelemetryCallback
+
+    litellm.callbacks = [TelemetryCallback()]          # the configured store
+    litellm.completion(model="gpt-4o-mini", messages=[...], metadata={"tags": ["task:coding"]})
+
+The hooks only map ``kwargs["standard_logging_object"]`` to a small record and append it to a
+bounded queue; a background thread writes batches (``recommender_core.telemetry.writer``). A hook
+never raises into LiteLLM, and no prompt, response or error message text is ever kept.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+import os
+import uuid
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .events import TelemetryRecord, record_from_standard_logging
+from .writer import BatchWriter, WriterStats, write_records
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from litellm.integrations.custom_logger import CustomLogger
+
+__all__ = ["TelemetryCallback"]
+
+log = logging.getLogger("recsys.telemetry")
+
+
+def _close_at_exit(ref: weakref.ReferenceType[TelemetryCallback]) -> None:
+    callback = ref()
+    if callback is not None:
+        callback.close()
+
+
+def _unregister(callback: CustomLogger) -> None:
+    """Remove ``callback`` from LiteLLM's callback lists, so a closed callback is not called."""
+    try:
+        import litellm
+
+        manager = getattr(litellm, "logging_callback_manager", None)
+        drop = getattr(manager, "drop_callbacks", None)
+        if drop is not None:
+            drop([callback])
+        else:  # older litellm: the lists are plain module attributes
+            for name in ("callbacks", "input_callback", "success_callback", "failure_callback",
+                         "_async_success_callback", "_async_failure_callback"):
+                current = getattr(litellm, name, None)
+                if isinstance(current, list) and callback in current:
+                    setattr(litellm, name, [c for c in current if c is not callback])
+    except Exception:  # unregistering is best effort; the closed writer drops and counts events
+        log.debug("telemetry: could not unregister the callback from litellm", exc_info=True)
+
+
+class TelemetryCallback(CustomLogger):
+    """Records latency, errors, tokens and cost of every LiteLLM call into the recsys store.
+
+    ``TelemetryCallback(database_url=None)`` writes to the configured store (``RECSYS_DATABASE_URL``,
+    else the embedded default) when no URL is given. ``flush(timeout=10.0)`` writes everything
+    queued; ``close()`` flushes and stops the writer; pending events are also flushed at exit.
+
+    ``queue_size`` defaults to ``RECSYS_TELEMETRY_QUEUE_SIZE``. ``store`` or ``sink`` replace the
+    database (a ``sink`` receives each batch of ``TelemetryRecord``), for tests and embedding.
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        store: Store | None = None,
+        sink: Callable[[Sequence[TelemetryRecord]], int] | None = None,
+        queue_size: int | None = None,
+        batch_size: int = 500,
+        flush_interval: float = 1.0,
+        backoff_max: float = 30.0,
+    ) -> None:
+        super().__init__()
+        # LiteLLM treats two loggers of one class with equal public str/int/bool attributes as the
+        # same logger and keeps only the first; a per-instance name keeps each registration real.
+        self.recsys_instance = f"recsys-telemetry-{uuid.uuid4().hex[:12]}"
+        from ..config import Settings
+
+        settings = Settings.load(database_url=database_url) if queue_size is None or sink is None else None
+        self._store: Store | None = None
+        if sink is None:
+            from ..store import Store
+
+            if store is None:
+                assert settings is not None  # noqa: S101 - loaded above whenever sink is None
+                store = Store.from_settings(settings)
+            self._store = store
+            sink = functools.partial(write_records, store)
+        size = queue_size if queue_size is not None else settings.telemetry_queue_size  # type: ignore[union-attr]
+        self._writer = BatchWriter(sink=sink, queue_size=size, batch_size=batch_size,
+                                   flush_interval=flush_interval, backoff_max=backoff_max)
+        self._closed = False
+        atexit.register(_close_at_exit, weakref.ref(self))
+
+    # --- public controls ----------------------------------------------------------------------
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Write everything queued so far; False when ``timeout`` seconds passed first."""
+        return self._writer.flush(timeout)
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Unregister from LiteLLM, flush, stop the writer and release the store; idempotent."""
+        if self._closed:
+            return True
+        self._closed = True
+        _unregister(self)
+        flushed = self._writer.close(timeout)
+        if not flushed:
+            stats = self._writer.stats()
+            log.warning("telemetry: %d events could not be written before close (%s)",
+                        stats.queued, stats.last_error)
+        if self._store is not None:
+            self._store.dispose()
+        return flushed
+
+    def stats(self) -> WriterStats:
+        """Queued, written and dropped counts since start."""
+        return self._writer.stats()
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped because the queue was full."""
+        return self._writer.dropped
+
+    # --- the hooks (parameter names are LiteLLM's) ---------------------------------------------
+
+    def _record(self, kwargs: Mapping[str, Any]) -> None:
+        try:
+            payload = kwargs.get("standard_logging_object")
+            if not isinstance(payload, Mapping):
+                return
+            params = kwargs.get("litellm_params")
+            metadata = params.get("metadata") if isinstance(params, Mapping) else None
+            record = record_from_standard_logging(
+                payload, metadata=metadata if isinstance(metadata, Mapping) else None)
+            if record is not None:
+                self._writer.enqueue(record)
+        except Exception:  # a telemetry bug must never break the caller's request
+            log.debug("telemetry: could not record a call", exc_info=True)
+
+    def log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._record(kwargs)
+
+    def log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._record(kwargs)
+
+    async def async_log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any,
+                                      end_time: Any) -> None:
+        self._record(kwargs)
+
+    async def async_log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any,
+                                      end_time: Any) -> None:
+        self._record(kwargs)
+
+    def record_many(self, records: Sequence[TelemetryRecord]) -> None:
+        """Queue already-built records (the spend-log importer and benchmarks use the same path)."""
+        self._writer.enqueue_many(records)

@@ -1,0 +1,223 @@
+"""TelemetryCallback under real LiteLLM calls (``mock_response``): completion, acompletion and a
+Router with a fallback fire the real hooks, with real costs from litellm's packaged price table.
+
+Importing litellm is slow here, so every test that needs it lives in this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from recommender_core.store import Store
+from recommender_core.store.tables import TelemetryEvent
+from recommender_core.telemetry.events import TelemetryRecord
+
+# Before the import: otherwise litellm fetches its price table from the network.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+litellm = pytest.importorskip("litellm")
+
+pytestmark = [
+    # litellm's own TypedDicts use typing.ReadOnly, which pydantic (building litellm's models)
+    # warns about from its schema generator; it is no concern of ours.
+    pytest.mark.filterwarnings("ignore:Items? .* using the `ReadOnly` qualifier:UserWarning:pydantic"),
+]
+
+SECRET_PROMPT = "PROMPT-TEXT-THAT-MUST-NOT-BE-STORED"
+SECRET_ANSWER = "ANSWER-TEXT-THAT-MUST-NOT-BE-STORED"
+MESSAGES = [{"role": "user", "content": SECRET_PROMPT}]
+
+
+@pytest.fixture
+def callbacks() -> Iterator[list[Any]]:
+    """litellm.callbacks for one test, restored afterwards."""
+    saved = list(litellm.callbacks)
+    registered: list[Any] = []
+    try:
+        yield registered
+    finally:
+        litellm.callbacks = saved
+        for callback in registered:
+            callback.close(timeout=5)
+
+
+def _register(callbacks: list[Any], callback: Any) -> Any:
+    callbacks.append(callback)
+    litellm.callbacks = [callback]
+    return callback
+
+
+def _settle(callback: Any, expected: int, timeout: float = 10.0) -> None:
+    """LiteLLM fires sync success hooks from a thread pool: wait for them, then flush."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = callback.stats()
+        if stats.written + stats.queued + stats.dropped >= expected:
+            break
+        time.sleep(0.02)
+    assert callback.flush(timeout=timeout)
+
+
+def _events(store: Store) -> list[TelemetryEvent]:
+    with store.session() as session:
+        return list(session.execute(sa.select(TelemetryEvent).order_by(TelemetryEvent.id)).scalars())
+
+
+def test_public_name_resolves_lazily() -> None:
+    import recommender_core
+    from recommender_core.telemetry.callback import TelemetryCallback
+
+    assert recommender_core.TelemetryCallback is TelemetryCallback
+    assert issubclass(TelemetryCallback, litellm.integrations.custom_logger.CustomLogger)
+
+
+def test_completion_success_and_failure(store: Store, callbacks: list[Any]) -> None:
+    from recommender_core import TelemetryCallback
+
+    callback = _register(callbacks, TelemetryCallback(store=store, flush_interval=0.05))
+    response = litellm.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response=SECRET_ANSWER,
+                                  metadata={"tags": ["task:coding"]})
+    assert response.choices[0].message.content == SECRET_ANSWER
+    with pytest.raises(litellm.RateLimitError):
+        litellm.completion(model="gpt-4o-mini", messages=MESSAGES, metadata={"tags": ["task:coding"]},
+                           mock_response=litellm.RateLimitError("slow down", llm_provider="openai",
+                                                                model="gpt-4o-mini"))
+    with pytest.raises(litellm.InternalServerError):
+        litellm.completion(model="claude-haiku-4-5", messages=MESSAGES, mock_response=Exception("boom"))
+    _settle(callback, 3)
+    events = _events(store)
+    assert len(events) == 3
+    ok = next(e for e in events if e.status == "success")
+    assert (ok.model, ok.provider, ok.task, ok.origin) == ("gpt-4o-mini", "openai", "coding", "callback")
+    assert ok.cost is not None and ok.cost > 0
+    assert ok.prompt_tokens and ok.prompt_tokens > 0 and ok.completion_tokens and ok.completion_tokens > 0
+    assert ok.latency_ms is not None and ok.latency_ms >= 0 and ok.cache_hit is False
+    failures = {e.model: e for e in events if e.status == "failure"}
+    assert failures["gpt-4o-mini"].error_class == "RateLimitError"
+    assert failures["gpt-4o-mini"].task == "coding"
+    assert failures["claude-haiku-4-5"].error_class == "InternalServerError"
+    assert failures["claude-haiku-4-5"].task is None  # untagged: counted under the model only
+    _assert_no_text(store)
+
+
+def test_streamed_call_records_time_to_first_token(store: Store, callbacks: list[Any]) -> None:
+    from recommender_core import TelemetryCallback
+
+    callback = _register(callbacks, TelemetryCallback(store=store, flush_interval=0.05))
+    stream = litellm.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="several words of answer",
+                                stream=True, mock_delay=0.01, metadata={"tags": ["task:chat"]})
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in stream) == "several words of answer"
+    _settle(callback, 1)
+    (event,) = _events(store)
+    assert event.status == "success" and event.task == "chat"
+    assert event.ttft_ms is not None and event.latency_ms is not None
+    assert 0 <= event.ttft_ms < event.latency_ms
+
+
+def test_acompletion_success_and_failure(store: Store, callbacks: list[Any]) -> None:
+    from recommender_core import TelemetryCallback
+
+    callback = _register(callbacks, TelemetryCallback(store=store, flush_interval=0.05))
+
+    async def calls() -> None:
+        await litellm.acompletion(model="gpt-4o", messages=MESSAGES, mock_response=SECRET_ANSWER,
+                                  metadata={"tags": ["task:math"]})
+        with pytest.raises(litellm.InternalServerError):
+            await litellm.acompletion(model="gpt-4o", messages=MESSAGES, mock_response=Exception("down"),
+                                      metadata={"tags": ["task:math"]})
+        deadline = time.monotonic() + 10
+        while callback.stats().written + callback.stats().queued < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)  # async hooks run on this loop's logging worker
+
+    asyncio.run(calls())
+    _settle(callback, 2)
+    events = _events(store)
+    assert sorted(e.status for e in events) == ["failure", "success"]
+    assert all(e.task == "math" and e.model == "gpt-4o" for e in events)
+    ok = next(e for e in events if e.status == "success")
+    assert ok.cost is not None and ok.cost > 0
+    assert next(e for e in events if e.status == "failure").error_class == "InternalServerError"
+    _assert_no_text(store)
+
+
+def test_router_fallback_shares_the_trace_id(store: Store, callbacks: list[Any]) -> None:
+    from recommender_core import TelemetryCallback
+
+    callback = _register(callbacks, TelemetryCallback(store=store, flush_interval=0.05))
+    router = litellm.Router(
+        model_list=[
+            {"model_name": "primary", "litellm_params": {"model": "gpt-4o-mini", "mock_response": Exception("x")}},
+            {"model_name": "backup", "litellm_params": {"model": "gpt-4o", "mock_response": SECRET_ANSWER}},
+        ],
+        fallbacks=[{"primary": ["backup"]}], num_retries=0)
+    response = router.completion(model="primary", messages=MESSAGES, metadata={"tags": ["task:chat"]})
+    assert response.choices[0].message.content == SECRET_ANSWER
+    _settle(callback, 2)
+    events = _events(store)
+    by_group = {e.model_group: e for e in events}
+    assert set(by_group) == {"primary", "backup"}
+    assert by_group["primary"].status == "failure" and by_group["primary"].model == "gpt-4o-mini"
+    assert by_group["backup"].status == "success" and by_group["backup"].model == "gpt-4o"
+    assert by_group["backup"].cost is not None and by_group["backup"].cost > 0
+    assert by_group["primary"].trace_id is not None
+    assert by_group["primary"].trace_id == by_group["backup"].trace_id
+    assert {e.task for e in events} == {"chat"}
+    _assert_no_text(store)
+
+
+def _assert_no_text(store: Store) -> None:
+    with store.session() as session:
+        dump = json.dumps([e.model_dump(mode="json") for e in session.execute(sa.select(TelemetryEvent)).scalars()])
+    assert SECRET_PROMPT not in dump and SECRET_ANSWER not in dump
+
+
+def test_a_broken_store_or_full_queue_never_breaks_the_caller(callbacks: list[Any]) -> None:
+    from recommender_core import TelemetryCallback
+
+    def broken(batch: Sequence[TelemetryRecord]) -> int:
+        raise RuntimeError("store exploded")
+
+    callback = _register(callbacks, TelemetryCallback(sink=broken, queue_size=3, batch_size=100,
+                                                      flush_interval=0.01, backoff_max=0.05))
+    for _ in range(6):
+        response = litellm.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response="fine")
+        assert response.choices[0].message.content == "fine"
+    deadline = time.monotonic() + 10
+    while callback.stats().queued + callback.dropped < 6 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stats = callback.stats()
+    assert stats.queued == 3 and stats.dropped == 3 and stats.written == 0
+    assert not callback.flush(timeout=0.2)
+
+
+def test_pending_events_are_flushed_at_interpreter_exit(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'exit.db'}"
+    code = (
+        "import litellm\n"
+        "from recommender_core import TelemetryCallback\n"
+        f"cb = TelemetryCallback({url!r}, flush_interval=3600)\n"
+        "litellm.callbacks = [cb]\n"
+        "litellm.completion(model='gpt-4o-mini', messages=[{'role': 'user', 'content': 'x'}], mock_response='y')\n"
+        "import time\n"
+        "deadline = time.monotonic() + 10\n"
+        "while cb.stats().queued < 1 and time.monotonic() < deadline:\n"
+        "    time.sleep(0.02)\n"
+        "assert cb.stats().written == 0\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, capture_output=True)
+    store = Store(url)
+    try:
+        events = _events(store)
+    finally:
+        store.dispose()
+    assert len(events) == 1 and events[0].model == "gpt-4o-mini" and events[0].status == "success"
