@@ -1,19 +1,16 @@
 """Routing strategies: small classes behind one abstract method, registered in ``STRATEGIES``.
 
-Each returns the ordered models that satisfy the constraints; the first is the primary. Filters run
-over the table's precomputed parallel tuples with ``map``/``compress``, so the hot path stays in C.
+Each returns the ordered models that satisfy the constraints; the first is the primary. Filters use
+the table's precomputed prefix bitmasks (``OrderIndex``), so the hot path is a few C calls.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import compress, repeat
-from operator import and_, ge, le
 from typing import ClassVar
 
-from .table import ROUND_DIGITS, TaskTable, total_order_key
+from .table import TaskTable
 
 __all__ = ["STRATEGIES", "CascadeStrategy", "RouteConstraints", "Strategy", "UtilityStrategy"]
 
@@ -37,23 +34,6 @@ class RouteConstraints:
         return found
 
 
-def _filtered(names: tuple[str, ...], costs: tuple[float, ...], latencies: tuple[float, ...],
-              qualities: tuple[float, ...], c: RouteConstraints) -> tuple[str, ...]:
-    masks: list[Iterator[bool]] = []
-    if c.max_cost_per_1k is not None:
-        masks.append(map(ge, repeat(c.max_cost_per_1k), costs))
-    if c.max_latency_ms is not None:
-        masks.append(map(ge, repeat(c.max_latency_ms), latencies))
-    if c.min_quality is not None:
-        masks.append(map(le, repeat(c.min_quality), qualities))
-    if not masks:
-        return names
-    mask = masks[0]
-    for other in masks[1:]:
-        mask = map(and_, mask, other)
-    return tuple(compress(names, mask))
-
-
 class Strategy(abc.ABC):
     """Orders a task's qualifying models."""
 
@@ -70,7 +50,9 @@ class UtilityStrategy(Strategy):
     description = "highest utility first (the total order of DESIGN.md section 6)"
 
     def order(self, table: TaskTable, constraints: RouteConstraints) -> tuple[str, ...]:
-        return _filtered(table.names, table.costs, table.latencies, table.qualities, constraints)
+        c = constraints
+        index = table.utility_index
+        return index.names_of(index.mask(c.max_cost_per_1k, c.max_latency_ms, c.min_quality))
 
 
 class CascadeStrategy(Strategy):
@@ -81,17 +63,19 @@ class CascadeStrategy(Strategy):
     description = "cheapest model above the quality floor first, escalate by cost, end with the best quality"
 
     def order(self, table: TaskTable, constraints: RouteConstraints) -> tuple[str, ...]:
-        chosen = _filtered(table.cost_names, table.cost_costs, table.cost_latencies, table.cost_qualities,
-                           constraints)
+        c = constraints
+        index = table.cost_index
+        mask = index.mask(c.max_cost_per_1k, c.max_latency_ms, c.min_quality)
+        chosen = index.names_of(mask)
         if len(chosen) < 2:
             return chosen
-        best = table.best_quality
-        if best not in chosen:
-            rows = [table.rows[m] for m in chosen]
-            best = min(rows, key=lambda r: (-round(r.quality, ROUND_DIGITS), total_order_key(r))).model
-        if chosen[-1] == best:
+        best = index.best_quality(mask)
+        if best is None or chosen[-1] == best:
             return chosen
-        return (*(m for m in chosen if m != best), best)
+        reordered = list(chosen)
+        reordered.remove(best)
+        reordered.append(best)
+        return tuple(reordered)
 
 
 STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (UtilityStrategy, CascadeStrategy)}

@@ -7,14 +7,16 @@ A table comes from the store's current scoring run (``load_current_table``) or f
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["ROUND_DIGITS", "ScoreRow", "TaskTable", "UtilityTable", "load_current_table",
+__all__ = ["ROUND_DIGITS", "OrderIndex", "ScoreRow", "TaskTable", "UtilityTable", "load_current_table",
            "table_from_snapshot", "total_order_key"]
 
 ROUND_DIGITS = 9
@@ -54,26 +56,89 @@ def _cost_key(row: ScoreRow) -> tuple[float, tuple[float, float, float, str]]:
     return (round(row.cost_per_1k_tokens, ROUND_DIGITS), total_order_key(row))
 
 
+_BITS = bytes.maketrans(b"01", b"\x00\x01")
+
+
+def _prefix_masks(values: Sequence[float], n: int) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """Values sorted ascending, and for each k the bitmask of the positions holding the k smallest."""
+    order = sorted(range(n), key=lambda i: values[i])
+    masks = [0]
+    mask = 0
+    for i in order:
+        mask |= 1 << (n - 1 - i)
+        masks.append(mask)
+    return tuple(values[i] for i in order), tuple(masks)
+
+
+@dataclass(frozen=True)
+class OrderIndex:
+    """One order of a task's models, with prefix bitmasks per constraint.
+
+    Bit ``n - 1 - i`` stands for position ``i``. A constraint is one ``bisect`` into the sorted values
+    plus one AND, and the qualifying names come out, in order, through ``compress`` over a byte
+    string: a route costs microseconds even with hundreds of candidates.
+    """
+
+    names: tuple[str, ...]
+    full: int
+    cost_sorted: tuple[float, ...]
+    cost_masks: tuple[int, ...]
+    latency_sorted: tuple[float, ...]
+    latency_masks: tuple[int, ...]
+    neg_quality_sorted: tuple[float, ...]
+    neg_quality_masks: tuple[int, ...]
+    quality_rank: tuple[int, ...]  # positions, best quality first (ties: the total order)
+
+    @classmethod
+    def build(cls, rows: Sequence[ScoreRow]) -> OrderIndex:
+        n = len(rows)
+        cost_sorted, cost_masks = _prefix_masks([r.cost_per_1k_tokens for r in rows], n)
+        latency_sorted, latency_masks = _prefix_masks([r.latency_p95_ms for r in rows], n)
+        neg_sorted, neg_masks = _prefix_masks([-r.quality for r in rows], n)
+        rank = sorted(range(n), key=lambda i: (-round(rows[i].quality, ROUND_DIGITS), total_order_key(rows[i])))
+        return cls(names=tuple(r.model for r in rows), full=(1 << n) - 1, cost_sorted=cost_sorted,
+                   cost_masks=cost_masks, latency_sorted=latency_sorted, latency_masks=latency_masks,
+                   neg_quality_sorted=neg_sorted, neg_quality_masks=neg_masks, quality_rank=tuple(rank))
+
+    def mask(self, max_cost_per_1k: float | None, max_latency_ms: float | None, min_quality: float | None) -> int:
+        mask = self.full
+        if max_cost_per_1k is not None:
+            mask &= self.cost_masks[bisect_right(self.cost_sorted, max_cost_per_1k)]
+        if max_latency_ms is not None:
+            mask &= self.latency_masks[bisect_right(self.latency_sorted, max_latency_ms)]
+        if min_quality is not None:
+            mask &= self.neg_quality_masks[bisect_right(self.neg_quality_sorted, -min_quality)]
+        return mask
+
+    def names_of(self, mask: int) -> tuple[str, ...]:
+        if mask == self.full:
+            return self.names
+        if not mask:
+            return ()
+        bits = bin(mask)[2:].zfill(len(self.names)).encode().translate(_BITS)
+        return tuple(compress(self.names, bits))
+
+    def best_quality(self, mask: int) -> str | None:
+        top = len(self.names) - 1
+        for i in self.quality_rank:
+            if mask >> (top - i) & 1:
+                return self.names[i]
+        return None
+
+
 @dataclass(frozen=True)
 class TaskTable:
     """The scored and excluded models of one task, with the orders the strategies walk.
 
-    ``by_utility`` is the total order; the parallel tuples let constraint filters run at C speed.
+    ``by_utility`` is the total order; ``by_cost`` is cost ascending (ties: the total order).
     """
 
     task: str
     by_utility: tuple[ScoreRow, ...]
     by_cost: tuple[ScoreRow, ...]
     excluded: tuple[tuple[str, str], ...]
-    names: tuple[str, ...]
-    costs: tuple[float, ...]
-    latencies: tuple[float, ...]
-    qualities: tuple[float, ...]
-    cost_names: tuple[str, ...]
-    cost_costs: tuple[float, ...]
-    cost_latencies: tuple[float, ...]
-    cost_qualities: tuple[float, ...]
-    best_quality: str | None
+    utility_index: OrderIndex
+    cost_index: OrderIndex
     rows: Mapping[str, ScoreRow]
 
     @classmethod
@@ -85,17 +150,8 @@ class TaskTable:
             unique[row.model] = row
         ordered = tuple(sorted(unique.values(), key=total_order_key))
         by_cost = tuple(sorted(ordered, key=_cost_key))
-        best = min(ordered, key=lambda r: (-round(r.quality, ROUND_DIGITS), total_order_key(r))) if ordered else None
-        return cls(
-            task=task, by_utility=ordered, by_cost=by_cost,
-            excluded=tuple(sorted(set(excluded))),
-            names=tuple(r.model for r in ordered), costs=tuple(r.cost_per_1k_tokens for r in ordered),
-            latencies=tuple(r.latency_p95_ms for r in ordered), qualities=tuple(r.quality for r in ordered),
-            cost_names=tuple(r.model for r in by_cost), cost_costs=tuple(r.cost_per_1k_tokens for r in by_cost),
-            cost_latencies=tuple(r.latency_p95_ms for r in by_cost),
-            cost_qualities=tuple(r.quality for r in by_cost),
-            best_quality=best.model if best else None, rows=dict(unique),
-        )
+        return cls(task=task, by_utility=ordered, by_cost=by_cost, excluded=tuple(sorted(set(excluded))),
+                   utility_index=OrderIndex.build(ordered), cost_index=OrderIndex.build(by_cost), rows=dict(unique))
 
 
 @dataclass(frozen=True)
