@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from recommender_core.routing.strategies import STRATEGIES
+
 from ._base import JsonOption, PolicyOption, RecsysTyper, cronjob, print_json, state
 from ._render import print_table
 
@@ -14,6 +16,8 @@ if TYPE_CHECKING:
     from recommender_core.routing.table import UtilityTable
 
 export_app = RecsysTyper()
+# The --strategy choices come from the registry (a light import: no database or litellm behind it).
+STRATEGY_NAMES = tuple(STRATEGIES)
 
 
 def register(app: typer.Typer) -> None:
@@ -74,7 +78,7 @@ def route_command(
     max_cost_per_1k: Annotated[float | None, typer.Option("--max-cost-per-1k", min=0)] = None,
     max_latency_ms: Annotated[float | None, typer.Option("--max-latency-ms", min=0)] = None,
     min_quality: Annotated[float | None, typer.Option("--min-quality", min=0, max=1)] = None,
-    strategy: Annotated[str, typer.Option("--strategy", help="utility or cascade.")] = "utility",
+    strategy: Annotated[str, typer.Option("--strategy", help=f"One of: {', '.join(STRATEGY_NAMES)}.")] = "utility",
     policy_path: PolicyOption = None,
     json_output: JsonOption = False,
 ) -> None:

@@ -196,3 +196,23 @@ def test_route_properties(rows: list[ScoreRow], seed: int, strategy: str, max_co
         assert max_latency is None or r.latency_p95_ms <= max_latency
         assert min_quality is None or r.quality >= min_quality
     assert {e.model for e in first.excluded}.isdisjoint(first.models)
+
+
+def test_export_with_the_flag_off_uses_static_orders() -> None:
+    from recommender_core.routing.export import litellm_router_config
+
+    config = litellm_router_config(POLICY, scores=None, v2_enabled=False)
+    settings = config["router_settings"]
+    assert settings["model_group_alias"] == {"task/chat": "m-e", "task/strict": "m-a"}
+    assert settings["fallbacks"] == [{"m-e": ["m-d"]}]
+    on = litellm_router_config(POLICY, scores=TABLE, v2_enabled=True)["router_settings"]
+    assert on["model_group_alias"] == {"task/chat": "m-a", "task/strict": "m-b"}
+    assert {"m-a": ["m-b", "m-c", "m-d"]} in on["fallbacks"]
+
+
+def test_a_task_with_no_candidate_exports_its_static_order() -> None:
+    from recommender_core.routing.export import litellm_router_config
+
+    config = litellm_router_config(POLICY, scores=UtilityTable.build({"chat": ROWS}), v2_enabled=True)
+    assert config["router_settings"]["model_group_alias"]["task/strict"] == "m-a"
+    assert config["x-recsys"]["static_tasks"] == ["strict"]

@@ -169,3 +169,21 @@ def test_route_test_golden_files(setup: tuple[str, Path], tmp_path: Path) -> Non
     # The flag off changes the decision: the golden comparison fails with a diff.
     off = runner.invoke(app, args, env={"ENABLE_MODEL_RECOMMENDER_V2": "0"})
     assert off.exit_code == 3 and "golden: decision differs" in off.stdout and '-  "v2_enabled": true' in off.stdout
+
+
+def test_unknown_strategy_is_a_usage_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["--database-url", f"sqlite:///{tmp_path / 'x.db'}", "route", "coding",
+                                 "--strategy", "fastest"], env={"ENABLE_MODEL_RECOMMENDER_V2": "true"})
+    assert result.exit_code == 2
+    assert result.stderr == "UsageError: Unknown strategy 'fastest'. Available strategies: utility, cascade.\n"
+
+
+def test_route_test_with_a_broken_snapshot_is_one_line_exit_1(tmp_path: Path) -> None:
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(CASES)
+    snapshot = tmp_path / "snap.json"
+    snapshot.write_text('{"schema_version": 1, "tasks": {"chat": [{"model": "alpha", "utility": "high"}]}}')
+    result = runner.invoke(app, ["route-test", str(cases), "--scores", str(snapshot)])
+    assert result.exit_code == 1
+    assert result.stderr == (f"ConfigError: Snapshot {snapshot}: tasks.chat[0].utility must be a number, got "
+                             "'high'. Save a fresh one with 'recsys snapshot --json'.\n")

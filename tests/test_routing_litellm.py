@@ -54,7 +54,6 @@ class Recorder(CustomLogger):  # type: ignore[misc]
 def recorder() -> Any:
     rec = Recorder()
     saved = list(litellm.callbacks)
-    litellm.callbacks = [*saved, rec]
     try:
         yield rec
     finally:
@@ -74,7 +73,8 @@ def test_primary_fails_and_the_recsys_fallback_serves(recorder: Recorder) -> Non
     ]
     table = UtilityTable.build({"chat": [_row("alpha", 0.9), _row("beta", 0.8), _row("delta", 0.1)]})
     router = RecommenderRouter(model_list=model_list, policy=small_policy(), scores=table, v2_enabled=True,
-                               num_retries=0)
+                               num_retries=0, callbacks=[recorder])
+    assert litellm.callbacks.count(recorder) == 1
     response = router.completion("chat", MESSAGES)
     assert response.choices[0].message.content == "served by beta"
     assert router.static_fallbacks == 0

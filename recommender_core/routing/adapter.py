@@ -3,7 +3,8 @@
 For a task it asks ``route()`` for the order, then lets LiteLLM call the primary with the fallbacks
 in that order. When no candidate qualifies it uses the policy's static order and counts the event
 (``static_fallbacks``), because availability beats optimality on the request path. Telemetry is
-recorded by whatever LiteLLM callbacks are registered (``TelemetryCallback``); each call carries
+recorded by the LiteLLM callbacks passed as ``callbacks=`` (``TelemetryCallback``) or registered
+already; each call carries
 ``metadata.recsys_task`` so the callback can attribute it to the task.
 
     router = RecommenderRouter(model_list=[...], scores=table)
@@ -24,7 +25,8 @@ from .table import UtilityTable
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from litellm.router import Router  # the cost-map switch above must be set before this import
+import litellm  # the cost-map switch above must be set before this import
+from litellm.router import Router
 
 __all__ = ["RecommenderRouter"]
 
@@ -46,8 +48,14 @@ class RecommenderRouter:
         store: Any = None,
         table_loader: Callable[[], UtilityTable | None] | None = None,
         router: Any = None,
+        callbacks: Sequence[Any] = (),
         **router_kwargs: Any,
     ) -> None:
+        # LiteLLM's callbacks are process-wide (``litellm.callbacks``): register each given one once,
+        # e.g. ``TelemetryCallback()``, so every call and fallback attempt is recorded.
+        for callback in callbacks:
+            if callback not in litellm.callbacks:
+                litellm.callbacks.append(callback)
         self.router = router if router is not None else Router(model_list=list(model_list), **router_kwargs)
         self.policy = policy
         self.scores = scores
