@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recommender_core.errors import NoCandidateError, RoutingError, UsageError
+from recommender_core.errors import ConfigError, NoCandidateError, RoutingError, UsageError
 from recommender_core.policy import parse_policy
 from recommender_core.routing.decision import RouteDecision, route
 from recommender_core.routing.strategies import STRATEGIES
@@ -78,7 +78,7 @@ def test_flag_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENABLE_MODEL_RECOMMENDER_V2", "false")
     assert route("chat", scores=TABLE, policy=POLICY).primary == "m-e"
     monkeypatch.setenv("ENABLE_MODEL_RECOMMENDER_V2", "maybe")
-    with pytest.raises(UsageError, match="not a boolean"):
+    with pytest.raises(ConfigError, match="not a boolean"):
         route("chat", scores=TABLE, policy=POLICY)
 
 

@@ -203,3 +203,22 @@ def test_default_policy_candidates_have_prices() -> None:
     missing = [n for n, c in policy.candidates.items() if table.for_candidate(n, c) is None]
     assert missing == []
     assert not math.isnan(sum(table.prices["gpt-4.1"].cost_per_call(1000, 100) for _ in range(2)))
+
+
+def test_mteb_task_reference_and_partial_evidence_are_documented(filled: Store) -> None:
+    from recommender_core.policy import parse_policy
+
+    from .scoring_data import SMALL_POLICY
+
+    text = SMALL_POLICY.replace("evidence: [mteb:type/Retrieval]", "evidence: [mteb:task/TaskB]").replace(
+        "evidence: [lmsys:text/overall]", "evidence: [lmsys:text/overall, lmsys:text/math]")
+    scores = run_scoring(filled, parse_policy(text, path="variant.yaml")).scores
+    retrieval, chat = _by(scores, "retrieval"), _by(scores, "chat")
+    assert retrieval["emb-one"].quality == pytest.approx(0.7)
+    assert retrieval["emb-two"].reason == "no mteb:task/TaskB results for this model"
+    # alpha has both references: the mean; delta only overall: imputed from it, with the gap listed.
+    overall_alpha, math_alpha = 0.5, elo_win_rate(1300, 1300)
+    assert chat["alpha"].quality == pytest.approx((overall_alpha + math_alpha) / 2)
+    assert chat["alpha"].evidence == ("lmsys:text/overall", "lmsys:text/math")
+    assert chat["delta"].quality == pytest.approx(elo_win_rate(1200, 1300))
+    assert chat["delta"].details["missing_evidence"] == ["no lmsys:text/math rating for this model"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
 
-from ..errors import NoCandidateError, RoutingError, UsageError
+from ..errors import ConfigError, NoCandidateError, RoutingError, UsageError
 from ..policy import Policy, load_policy
 from .strategies import STRATEGIES, RouteConstraints, Strategy
 from .table import ScoreRow, TaskTable, UtilityTable, load_current_table
@@ -96,7 +96,7 @@ def parse_flag(value: str | None) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise UsageError(f"{FLAG_ENV}={value!r} is not a boolean; use true or false.")
+    raise ConfigError(f"Invalid setting {FLAG_ENV}={value!r}: not a boolean; use true or false.")
 
 
 @lru_cache(maxsize=8)
