@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 DEMO_DB := $(CURDIR)/.demo/recsys.db
 DEMO_ENV := RECSYS_DATABASE_URL=sqlite:///$(DEMO_DB) LITELLM_LOCAL_MODEL_COST_MAP=True
+DEMO_TASKS := chat coding math creative_writing long_context retrieval sts classification clustering
 
 .PHONY: install dev demo test test-sqlite test-postgres lint bench clean constraints
 
@@ -34,6 +35,14 @@ demo: install
 	$(DEMO_ENV) $(BIN)/recsys ingest lmsys --source sample_mirror/lmsys
 	$(DEMO_ENV) $(BIN)/python -m recommender_core.telemetry.demo
 	$(DEMO_ENV) $(BIN)/recsys policy check
+	$(DEMO_ENV) $(BIN)/recsys score
+	@# One decision per default task with the V2 recommender on; where no candidate qualifies yet
+	@# (no evidence ingested), the NoCandidateError line is shown and then the static order.
+	@for task in $(DEMO_TASKS); do \
+	  echo "+ recsys route $$task"; \
+	  $(DEMO_ENV) ENABLE_MODEL_RECOMMENDER_V2=true $(BIN)/recsys route $$task || \
+	  $(DEMO_ENV) ENABLE_MODEL_RECOMMENDER_V2=false $(BIN)/recsys route $$task || exit 1; \
+	done
 	$(DEMO_ENV) $(BIN)/recsys snapshot
 	@echo
 	@echo "Explore the demo store:"
@@ -47,9 +56,11 @@ lint: dev
 	$(BIN)/mypy recommender_core
 
 # The whole suite: lint, then every test on SQLite and, when RECSYS_TEST_DATABASE_URL points at
-# a Postgres server, the same tests again on Postgres (the store fixture is parametrized).
+# a Postgres server, the same tests again on Postgres (the store fixture is parametrized); then the
+# routing and integration tests (marker `routing`) again with ENABLE_MODEL_RECOMMENDER_V2=true.
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	ENABLE_MODEL_RECOMMENDER_V2=true $(BIN)/python -m pytest -m routing $(PYTEST_ARGS)
 
 bench: dev
 	$(BIN)/python -m bench

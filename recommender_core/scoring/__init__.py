@@ -2,4 +2,6 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .run import ScoredModel, ScoringResult, activate_run, compute_scores, run_scoring
+
+__all__ = ["ScoredModel", "ScoringResult", "activate_run", "compute_scores", "run_scoring"]

@@ -1,0 +1,208 @@
+"""``route()`` and ``RouteDecision`` (DESIGN.md sections 6 and 7).
+
+Routing is a pure function of (utility table, policy, constraints, flag). The hot path walks orders
+precomputed when the table was loaded; the explanation (``candidates``, ``excluded``) is built only
+when read.
+
+    >>> from recommender_core.policy import load_policy
+    >>> decision = route("coding", policy=load_policy(), v2_enabled=False)
+    >>> decision.primary, decision.v2_enabled
+    ('claude-sonnet-4-5', False)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from typing import Any
+
+from ..errors import ConfigError, NoCandidateError, RoutingError, UsageError
+from ..policy import Policy, load_policy
+from .strategies import STRATEGIES, RouteConstraints, Strategy
+from .table import ScoreRow, TaskTable, UtilityTable, load_current_table
+
+__all__ = ["FLAG_ENV", "Exclusion", "RouteDecision", "parse_flag", "route"]
+
+FLAG_ENV = "ENABLE_MODEL_RECOMMENDER_V2"
+_TRUE = frozenset({"1", "true", "yes", "on", "t", "y"})
+_FALSE = frozenset({"", "0", "false", "no", "off", "f", "n"})
+_INSTANCES: dict[str, Strategy] = {name: cls() for name, cls in STRATEGIES.items()}
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """A candidate that cannot serve this route, and why."""
+
+    model: str
+    reason: str
+
+
+Explanation = tuple[tuple[ScoreRow, ...], tuple[Exclusion, ...]]
+
+
+def _no_explanation() -> Explanation:
+    return (), ()
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    """One routing decision: the primary model, the ordered fallbacks, and (lazily) why.
+
+    ``candidates`` lists the scored models of the order with their utility and components;
+    ``excluded`` lists the candidates left out, each with a reason.
+    """
+
+    task: str
+    strategy: str
+    v2_enabled: bool
+    primary: str
+    fallbacks: tuple[str, ...]
+    _explain: Callable[[], Explanation] = field(default=_no_explanation, repr=False, compare=False)
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Primary then fallbacks: the order to try."""
+        return (self.primary, *self.fallbacks)
+
+    @cached_property
+    def _explanation(self) -> Explanation:
+        return self._explain()
+
+    @property
+    def candidates(self) -> tuple[ScoreRow, ...]:
+        return self._explanation[0]
+
+    @property
+    def excluded(self) -> tuple[Exclusion, ...]:
+        return self._explanation[1]
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``recsys route --json`` document."""
+        return {
+            "task": self.task, "strategy": self.strategy, "v2_enabled": self.v2_enabled,
+            "primary": self.primary, "fallbacks": list(self.fallbacks),
+            "candidates": [{"model": r.model, "utility": r.utility, "quality": r.quality, "cost": r.cost,
+                            "latency": r.latency, "reliability": r.reliability} for r in self.candidates],
+            "excluded": [{"model": e.model, "reason": e.reason} for e in self.excluded],
+        }
+
+
+def parse_flag(value: str | None) -> bool:
+    """``ENABLE_MODEL_RECOMMENDER_V2`` as the settings parse it (unset or empty: off)."""
+    text = (value or "").strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"Invalid setting {FLAG_ENV}={value!r}: not a boolean; use true or false.")
+
+
+@lru_cache(maxsize=8)
+def _policy_at(path: str | None, _mtime_ns: int) -> Policy:
+    return load_policy(path)
+
+
+def _configured_policy() -> Policy:
+    path = os.environ.get("RECSYS_POLICY") or None
+    try:
+        mtime = os.stat(path).st_mtime_ns if path else 0
+    except OSError:
+        mtime = -1  # load_policy reports the missing file
+    return _policy_at(path, mtime)
+
+
+def _exclusions(policy: Policy, task: str, tt: TaskTable | None, chosen: tuple[str, ...],
+                constraints: RouteConstraints) -> tuple[Exclusion, ...]:
+    found: dict[str, str] = {}
+    if tt is not None:
+        for model, reason in tt.excluded:
+            found[model] = reason
+        picked = set(chosen)
+        for row in tt.by_utility:
+            if row.model not in picked:
+                problems = constraints.violations(row.cost_per_1k_tokens, row.latency_p95_ms, row.quality)
+                found[row.model] = "; ".join(problems) if problems else "not selected by the strategy"
+    scored = set(tt.rows) if tt is not None else set()
+    for name in policy.candidates_of_kind(policy.tasks[task].kind):
+        if name not in scored and name not in found:
+            found[name] = "no score for this task in the utility table (run 'recsys score')"
+    return tuple(Exclusion(m, found[m]) for m in sorted(found))
+
+
+def route(
+    task: str,
+    *,
+    max_cost_per_1k: float | None = None,
+    max_latency_ms: float | None = None,
+    min_quality: float | None = None,
+    strategy: str = "utility",
+    scores: UtilityTable | None = None,
+    v2_enabled: bool | None = None,
+    store: Any = None,
+    policy: Policy | None = None,
+) -> RouteDecision:
+    """Decide the model order for ``task``.
+
+    ``scores`` defaults to the current scoring run of ``store`` (else the configured store),
+    ``v2_enabled`` to ``ENABLE_MODEL_RECOMMENDER_V2``, ``policy`` to ``RECSYS_POLICY`` or the default.
+    Constraints left as None take the task's defaults from the policy. With the flag off the policy's
+    static order is returned whatever the scores. Raises ``NoCandidateError`` when nothing qualifies.
+    """
+    impl = _INSTANCES.get(strategy)
+    if impl is None:
+        raise UsageError(f"Unknown strategy '{strategy}'. Available strategies: {', '.join(STRATEGIES)}.")
+    if policy is None:
+        policy = _configured_policy()
+    spec = policy.tasks.get(task)
+    if spec is None:
+        raise RoutingError(f"Unknown task '{task}'. Tasks in the policy: {', '.join(sorted(policy.tasks))}.")
+    if v2_enabled is None:
+        v2_enabled = parse_flag(os.environ.get(FLAG_ENV))
+    if not v2_enabled:
+        static = spec.static_order
+        return RouteDecision(task, strategy, False, static[0], static[1:])
+    if scores is None:
+        scores = _table_from_store(store, task)
+    defaults = spec.constraints
+    constraints = RouteConstraints(
+        max_cost_per_1k if max_cost_per_1k is not None else defaults.max_cost_per_1k,
+        max_latency_ms if max_latency_ms is not None else defaults.max_latency_ms,
+        min_quality if min_quality is not None else defaults.min_quality,
+    )
+    tt = scores.tasks.get(task)
+    chosen = impl.order(tt, constraints) if tt is not None else ()
+    if not chosen:
+        excluded = _exclusions(policy, task, tt, chosen, constraints)
+        by_reason: dict[str, list[str]] = {}
+        for e in excluded:
+            by_reason.setdefault(e.reason, []).append(e.model)
+        listed = "; ".join(f"{', '.join(models)}: {reason}" for reason, models in by_reason.items()) or (
+            "the policy lists no candidate")
+        raise NoCandidateError(f"No candidate qualifies for task '{task}' ({scores.origin}): {listed}.",
+                               task=task, excluded=tuple((e.model, e.reason) for e in excluded))
+
+    def explain() -> Explanation:
+        assert tt is not None  # noqa: S101 - chosen is non-empty only with a table
+        return tuple(tt.rows[m] for m in chosen), _exclusions(policy, task, tt, chosen, constraints)
+
+    return RouteDecision(task, strategy, True, chosen[0], chosen[1:], explain)
+
+
+def _table_from_store(store: Any, task: str) -> UtilityTable:
+    owned = None
+    if store is None:
+        from ..config import Settings
+        from ..store import Store
+
+        store = owned = Store.from_settings(Settings.load())
+    try:
+        table = load_current_table(store)
+    finally:
+        if owned is not None:
+            owned.dispose()
+    if table is None:
+        raise NoCandidateError("No scoring run is current, so there are no scores to route by. "
+                               "Run 'recsys score' first.", task=task)
+    return table

@@ -1,0 +1,240 @@
+"""The utility table routing reads: loaded once per scoring run, with per-task orders precomputed.
+
+A table comes from the store's current scoring run (``load_current_table``) or from a saved
+``recsys snapshot --json`` document (``table_from_snapshot``), so routing needs no database in CI.
+"""
+
+from __future__ import annotations
+
+import json
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import compress
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+__all__ = ["ROUND_DIGITS", "OrderIndex", "ScoreRow", "TaskTable", "UtilityTable", "load_current_table",
+           "table_from_snapshot", "total_order_key"]
+
+ROUND_DIGITS = 9
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """One scored (task, model): components in [0, 1] and the raw figures constraints compare against."""
+
+    model: str
+    utility: float
+    quality: float
+    cost: float
+    latency: float
+    reliability: float
+    cost_per_1k_tokens: float
+    latency_p95_ms: float
+    success_rate: float | None = None
+    evidence: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "utility": self.utility, "quality": self.quality, "cost": self.cost,
+                "latency": self.latency, "reliability": self.reliability,
+                "cost_per_1k_tokens": self.cost_per_1k_tokens, "latency_p95_ms": self.latency_p95_ms}
+
+
+def total_order_key(row: ScoreRow) -> tuple[float, float, float, str]:
+    """DESIGN.md section 6: utility desc, quality desc, cost asc, name asc, on values rounded to 9 decimals.
+
+    "cost" is the cost per 1k tokens (the money), so cheaper wins a tie, as in the snapshot.
+    """
+    return (-round(row.utility, ROUND_DIGITS), -round(row.quality, ROUND_DIGITS),
+            round(row.cost_per_1k_tokens, ROUND_DIGITS), row.model)
+
+
+def _cost_key(row: ScoreRow) -> tuple[float, tuple[float, float, float, str]]:
+    return (round(row.cost_per_1k_tokens, ROUND_DIGITS), total_order_key(row))
+
+
+_BITS = bytes.maketrans(b"01", b"\x00\x01")
+
+
+def _prefix_masks(values: Sequence[float], n: int) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """Values sorted ascending, and for each k the bitmask of the positions holding the k smallest."""
+    order = sorted(range(n), key=lambda i: values[i])
+    masks = [0]
+    mask = 0
+    for i in order:
+        mask |= 1 << (n - 1 - i)
+        masks.append(mask)
+    return tuple(values[i] for i in order), tuple(masks)
+
+
+@dataclass(frozen=True)
+class OrderIndex:
+    """One order of a task's models, with prefix bitmasks per constraint.
+
+    Bit ``n - 1 - i`` stands for position ``i``. A constraint is one ``bisect`` into the sorted values
+    plus one AND, and the qualifying names come out, in order, through ``compress`` over a byte
+    string: a route costs microseconds even with hundreds of candidates.
+    """
+
+    names: tuple[str, ...]
+    full: int
+    cost_sorted: tuple[float, ...]
+    cost_masks: tuple[int, ...]
+    latency_sorted: tuple[float, ...]
+    latency_masks: tuple[int, ...]
+    neg_quality_sorted: tuple[float, ...]
+    neg_quality_masks: tuple[int, ...]
+    quality_rank: tuple[int, ...]  # positions, best quality first (ties: the total order)
+
+    @classmethod
+    def build(cls, rows: Sequence[ScoreRow]) -> OrderIndex:
+        n = len(rows)
+        cost_sorted, cost_masks = _prefix_masks([r.cost_per_1k_tokens for r in rows], n)
+        latency_sorted, latency_masks = _prefix_masks([r.latency_p95_ms for r in rows], n)
+        neg_sorted, neg_masks = _prefix_masks([-r.quality for r in rows], n)
+        rank = sorted(range(n), key=lambda i: (-round(rows[i].quality, ROUND_DIGITS), total_order_key(rows[i])))
+        return cls(names=tuple(r.model for r in rows), full=(1 << n) - 1, cost_sorted=cost_sorted,
+                   cost_masks=cost_masks, latency_sorted=latency_sorted, latency_masks=latency_masks,
+                   neg_quality_sorted=neg_sorted, neg_quality_masks=neg_masks, quality_rank=tuple(rank))
+
+    def mask(self, max_cost_per_1k: float | None, max_latency_ms: float | None, min_quality: float | None) -> int:
+        mask = self.full
+        if max_cost_per_1k is not None:
+            mask &= self.cost_masks[bisect_right(self.cost_sorted, max_cost_per_1k)]
+        if max_latency_ms is not None:
+            mask &= self.latency_masks[bisect_right(self.latency_sorted, max_latency_ms)]
+        if min_quality is not None:
+            mask &= self.neg_quality_masks[bisect_right(self.neg_quality_sorted, -min_quality)]
+        return mask
+
+    def names_of(self, mask: int) -> tuple[str, ...]:
+        if mask == self.full:
+            return self.names
+        if not mask:
+            return ()
+        bits = bin(mask)[2:].zfill(len(self.names)).encode().translate(_BITS)
+        return tuple(compress(self.names, bits))
+
+    def best_quality(self, mask: int) -> str | None:
+        top = len(self.names) - 1
+        for i in self.quality_rank:
+            if mask >> (top - i) & 1:
+                return self.names[i]
+        return None
+
+
+@dataclass(frozen=True)
+class TaskTable:
+    """The scored and excluded models of one task, with the orders the strategies walk.
+
+    ``by_utility`` is the total order; ``by_cost`` is cost ascending (ties: the total order).
+    """
+
+    task: str
+    by_utility: tuple[ScoreRow, ...]
+    by_cost: tuple[ScoreRow, ...]
+    excluded: tuple[tuple[str, str], ...]
+    utility_index: OrderIndex
+    cost_index: OrderIndex
+    rows: Mapping[str, ScoreRow]
+
+    @classmethod
+    def build(cls, task: str, rows: Iterable[ScoreRow], excluded: Iterable[tuple[str, str]] = ()) -> TaskTable:
+        unique: dict[str, ScoreRow] = {}
+        for row in rows:
+            if row.model in unique:
+                raise ConfigError(f"The utility table lists model '{row.model}' twice for task '{task}'.")
+            unique[row.model] = row
+        ordered = tuple(sorted(unique.values(), key=total_order_key))
+        by_cost = tuple(sorted(ordered, key=_cost_key))
+        return cls(task=task, by_utility=ordered, by_cost=by_cost, excluded=tuple(sorted(set(excluded))),
+                   utility_index=OrderIndex.build(ordered), cost_index=OrderIndex.build(by_cost), rows=dict(unique))
+
+
+@dataclass(frozen=True)
+class UtilityTable:
+    """Every task's precomputed table, and where it came from (a run id or a snapshot file)."""
+
+    tasks: Mapping[str, TaskTable]
+    origin: str = "memory"
+
+    @classmethod
+    def build(cls, rows: Mapping[str, Iterable[ScoreRow]], *, excluded: Mapping[str, Iterable[tuple[str, str]]]
+              | None = None, origin: str = "memory") -> UtilityTable:
+        excluded = excluded or {}
+        names = set(rows) | set(excluded)
+        return cls(tasks={t: TaskTable.build(t, rows.get(t, ()), excluded.get(t, ())) for t in sorted(names)},
+                   origin=origin)
+
+
+def load_current_table(store: Any) -> UtilityTable | None:
+    """The current scoring run of ``store`` as a table (None when no run is current)."""
+    from sqlmodel import col, select
+
+    from ..store.tables import ScoringRun, UtilityScore
+
+    with store.session() as session:
+        run = session.exec(select(ScoringRun).where(col(ScoringRun.is_current).is_(True)).limit(1)).first()
+        if run is None:
+            return None
+        scores = session.exec(select(UtilityScore).where(col(UtilityScore.run_id) == run.id)).all()
+    rows: dict[str, list[ScoreRow]] = {}
+    excluded: dict[str, list[tuple[str, str]]] = {}
+    for s in scores:
+        if s.excluded or s.utility is None:
+            excluded.setdefault(s.task, []).append((s.model, s.reason or "excluded by the scoring run"))
+            continue
+        rows.setdefault(s.task, []).append(ScoreRow(
+            model=s.model, utility=s.utility, quality=s.quality or 0.0, cost=s.cost or 0.0,
+            latency=s.latency or 0.0, reliability=s.reliability or 0.0,
+            cost_per_1k_tokens=s.cost_per_1k_tokens or 0.0, latency_p95_ms=s.latency_p95_ms or 0.0,
+            success_rate=s.success_rate, evidence=tuple(s.evidence)))
+    return UtilityTable.build(rows, excluded=excluded, origin=f"scoring run {run.id}")
+
+
+def _number(doc_path: str, where: str, value: Any, *, optional: bool = False) -> float:
+    if value is None and optional:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"Snapshot {doc_path}: {where} must be a number, got {value!r}. "
+                          "Save a fresh one with 'recsys snapshot --json'.")
+    return float(value)
+
+
+def table_from_snapshot(path: str | Path) -> UtilityTable:
+    """The ``tasks`` of a saved ``recsys snapshot --json`` document (DESIGN.md section 5)."""
+    file = Path(path)
+    try:
+        doc = json.loads(file.read_text("utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"Snapshot file {file} does not exist.") from exc
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"Snapshot file {file} is not a JSON document: {exc}. "
+                          "Save one with 'recsys snapshot --json > FILE'.") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("tasks"), dict):
+        raise ConfigError(f"Snapshot file {file} has no 'tasks' object; save one with 'recsys snapshot --json'.")
+    rows: dict[str, list[ScoreRow]] = {}
+    for task, entries in doc["tasks"].items():
+        if not isinstance(entries, list):
+            raise ConfigError(f"Snapshot {file}: tasks.{task} must be a list.")
+        for i, e in enumerate(entries):
+            where = f"tasks.{task}[{i}]"
+            if not isinstance(e, dict) or not isinstance(e.get("model"), str):
+                raise ConfigError(f"Snapshot {file}: {where} needs a 'model' name.")
+            rows.setdefault(task, []).append(ScoreRow(
+                model=e["model"],
+                utility=_number(str(file), f"{where}.utility", e.get("utility")),
+                quality=_number(str(file), f"{where}.quality", e.get("quality"), optional=True),
+                cost=_number(str(file), f"{where}.cost", e.get("cost"), optional=True),
+                latency=_number(str(file), f"{where}.latency", e.get("latency"), optional=True),
+                reliability=_number(str(file), f"{where}.reliability", e.get("reliability"), optional=True),
+                cost_per_1k_tokens=_number(str(file), f"{where}.cost_per_1k_tokens",
+                                           e.get("cost_per_1k_tokens"), optional=True),
+                latency_p95_ms=_number(str(file), f"{where}.latency_p95_ms", e.get("latency_p95_ms"), optional=True),
+                success_rate=e.get("success_rate") if isinstance(e.get("success_rate"), int | float) else None,
+                evidence=tuple(str(x) for x in e.get("evidence") or ()),
+            ))
+    return UtilityTable.build(rows, origin=f"snapshot {file}")

@@ -1,0 +1,96 @@
+"""The telemetry rollup that scoring reads: per model, over a window, in two SQL queries.
+
+The model key is the LiteLLM ``model_group`` when set, else the model name (as in the snapshot).
+``calls`` counts successes and failures; cache hits are left out of latency only. The p95 uses the
+same definition as ``recommender_core.stats.percentile`` (linear interpolation between ranks),
+computed with window functions so SQLite and Postgres give the same figure without fetching
+every latency into Python.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from ..store import Store
+
+__all__ = ["ModelTelemetry", "telemetry_by_model"]
+
+
+@dataclass(frozen=True)
+class ModelTelemetry:
+    """Observed behaviour of one model over the window."""
+
+    model: str
+    calls: int
+    errors: int
+    latency_p95_ms: float | None
+    cost_calls: int  # calls that reported both a cost and token counts
+    cost_per_1k_tokens: float | None
+    latency_samples: int = 0  # successful, non-cached calls with a latency
+
+    @property
+    def successes(self) -> int:
+        return self.calls - self.errors
+
+
+_COUNTS = sa.text("""
+SELECT COALESCE(model_group, model) AS key,
+       COUNT(*) AS calls,
+       SUM(CASE WHEN status = 'success' THEN 0 ELSE 1 END) AS errors,
+       SUM(CASE WHEN cost IS NOT NULL AND prompt_tokens IS NOT NULL THEN 1 ELSE 0 END) AS cost_calls,
+       SUM(CASE WHEN cost IS NOT NULL AND prompt_tokens IS NOT NULL THEN cost ELSE 0 END) AS cost_sum,
+       SUM(CASE WHEN cost IS NOT NULL AND prompt_tokens IS NOT NULL
+                THEN prompt_tokens + COALESCE(completion_tokens, 0) ELSE 0 END) AS token_sum
+FROM telemetry_event
+WHERE started_at >= :since
+GROUP BY COALESCE(model_group, model)
+""")
+
+# Rank every eligible latency within its model, and keep only the two ranks around the 95th
+# percentile: the database sorts, Python interpolates.
+_P95 = sa.text("""
+WITH ranked AS (
+  SELECT COALESCE(model_group, model) AS key, latency_ms,
+         ROW_NUMBER() OVER (PARTITION BY COALESCE(model_group, model) ORDER BY latency_ms) - 1 AS rn,
+         COUNT(*) OVER (PARTITION BY COALESCE(model_group, model)) AS n
+  FROM telemetry_event
+  WHERE started_at >= :since AND status = 'success' AND latency_ms IS NOT NULL AND cache_hit = :no
+)
+SELECT key, rn, n, latency_ms FROM ranked
+WHERE rn = CAST(FLOOR((n - 1) * CAST(0.95 AS DOUBLE PRECISION)) AS INTEGER)
+   OR rn = CAST(FLOOR((n - 1) * CAST(0.95 AS DOUBLE PRECISION)) AS INTEGER) + 1
+""")
+
+
+def telemetry_by_model(store: Store, *, since: datetime) -> dict[str, ModelTelemetry]:
+    """Per-model telemetry of events started at or after ``since``."""
+    bind_since = since.replace(tzinfo=None) if store.dialect == "sqlite" else since
+    with store.connect() as conn:
+        counts = conn.execute(_COUNTS, {"since": bind_since}).all()
+        ranks = conn.execute(_P95, {"since": bind_since, "no": False}).all()
+    around: dict[str, dict[int, float]] = {}
+    sizes: dict[str, int] = {}
+    for key, rn, n, latency in ranks:
+        around.setdefault(key, {})[int(rn)] = float(latency)
+        sizes[key] = int(n)
+    result: dict[str, ModelTelemetry] = {}
+    for key, calls, errors, cost_calls, cost_sum, token_sum in counts:
+        p95 = None
+        if key in sizes:
+            position = (sizes[key] - 1) * 0.95
+            low = math.floor(position)
+            values = around[key]
+            lo = values.get(low, values[min(values)])
+            hi = values.get(low + 1, lo)
+            p95 = lo + (hi - lo) * (position - low)
+        tokens = int(token_sum or 0)
+        result[key] = ModelTelemetry(
+            model=key, calls=int(calls), errors=int(errors or 0), latency_p95_ms=p95,
+            cost_calls=int(cost_calls or 0), latency_samples=sizes.get(key, 0),
+            cost_per_1k_tokens=(float(cost_sum) / tokens * 1000.0) if tokens > 0 else None,
+        )
+    return result
