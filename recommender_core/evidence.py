@@ -35,6 +35,7 @@ class EvidenceRow:
     split: str | None
     source_version: str | None
     run_id: int
+    subset_count: int | None = None  # MTEB: how many subsets the task score averages
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,7 +85,7 @@ def list_evidence(
                 source=ev.source, model=ev.model, candidate=candidate, category=ev.category,
                 task_type=ev.task_type, metric=ev.metric, value=ev.value, lower=ev.lower, upper=ev.upper,
                 samples=ev.samples, rank=ev.rank, revision=ev.revision, split=ev.split,
-                source_version=ev.source_version, run_id=ev.run_id,
+                source_version=ev.source_version, run_id=ev.run_id, subset_count=ev.subset_count,
             ))
             if limit is not None and len(rows) >= limit:
                 break
