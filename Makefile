@@ -31,6 +31,7 @@ dev: $(VENV)/.installed-dev
 demo: install
 	rm -rf .demo && mkdir -p .demo
 	$(DEMO_ENV) $(BIN)/recsys db upgrade
+	$(DEMO_ENV) $(BIN)/recsys ingest mteb --source sample_mirror/mteb
 	$(DEMO_ENV) $(BIN)/recsys policy check
 	$(DEMO_ENV) $(BIN)/recsys snapshot
 	@echo
