@@ -410,3 +410,19 @@ def test_transport_errors_on_raw_files_fail_the_run(store: Store) -> None:
     with pytest.raises(SourceHTTPError, match="HTTP 404"):
         source.run(store, IngestOptions())
     source.close()
+
+
+def test_only_commit_evidence_stands_in_for_an_unchanged_tree(store: Store) -> None:
+    with _vcr().use_cassette("mteb_github_first.yaml"):
+        source = _network_source()
+        try:
+            source.run(store, IngestOptions())
+        finally:
+            source.close()
+    probe = _source()
+    probe._store = store
+    kept = probe._previous_rows("BAAI__bge-base-en-v1.5")
+    assert kept is not None and {r.model for r in kept} == {BGE}
+    # once a fingerprinted mirror is current, its rows never stand in for a GitHub tree
+    _source().run(store, IngestOptions(mirror=str(SAMPLE)))
+    assert probe._previous_rows("BAAI__bge-base-en-v1.5") is None

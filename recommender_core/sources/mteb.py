@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import re
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -292,11 +293,15 @@ class _ModelFolder:
             self.picks[slot] = _Pick(key, model, revision, score)
 
     def records(self) -> Iterator[EvidenceRecord]:
+        # Records are held until the run's single write: share every repeated string and the extra
+        # mapping, so memory per row stays small on the whole repository.
+        extra = {"folder": sys.intern(self.folder)}
         for (model, task), pick in sorted(self.picks.items()):
             s = pick.score
-            yield EvidenceRecord(model=model, category=task, value=s.value, metric="main_score",
-                                 task_type=s.task_type, revision=pick.revision, split=s.split,
-                                 subset_count=s.subset_count, extra={"folder": self.folder})
+            yield EvidenceRecord(model=sys.intern(model), category=sys.intern(task), value=s.value,
+                                 metric="main_score", task_type=sys.intern(s.task_type),
+                                 revision=sys.intern(pick.revision), split=sys.intern(s.split),
+                                 subset_count=s.subset_count, extra=extra)
 
 
 # A folder's files: (path relative to the model folder with "/" separators, a reader of its bytes).
@@ -474,12 +479,19 @@ class MtebSource(Source):
     def __init__(self, *args: Any, tasks: Mapping[str, TaskInfo] | None = None,
                  client: SourceClient | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.tasks = tasks if tasks is not None else load_task_map()
+        self._tasks = tasks
         self._client = client
         self._store: Store | None = None
         self._state: dict[str, str] = {}
 
     # -- plumbing --
+
+    @property
+    def tasks(self) -> Mapping[str, TaskInfo]:
+        """The task map, loaded when first needed (an unchanged run never needs it)."""
+        if self._tasks is None:
+            self._tasks = load_task_map()
+        return self._tasks
 
     def _http(self, token: str | None) -> SourceClient:
         if self._client is None:
@@ -573,7 +585,9 @@ class MtebSource(Source):
         if self._store is None:
             return None
         current = current_ingest_run(self._store, self.name)
-        if current is None:
+        # Only evidence read at a commit of the repository can stand in for an unchanged tree (not a
+        # fingerprinted mirror, the sample or the parquet, whose contents may differ).
+        if current is None or not re.fullmatch(r"[0-9a-f]{40}", current.source_version or ""):
             return None
         table = BenchmarkEvidence.__table__  # type: ignore[attr-defined]
         with self._store.session() as session:
