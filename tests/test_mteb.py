@@ -426,3 +426,49 @@ def test_only_commit_evidence_stands_in_for_an_unchanged_tree(store: Store) -> N
     # once a fingerprinted mirror is current, its rows never stand in for a GitHub tree
     _source().run(store, IngestOptions(mirror=str(SAMPLE)))
     assert probe._previous_rows("BAAI__bge-base-en-v1.5") is None
+
+
+def test_two_folders_of_one_model_merge_into_one_row_per_task(store: Store, tmp_path: Path) -> None:
+    mirror = _copy_sample(tmp_path)
+    bge = next((mirror / "results" / "BAAI__bge-base-en-v1.5").iterdir())
+    other = mirror / "results" / "mirror__bge" / "external"
+    other.mkdir(parents=True)
+    meta = json.loads((bge / "model_meta.json").read_text())
+    (other / "model_meta.json").write_text(json.dumps({**meta, "revision": "external"}))
+    sts = json.loads((bge / "STSBenchmark.json").read_text())
+    sts["mteb_version"] = None
+    (other / "STSBenchmark.json").write_text(json.dumps(sts).replace('"main_score": 0.', '"main_score": 0.0'))
+    (other / "STS12.json").write_text(json.dumps({**sts, "task_name": "STS12"}))
+    result = _source().run(store, IngestOptions(mirror=str(mirror)))
+    assert result.status == RunStatus.SUCCESS and result.details["merged_folders"] == 1
+    rows = _evidence(store, result.run_id)
+    assert rows[(BGE, "STSBenchmark")].revision == bge.name  # mteb 1.18.0 beats an external copy
+    assert rows[(BGE, "STS12")].revision == "external"
+
+
+def test_dry_run_writes_nothing(store: Store) -> None:
+    result = _source().run(store, IngestOptions(mirror=str(SAMPLE), dry_run=True))
+    assert result.status == "dry-run" and result.rows_accepted == 32
+    assert _evidence(store) == {} and list_runs(store, source="mteb") == []
+
+
+def test_github_token_is_sent_and_never_printed(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(401, json={"message": "Bad credentials"})
+
+    def factory(source: str, token: str | None) -> SourceClient:
+        return SourceClient(source=source, token=token, transport=httpx.MockTransport(handler),
+                            settings=HttpSettings(max_attempts=1))
+
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_secretvalue")
+    monkeypatch.setattr(MtebSource, "client_factory", staticmethod(factory))
+    source = _source()
+    with pytest.raises(SourceHTTPError) as info:
+        source.run(store, IngestOptions())
+    source.close()
+    assert seen[0].headers["authorization"] == "Bearer ghp_secretvalue"
+    assert str(seen[0].url) == "https://api.github.com/repos/embeddings-benchmark/results/commits/main"
+    assert "ghp_secretvalue" not in str(info.value) and "HTTP 401" in str(info.value)

@@ -78,6 +78,7 @@ __all__ = [
     "Rejected",
     "TaskInfo",
     "TaskScore",
+    "add_records",
     "choose_split",
     "folder_model_name",
     "load_task_map",
@@ -295,13 +296,42 @@ class _ModelFolder:
     def records(self) -> Iterator[EvidenceRecord]:
         # Records are held until the run's single write: share every repeated string and the extra
         # mapping, so memory per row stays small on the whole repository.
-        extra = {"folder": sys.intern(self.folder)}
+        extras: dict[tuple[int, ...] | None, dict[str, Any]] = {}
         for (model, task), pick in sorted(self.picks.items()):
             s = pick.score
+            extra = extras.get(s.mteb_version)
+            if extra is None:
+                version = ".".join(map(str, s.mteb_version)) if s.mteb_version else None
+                extra = extras[s.mteb_version] = {"folder": sys.intern(self.folder), "mteb_version": version}
             yield EvidenceRecord(model=sys.intern(model), category=sys.intern(task), value=s.value,
                                  metric="main_score", task_type=sys.intern(s.task_type),
                                  revision=sys.intern(pick.revision), split=sys.intern(s.split),
                                  subset_count=s.subset_count, extra=extra)
+
+
+def _record_key(record: EvidenceRecord) -> tuple[Any, ...]:
+    """The revision rule of ``_ModelFolder.offer`` for records already built (from their extra)."""
+    version = _version_tuple(record.extra.get("mteb_version")) or (-1,)
+    revision = record.revision or ""
+    return (version, revision_rank(revision), revision)
+
+
+def add_records(batch: Batch, records: list[EvidenceRecord], owners: dict[str, str], folder: str) -> None:
+    """Append a folder's records; a model name another folder already produced is merged task by task
+    with the same revision rule (one row per model and task, whichever folder it came from)."""
+    collided = {r.model for r in records if owners.setdefault(r.model, folder) != folder}
+    if not collided:
+        batch.records.extend(records)
+        return
+    positions = {(r.model, r.category): i for i, r in enumerate(batch.records) if r.model in collided}
+    for record in records:
+        at = positions.get((record.model, record.category))
+        if at is None:
+            positions[(record.model, record.category)] = len(batch.records)
+            batch.records.append(record)
+        elif _record_key(record) > _record_key(batch.records[at]):
+            batch.records[at] = record
+    batch.details["merged_folders"] = batch.details.get("merged_folders", 0) + 1
 
 
 # A folder's files: (path relative to the model folder with "/" separators, a reader of its bytes).
@@ -568,9 +598,10 @@ class MtebSource(Source):
             raise SourceSchemaError(f"mteb: {root} holds no model folders (expected results/<org>__<model>/...).",
                                     source=self.name)
         tick = self.progress("mteb: model folders") if self.progress else None
+        owners: dict[str, str] = {}
         for done, folder in enumerate(folders, 1):
             files = ((rel, _file_reader(entry.path)) for rel, entry in _walk(results / folder))
-            batch.records.extend(ingest_model_folder(folder, files, batch, self.tasks))
+            add_records(batch, ingest_model_folder(folder, files, batch, self.tasks), owners, folder)
             if tick:
                 tick(done, len(folders))
         batch.details["models"] = len(folders)
@@ -622,13 +653,14 @@ class MtebSource(Source):
                         table.c.source == self.name)).all():
                     previous[key] = value
         fetched = reused = 0
+        owners: dict[str, str] = {}
         for folder in tracked:
             key = STATE_TREE_PREFIX + folder
             self._state[key] = trees[folder]
             if previous.get(key) == trees[folder]:
                 kept = self._previous_rows(folder)
                 if kept is not None:
-                    batch.records.extend(kept)
+                    add_records(batch, kept, owners, folder)
                     batch.skipped[SKIP_UNCHANGED_TREE] += 1
                     reused += 1
                     continue
@@ -643,7 +675,7 @@ class MtebSource(Source):
                 return lambda: http.get(url).content
 
             files = [(p, reader(p)) for p in sorted(blobs)]
-            batch.records.extend(ingest_model_folder(folder, files, batch, self.tasks))
+            add_records(batch, ingest_model_folder(folder, files, batch, self.tasks), owners, folder)
             fetched += 1
         batch.details.update({"models": len(tracked), "models_fetched": fetched, "models_unchanged": reused,
                               "commit": commit})
