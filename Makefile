@@ -33,6 +33,7 @@ demo: install
 	rm -rf .demo && mkdir -p .demo
 	$(DEMO_ENV) $(BIN)/recsys db upgrade
 	$(DEMO_ENV) $(BIN)/recsys ingest lmsys --source sample_mirror/lmsys
+	$(DEMO_ENV) $(BIN)/recsys ingest mteb --source sample_mirror/mteb
 	$(DEMO_ENV) $(BIN)/python -m recommender_core.telemetry.demo
 	$(DEMO_ENV) $(BIN)/recsys policy check
 	$(DEMO_ENV) $(BIN)/recsys score

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._base import JsonOption, cronjob, not_available, state
+from ._base import JsonOption, PolicyOption, cronjob, print_json, state
 from .ingest import app
 
 
@@ -20,8 +20,31 @@ def ingest_mteb(
     all_models: Annotated[bool, typer.Option("--all", help="Every model, from the bulk mteb/results dataset.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Ingest even if the source version is unchanged.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Parse and validate; write nothing.")] = False,
+    policy: PolicyOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Ingest MTEB embedding benchmark results into the evidence store."""
-    state(ctx, json_output=json_output)
-    not_available("ingest mteb")
+    from recommender_core.sources.base import IngestOptions
+    from recommender_core.sources.mteb import MtebSource, summarise
+
+    app_state = state(ctx, json_output=json_output)
+    settings = app_state.settings()
+    options = IngestOptions(mirror=source, force=force, dry_run=dry_run, all_models=all_models,
+                            keep_runs=settings.keep_runs)
+    ingester = MtebSource(settings=settings, policy=app_state.policy(policy))
+    try:
+        result = ingester.run(app_state.store(), options)
+    finally:
+        ingester.close()
+    if app_state.report is not None:
+        app_state.report.record_ingest("mteb", rows=result.rows_accepted, rejected=result.rows_rejected)
+    summary = summarise(result)
+    if app_state.json_output:
+        print_json(summary)
+        return
+    typer.echo(f"mteb: {result.status}, version {result.source_version}, {result.rows_accepted} rows, "
+               f"{result.rows_rejected} rejected (run {result.run_id}).")
+    for reason, count in summary["rejected"].items():
+        typer.echo(f"  rejected {reason}: {count}")
+    for reason, count in result.skipped.items():
+        typer.echo(f"  skipped {reason}: {count}")

@@ -38,6 +38,7 @@ class EvidenceRow:
     run_id: int
     published_on: date | None = None
     organization: str | None = None
+    subset_count: int | None = None  # MTEB: how many subsets the task score averages
 
     def to_json(self) -> dict[str, Any]:
         document = asdict(self)
@@ -90,7 +91,7 @@ def list_evidence(
                 task_type=ev.task_type, metric=ev.metric, value=ev.value, lower=ev.lower, upper=ev.upper,
                 samples=ev.samples, rank=ev.rank, revision=ev.revision, split=ev.split,
                 source_version=ev.source_version, run_id=ev.run_id, published_on=ev.published_on,
-                organization=ev.organization,
+                organization=ev.organization, subset_count=ev.subset_count,
             ))
             if limit is not None and len(rows) >= limit:
                 break

@@ -74,7 +74,7 @@ def test_db_upgrade_is_idempotent_and_json_goes_before_or_after(database_url: st
 
 @pytest.mark.parametrize(
     "argv",
-    [["ingest", "lmsys"], ["ingest", "mteb"], ["ingest", "litellm", "--spend-logs-url", "postgresql://x/y"],
+    [["ingest", "lmsys"], ["ingest", "litellm", "--spend-logs-url", "postgresql://x/y"],
      ["telemetry", "prune"], ["score"], ["route", "coding"], ["route-test", "cases.yaml"],
      ["export", "litellm-router"], ["serve"]],
     ids=lambda a: " ".join(a[:2]),

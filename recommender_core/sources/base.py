@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, ClassVar
 
+from sqlmodel import Session
+
 from ..config import Settings
 from ..errors import SourceSchemaError
 from ..policy import Policy
@@ -129,6 +131,9 @@ class Source(abc.ABC):
     def load(self, version: str, options: IngestOptions) -> Batch:
         """Read, parse and validate every row of ``version``."""
 
+    def save_state(self, session: Session) -> None:  # noqa: B027 - an optional hook
+        """Write incremental cursors (``SourceState``) inside the run's write transaction, atomically."""
+
     def close(self) -> None:  # noqa: B027 - an optional hook: most sources hold nothing to release
         """Release network clients and temporary files."""
 
@@ -180,6 +185,7 @@ class Source(abc.ABC):
             with store.session() as session:
                 insert_evidence(session, run_id=handle.run_id, source=self.name, source_version=version,
                                 records=batch.records)
+                self.save_state(session)
                 handle.status = RunStatus.SUCCESS
                 finish_ingest_run(session, handle)
             return self._result(RunStatus.SUCCESS, version, handle.run_id, batch)
