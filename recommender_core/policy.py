@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import PolicyError
 from .identity import NameMatcher
+from .sources import available_sources
 
 __all__ = [
     "DEFAULT_POLICY_NAME",
@@ -37,8 +38,9 @@ __all__ = [
 ]
 
 DEFAULT_POLICY_NAME = "default_policy.yaml"
-# Sources whose evidence a task may reference. (Telemetry feeds cost/latency/reliability, not quality.)
-EVIDENCE_SOURCES = ("lmsys", "mteb")
+# Sources whose evidence a task may reference (telemetry feeds cost, latency and reliability, not
+# quality). Derived from the source registry, so a new source plugin is accepted here at once.
+EVIDENCE_SOURCES = available_sources()
 ModelKind = Literal["chat", "embedding"]
 
 

@@ -197,3 +197,15 @@ def test_dry_run_writes_nothing(store: Store) -> None:
 def test_empty_source_is_refused(store: Store) -> None:
     with pytest.raises(SourceSchemaError, match="holds no rows"):
         FakeSource("v1", []).run(store, IngestOptions())
+
+
+def test_registry_lists_every_plugin_and_unknown_names_say_what_exists() -> None:
+    from recommender_core.errors import ConfigError
+    from recommender_core.sources import PLUGIN_MODULES, get_source, load_sources
+
+    registry = load_sources()
+    assert set(registry) == set(PLUGIN_MODULES) == {"lmsys", "mteb"}
+    for name, cls in registry.items():
+        assert cls.name == name and cls.job == f"ingest-{name}"
+    with pytest.raises(ConfigError, match=r"^Unknown source 'lmsy'\. Available sources: lmsys, mteb\.$"):
+        get_source("lmsy")
