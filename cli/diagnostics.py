@@ -79,8 +79,8 @@ def render_snapshot(doc: dict[str, Any], *, stale_after_hours: float, width: int
 
     flag = Text("on (scores route)", style="green") if doc["v2_enabled"] else Text(
         "off (static order routes)", style="yellow")
-    console.print(Text.assemble("recsys snapshot ", (str(doc["generated_at"]), "bold"),
-                                "  ENABLE_MODEL_RECOMMENDER_V2: ", flag))
+    console.print(Text.assemble("recsys snapshot at ", (str(doc["generated_at"]), "bold")))
+    console.print(Text.assemble("ENABLE_MODEL_RECOMMENDER_V2: ", flag))
 
     if doc["sources"]:
         sources = table(f"Sources (stale after {stale_after_hours:g} h)", "source", "last run", "age",
@@ -111,10 +111,10 @@ def render_snapshot(doc: dict[str, Any], *, stale_after_hours: float, width: int
         console.print(Text("The policy changed since this scoring run: run 'recsys score'.", style="yellow"))
 
     for task, models in doc["tasks"].items():
-        ranked = table(f"Task {task}", "#", "model", "utility", "qual.", "cost", "lat.", "rel.", "evidence")
+        ranked = table(f"Task {task}", "#", "model", "util.", "qual.", "cost", "lat.", "rel.", "evidence")
         for m in models:
             values = m.get("evidence_values") or []
-            evidence = "; ".join(f"{v['model']}={_num(v['value'], 4)}" for v in values[:2]) or ", ".join(
+            evidence = "; ".join(f"{format_value(v['value'])} {v['model']}" for v in values[:2]) or ", ".join(
                 m["evidence"]) or "-"
             if len(values) > 2:
                 evidence += f" (+{len(values) - 2})"

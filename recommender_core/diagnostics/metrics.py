@@ -4,6 +4,10 @@ One push at the end of a job, success or failure, with ``job="recsys"`` and the 
 ``{command="<job name>"}`` (never a pod or instance label, so each push replaces the last).
 A push that fails is logged once, never allowed to change the job's own outcome.
 
+The push is a POST (``pushadd``), which replaces the pushed metric names of the group and keeps the
+others: a failed run adds ``recsys_job_last_failure_timestamp_seconds`` and keeps the last success's
+``recsys_job_last_success_timestamp_seconds``, so "no success for N hours" stays computable.
+
 Every metric recsys exposes, pushed or served by ``recsys serve``, is named in ``METRICS`` below, so
 alerting rules (and their tests) can reference the table instead of a second list.
 """
@@ -239,7 +243,7 @@ def push_job_report(report: JobReport, *, gateway_url: str | None, username: str
     """Push ``report`` if a gateway is configured; True when pushed. Never raises for push failures."""
     if not gateway_url:
         return False
-    from prometheus_client import push_to_gateway
+    from prometheus_client import pushadd_to_gateway
     from prometheus_client.exposition import basic_auth_handler, default_handler
 
     from ..redact import redact_text, redact_url
@@ -251,7 +255,7 @@ def push_job_report(report: JobReport, *, gateway_url: str | None, username: str
         return default_handler(url, method, timeout, headers, data)
 
     try:
-        push_to_gateway(gateway_url, job=PUSH_JOB, registry=_registry(report),
+        pushadd_to_gateway(gateway_url, job=PUSH_JOB, registry=_registry(report),
                         grouping_key={"command": report.command}, timeout=timeout, handler=handler)
     except Exception as exc:
         log.warning("could not push metrics to the Pushgateway at %s: %s", redact_url(gateway_url),

@@ -164,6 +164,7 @@ class DiagnosticsApp:
 
     def _build_metrics(self) -> Response:
         from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
         # generate_latest writes the classic 0.0.4 text format, which every Prometheus version scrapes.
         from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
