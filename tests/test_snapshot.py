@@ -149,3 +149,24 @@ def test_selection_counts_cover_all_stored_telemetry(store: Store) -> None:
     fill(store)
     assert selection_counts(store) == {("coding", "gpt-4.1"): 15, ("untagged", "gpt-4.1"): 5,
                                        ("untagged", "gpt-5"): 1}
+
+
+def test_latency_percentiles_match_stats_percentile_on_every_backend(store: Store) -> None:
+    import random
+
+    from recommender_core.stats import percentile
+
+    rng = random.Random(7)
+    expected = {}
+    with store.session() as s:
+        for n in (1, 2, 3, 20, 21, 41, 101):
+            values = [round(rng.uniform(1, 5000), 3) for _ in range(n)]
+            expected[f"m{n}"] = (percentile(sorted(values), 50), percentile(sorted(values), 95))
+            for i, value in enumerate(values):
+                s.add(TelemetryEvent(event_id=f"m{n}-{i}", model=f"m{n}", status="success",
+                                     started_at=NOW - timedelta(minutes=i), latency_ms=value))
+    tele = build_snapshot(store, load_policy(), v2_enabled=False, now=NOW).document["telemetry"]
+    got = {m["model"]: (m["latency_p50_ms"], m["latency_p95_ms"]) for m in tele["models"]}
+    assert got.keys() == expected.keys()
+    for model, (p50, p95) in expected.items():
+        assert got[model] == (pytest.approx(p50, rel=1e-12), pytest.approx(p95, rel=1e-12)), model

@@ -22,7 +22,6 @@ from sqlmodel import col, select
 from ..errors import UsageError
 from ..evidence import current_run_ids, unmatched_models
 from ..policy import EvidenceRef, Policy
-from ..stats import percentile
 from ..store import Store
 from ..store.tables import (
     BenchmarkEvidence,
@@ -96,7 +95,13 @@ def source_status(store: Store, now: datetime, stale_after: timedelta) -> list[d
     return result
 
 
-def _order_key(s: UtilityScore) -> tuple[float, float, float, str]:
+# The utility columns the snapshot shows, read as plain rows (no ORM objects: 500 models x 30 tasks).
+_SCORE_COLUMNS = ("task", "model", "utility", "quality", "cost", "latency", "reliability", "cost_per_1k_tokens",
+                  "latency_p95_ms", "success_rate", "excluded", "reason", "evidence")
+Score = Any  # a Row with the _SCORE_COLUMNS as attributes
+
+
+def _order_key(s: Score) -> tuple[float, float, float, str]:
     # DESIGN.md section 6 order: utility desc, quality desc, cost asc, name asc (9 decimals).
     return (-round(s.utility or 0.0, _ROUND), -round(s.quality or 0.0, _ROUND),
             round(s.cost_per_1k_tokens or 0.0, _ROUND), s.model)
@@ -105,7 +110,7 @@ def _order_key(s: UtilityScore) -> tuple[float, float, float, str]:
 @dataclass(frozen=True)
 class _Scoring:
     run: dict[str, Any] | None
-    ranked: dict[str, list[UtilityScore]]
+    ranked: dict[str, list[Score]]
     excluded: dict[str, list[dict[str, Any]]]
     decision_seconds: dict[str, float]
 
@@ -128,18 +133,19 @@ def _scoring(store: Store, now: datetime, task: str | None, top: int | None) -> 
         run = session.exec(select(ScoringRun).where(col(ScoringRun.is_current)).limit(1)).first()
         if run is None:
             return _Scoring(None, {}, {}, {})
-        query = select(UtilityScore).where(col(UtilityScore.run_id) == run.id)
+        table = UtilityScore.__table__  # type: ignore[attr-defined]
+        query = sa.select(*(table.c[name] for name in _SCORE_COLUMNS)).where(table.c.run_id == run.id)
         if task is not None:
-            query = query.where(col(UtilityScore.task) == task)
-        scores = session.exec(query).all()
-    by_task: dict[str, list[UtilityScore]] = defaultdict(list)
+            query = query.where(table.c.task == task)
+        scores = session.execute(query).all()
+    by_task: dict[str, list[Score]] = defaultdict(list)
     excluded: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for score in scores:
         if score.excluded:
             excluded[score.task].append({"model": score.model, "reason": score.reason or "no reason recorded"})
         else:
             by_task[score.task].append(score)
-    ranked: dict[str, list[UtilityScore]] = {}
+    ranked: dict[str, list[Score]] = {}
     decision_seconds: dict[str, float] = {}
     for name in sorted(by_task):
         started = time.perf_counter()
@@ -151,7 +157,7 @@ def _scoring(store: Store, now: datetime, task: str | None, top: int | None) -> 
 
 
 def _evidence_values(store: Store, policy: Policy,
-                     ranked: Mapping[str, list[UtilityScore]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+                     ranked: Mapping[str, list[Score]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """(candidate, evidence ref) -> the current stored values behind it, for the ranked models only."""
     wanted: dict[str, set[str]] = defaultdict(set)  # source -> candidates
     refs: set[str] = set()
@@ -220,51 +226,71 @@ def _evidence_values(store: Store, policy: Policy,
 
 
 def _telemetry(store: Store, now: datetime) -> dict[str, Any]:
-    """Calls, errors and latency percentiles per model over the window, aggregated in SQL."""
+    """Calls, errors and latency percentiles per model over the window, aggregated in SQL.
+
+    Two queries over the window: counts per (task, model), and the latency rows each percentile
+    needs, picked by rank with window functions (the same linear interpolation as
+    ``stats.percentile`` and Postgres' ``percentile_cont``, on both backends).
+    """
     since = now - timedelta(hours=TELEMETRY_WINDOW_HOURS)
     name = sa.func.coalesce(col(TelemetryEvent.model_group), col(TelemetryEvent.model))
     in_window = col(TelemetryEvent.started_at) >= since
     timed = sa.and_(in_window, col(TelemetryEvent.status) == "success", col(TelemetryEvent.cache_hit).is_(False),
                     col(TelemetryEvent.latency_ms).is_not(None))
-    percentiles: dict[str, tuple[float | None, float | None]] = {}
+    latency = col(TelemetryEvent.latency_ms)
+    ranked = sa.select(
+        name.label("name"), latency.label("latency"),
+        (sa.func.row_number().over(partition_by=name, order_by=latency) - 1).label("rn"),
+        sa.func.count().over(partition_by=name).label("n"),
+    ).where(timed).subquery()
+    wanted_ranks = []
+    for pct in _PERCENTILES:
+        # Integer arithmetic, the same in SQL and in _interpolate, so both pick the same ranks.
+        low = (ranked.c.n - 1) * pct // 100
+        wanted_ranks += [ranked.c.rn == low, ranked.c.rn == low + 1]
     with store.connect() as conn:
-        counts = conn.execute(
-            sa.select(name, sa.func.count(),
-                      sa.func.sum(sa.case((col(TelemetryEvent.status) != "success", 1), else_=0)))
-            .where(in_window).group_by(name)
-        ).all()
-        if store.dialect == "postgresql":
-            # percentile_cont is the same definition as stats.percentile (linear interpolation).
-            latency = col(TelemetryEvent.latency_ms)
-            for model, p50, p95 in conn.execute(
-                sa.select(name, sa.func.percentile_cont(0.5).within_group(latency),
-                          sa.func.percentile_cont(0.95).within_group(latency)).where(timed).group_by(name)
-            ):
-                percentiles[model] = (float(p50), float(p95))
-        else:
-            rows = conn.execute(
-                sa.select(name.label("name"), col(TelemetryEvent.latency_ms)).where(timed)
-                .order_by(sa.text("name"), col(TelemetryEvent.latency_ms))
-            )
-            for model, group in itertools.groupby(rows, key=lambda r: r[0]):
-                values = [float(r[1] or 0.0) for r in group]  # NULLs are filtered in SQL
-                percentiles[model] = (percentile(values, 50), percentile(values, 95))
         selections = conn.execute(
-            sa.select(col(TelemetryEvent.task), name, sa.func.count()).where(in_window)
-            .group_by(col(TelemetryEvent.task), name)
+            sa.select(col(TelemetryEvent.task), name, sa.func.count(),
+                      sa.func.sum(sa.case((col(TelemetryEvent.status) != "success", 1), else_=0)))
+            .where(in_window).group_by(col(TelemetryEvent.task), name)
         ).all()
+        picked = conn.execute(
+            sa.select(ranked.c.name, ranked.c.n, ranked.c.rn, ranked.c.latency).where(sa.or_(*wanted_ranks))
+        ).all()
+    at_rank: dict[str, dict[int, float]] = defaultdict(dict)
+    sizes: dict[str, int] = {}
+    for model, n, rn, value in picked:
+        at_rank[model][int(rn)] = float(value)
+        sizes[model] = int(n)
+    calls: dict[str, int] = defaultdict(int)
+    errors: dict[str, int] = defaultdict(int)
+    for _task, model, count, failed in selections:
+        calls[model] += int(count)
+        errors[model] += int(failed or 0)
     models = []
-    for model, calls, errors in sorted(counts, key=lambda r: r[0]):
-        p50, p95 = percentiles.get(model, (None, None))
-        errors = int(errors or 0)
-        models.append({"model": model, "calls": int(calls), "errors": errors, "error_rate": errors / calls,
-                       "latency_p50_ms": p50, "latency_p95_ms": p95})
+    for model in sorted(calls):
+        values = at_rank.get(model, {})
+        p50, p95 = (_interpolate(values, sizes.get(model, 0), pct) for pct in _PERCENTILES)
+        models.append({"model": model, "calls": calls[model], "errors": errors[model],
+                       "error_rate": errors[model] / calls[model], "latency_p50_ms": p50, "latency_p95_ms": p95})
     return {
         "window_hours": TELEMETRY_WINDOW_HOURS,
         "models": models,
-        "selections": sorted(({"task": task or UNTAGGED_TASK, "model": model, "calls": int(calls)}
-                              for task, model, calls in selections), key=lambda e: (e["task"], e["model"])),
+        "selections": sorted(({"task": task or UNTAGGED_TASK, "model": model, "calls": int(count)}
+                              for task, model, count, _failed in selections), key=lambda e: (e["task"], e["model"])),
     }
+
+
+_PERCENTILES = (50, 95)
+
+
+def _interpolate(at_rank: Mapping[int, float], n: int, pct: int) -> float | None:
+    """``stats.percentile`` (linear interpolation) from only the two ranked values it reads."""
+    if n == 0:
+        return None
+    low, remainder = divmod((n - 1) * pct, 100)
+    high = min(low + 1, n - 1)
+    return at_rank[low] + (at_rank[high] - at_rank[low]) * remainder / 100
 
 
 def selection_counts(store: Store) -> dict[tuple[str, str], int]:
