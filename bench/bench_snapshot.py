@@ -88,8 +88,9 @@ def _fill(store: Store, rng: random.Random) -> None:
         s.add(scoring)
         s.flush()
         lmsys_id, scoring_id = lmsys_run.id, scoring.id
-    evidence = [{"run_id": lmsys_id, "source": "lmsys", "model": f"arena-model-{m:03d}", "category": f"text/cat-{t:02d}",
-                 "metric": "rating", "value": rng.uniform(900, 1400), "lower": None, "upper": None,
+    evidence = [{"run_id": lmsys_id, "source": "lmsys", "model": f"arena-model-{m:03d}",
+                 "category": f"text/cat-{t:02d}", "metric": "rating", "value": rng.uniform(900, 1400),
+                 "lower": None, "upper": None,
                  "samples": rng.randint(100, 50000), "source_version": "v29", "extra": {}}
                 for m in range(MODELS) for t in range(TASKS)]
     scores = []
@@ -219,7 +220,7 @@ def _load(address: tuple[str, int], path: str, seconds: float) -> float:
     def client(i: int) -> None:
         conn = http.client.HTTPConnection(*address, timeout=60)
         try:
-            while time.perf_counter() < stop:
+            while True:  # at least one request per client
                 conn.request("GET", path)
                 response = conn.getresponse()
                 response.read()
@@ -227,6 +228,8 @@ def _load(address: tuple[str, int], path: str, seconds: float) -> float:
                     errors.append(str(response.status))
                     return
                 counts[i] += 1
+                if time.perf_counter() >= stop:
+                    break
         finally:
             conn.close()
 
@@ -252,6 +255,7 @@ def _requests_per_second(store: Store, policy: Policy, *, cache_seconds: float, 
     thread.start()
     try:
         address = (str(server.server_address[0]), int(server.server_address[1]))
+        _load(address, "/snapshot?top=5", 0.0)  # one request each: fills the cache when there is one
         return _load(address, "/snapshot?top=5", seconds)
     finally:
         server.shutdown()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from typing import Annotated, Any
 
 import typer
 
-from ._base import JsonOption, PolicyOption, cronjob, print_json, state
+from ._base import JsonOption, PolicyOption, cronjob, state
 from ._render import format_value
 
 # How many of each task's top models the snapshot job pushes as recsys_utility_score.
@@ -42,7 +44,9 @@ def snapshot_command(
             app_state.report.observe_recommendation_latency(seconds, task=name)
         app_state.report.model_selected.update(selection_counts(store))
     if app_state.json_output:
-        print_json(snapshot.document)
+        # Compact, unlike print_json: json's C encoder only runs without indent, and a full snapshot
+        # (every ranked model of every task) is large enough for that to matter (bench_snapshot).
+        sys.stdout.write(json.dumps(snapshot.document, allow_nan=False) + "\n")
         return
     render_snapshot(snapshot.document, stale_after_hours=settings.stale_after_hours)
 

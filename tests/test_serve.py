@@ -246,3 +246,17 @@ def test_recsys_serve_command_end_to_end(tmp_path: Path) -> None:
                 if stream is not None:
                     stream.close()
     assert proc.returncode == 0
+
+
+def test_an_expired_entry_is_served_while_another_thread_rebuilds(memory_store: Store) -> None:
+    clock = FakeClock()
+    app = make_app(memory_store, clock)
+    first = app.handle("GET", "/snapshot")
+    assert first.status == 200
+    clock.value += 10  # expired
+    with app._build_lock:  # another thread is rebuilding
+        assert app.handle("GET", "/snapshot") is first
+    rebuilt = app.handle("GET", "/snapshot")
+    assert rebuilt.status == 200 and rebuilt is not first
+    # a key never built has nothing stale to give: it waits for the builder instead
+    assert app.handle("GET", "/snapshot?top=1").status == 200

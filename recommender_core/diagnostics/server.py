@@ -106,17 +106,29 @@ class DiagnosticsApp:
             return _error(500, "Unexpected server error; see the server log.")
 
     def _cached(self, key: tuple[str, ...], build: Callable[[], Response]) -> Response:
+        """Fresh from the cache, else rebuilt by one thread at a time.
+
+        While one thread rebuilds an expired entry, the others get the expired copy instead of
+        waiting (stale while revalidate): on a large store a rebuild takes seconds.
+        """
         hit = self._cache.get(key)
         if hit is not None and hit[0] > self._clock():
             return hit[1]
-        with self._build_lock:
-            hit = self._cache.get(key)
-            if hit is not None and hit[0] > self._clock():
-                return hit[1]
+        if not self._build_lock.acquire(blocking=hit is None):
+            assert hit is not None  # noqa: S101 - a non-blocking acquire only fails with a stale copy
+            return hit[1]
+        try:
+            if hit is None:
+                # We waited for another builder: it may have just built this very entry.
+                fresh = self._cache.get(key)
+                if fresh is not None and fresh[0] > self._clock():
+                    return fresh[1]
             response = build()
             if response.status == 200:
                 self._cache[key] = (self._clock() + self.cache_seconds, response)
             return response
+        finally:
+            self._build_lock.release()
 
     # --- endpoints --------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import col, select
@@ -95,10 +95,22 @@ def source_status(store: Store, now: datetime, stale_after: timedelta) -> list[d
     return result
 
 
-# The utility columns the snapshot shows, read as plain rows (no ORM objects: 500 models x 30 tasks).
-_SCORE_COLUMNS = ("task", "model", "utility", "quality", "cost", "latency", "reliability", "cost_per_1k_tokens",
-                  "latency_p95_ms", "success_rate", "excluded", "reason", "evidence")
-Score = Any  # a Row with the _SCORE_COLUMNS as attributes
+class Score(NamedTuple):
+    """The utility columns the snapshot shows, read as plain tuples (no ORM objects: 500 models x 30 tasks)."""
+
+    task: str
+    model: str
+    utility: float | None
+    quality: float | None
+    cost: float | None
+    latency: float | None
+    reliability: float | None
+    cost_per_1k_tokens: float | None
+    latency_p95_ms: float | None
+    success_rate: float | None
+    excluded: bool
+    reason: str | None
+    evidence: list[str]
 
 
 def _order_key(s: Score) -> tuple[float, float, float, str]:
@@ -134,10 +146,10 @@ def _scoring(store: Store, now: datetime, task: str | None, top: int | None) -> 
         if run is None:
             return _Scoring(None, {}, {}, {})
         table = UtilityScore.__table__  # type: ignore[attr-defined]
-        query = sa.select(*(table.c[name] for name in _SCORE_COLUMNS)).where(table.c.run_id == run.id)
+        query = sa.select(*(table.c[name] for name in Score._fields)).where(table.c.run_id == run.id)
         if task is not None:
             query = query.where(table.c.task == task)
-        scores = session.execute(query).all()
+        scores = [Score._make(row) for row in session.execute(query)]
     by_task: dict[str, list[Score]] = defaultdict(list)
     excluded: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for score in scores:
@@ -186,10 +198,11 @@ def _evidence_values(store: Store, policy: Policy,
         conditions.append(col(BenchmarkEvidence.task_type).in_(sorted(task_types)))
     if not conditions:
         return {}
-    # (source, candidate) -> rows
-    rows: dict[tuple[str, str], list[tuple[Any, ...]]] = defaultdict(list)
-    with store.session() as session:
-        result = session.execute(
+    # (source, candidate, category) and (source, candidate, task type) -> rows
+    by_category: dict[tuple[str, str, str], list[tuple[Any, ...]]] = defaultdict(list)
+    by_type: dict[tuple[str, str, str], list[tuple[Any, ...]]] = defaultdict(list)
+    with store.connect() as conn:
+        result = conn.execute(
             sa.select(col(BenchmarkEvidence.source), col(BenchmarkEvidence.model), col(BenchmarkEvidence.category),
                       col(BenchmarkEvidence.task_type), col(BenchmarkEvidence.value), col(BenchmarkEvidence.lower),
                       col(BenchmarkEvidence.upper), col(BenchmarkEvidence.samples),
@@ -198,30 +211,37 @@ def _evidence_values(store: Store, policy: Policy,
             .order_by(col(BenchmarkEvidence.source), col(BenchmarkEvidence.model), col(BenchmarkEvidence.category))
         )
         matchers = {source: policy.matcher(source) for source in run_ids}
+        names: dict[tuple[str, str], str | None] = {}  # each upstream name is matched once
         for row in result:
-            candidate = matchers[row[0]].candidate_for(row[1])
-            if candidate is not None and candidate in wanted.get(row[0], ()):
-                rows[(row[0], candidate)].append(tuple(row))
+            key = (row[0], row[1])
+            if key not in names:
+                candidate = matchers[row[0]].candidate_for(row[1])
+                names[key] = candidate if candidate in wanted.get(row[0], ()) else None
+            candidate = names[key]
+            if candidate is not None:
+                by_category[(row[0], candidate, row[2])].append(row)
+                if row[3] is not None:
+                    by_type[(row[0], candidate, row[3])].append(row)
     values: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for ref_text, ref in parsed.items():
-        for (source, candidate), candidate_rows in rows.items():
-            if source != ref.source:
-                continue
-            if ref.selector.startswith("type/"):
-                task_type = ref.selector.removeprefix("type/")
-                matched = [r for r in candidate_rows if r[3] == task_type]
-                by_model = itertools.groupby(matched, key=lambda r: r[1])
-                found = [{"ref": ref_text, "model": model, "value": sum(r[4] for r in group) / len(group),
-                          "lower": None, "upper": None, "samples": None, "tasks": len(group),
-                          "source_version": group[0][8]}
-                         for model, group in ((m, list(g)) for m, g in by_model)]
-            else:
-                category = ref.selector.removeprefix("task/")
-                found = [{"ref": ref_text, "model": r[1], "value": r[4], "lower": r[5], "upper": r[6],
-                          "samples": r[7], "tasks": None, "source_version": r[8]}
-                         for r in candidate_rows if r[2] == category]
-            if found:
-                values[(candidate, ref_text)] = found
+    for scores in ranked.values():
+        for score in scores:
+            for text in score.evidence:
+                ref = parsed.get(text)
+                if ref is None or (score.model, text) in values:
+                    continue
+                if ref.selector.startswith("type/"):
+                    matched = by_type.get((ref.source, score.model, ref.selector.removeprefix("type/")), [])
+                    found = [{"ref": text, "model": model, "value": sum(r[4] for r in group) / len(group),
+                              "lower": None, "upper": None, "samples": None, "tasks": len(group),
+                              "source_version": group[0][8]}
+                             for model, group in ((m, list(g)) for m, g in itertools.groupby(matched,
+                                                                                              key=lambda r: r[1]))]
+                else:
+                    found = [{"ref": text, "model": r[1], "value": r[4], "lower": r[5], "upper": r[6],
+                              "samples": r[7], "tasks": None, "source_version": r[8]}
+                             for r in by_category.get((ref.source, score.model, ref.selector.removeprefix("task/")),
+                                                      [])]
+                values[(score.model, text)] = found
     return values
 
 
