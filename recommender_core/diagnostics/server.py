@@ -111,6 +111,8 @@ class DiagnosticsApp:
         While one thread rebuilds an expired entry, the others get the expired copy instead of
         waiting (stale while revalidate): on a large store a rebuild takes seconds.
         """
+        if self.cache_seconds <= 0:  # caching off: every request builds (the uncached benchmark)
+            return build()
         hit = self._cache.get(key)
         if hit is not None and hit[0] > self._clock():
             return hit[1]
