@@ -11,7 +11,7 @@ import typer
 from ._base import JsonOption, PolicyOption, cronjob, state
 from ._render import format_value
 
-# How many of each task's top models the snapshot job pushes as recsys_utility_score.
+# How many of each task's top models the snapshot job pushes as recsys_utility_score (unless --top).
 PUSHED_TOP = 3
 # Error rates above this are highlighted in the telemetry table.
 HIGH_ERROR_RATE = 0.05
@@ -39,7 +39,7 @@ def snapshot_command(
                               v2_enabled=settings.enable_model_recommender_v2,
                               stale_after_hours=settings.stale_after_hours, task=task, top=top)
     if app_state.report is not None and settings.pushgateway_url:
-        app_state.report.record_snapshot(snapshot.document, top=PUSHED_TOP)
+        app_state.report.record_snapshot(snapshot.document, top=top or PUSHED_TOP)
         for name, seconds in snapshot.decision_seconds.items():
             app_state.report.observe_recommendation_latency(seconds, task=name)
         app_state.report.model_selected.update(selection_counts(store))
