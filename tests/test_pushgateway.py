@@ -176,6 +176,8 @@ def test_ingest_counts_and_failure_then_success_keep_both_timestamps(gateway: Ga
 
     ok = JobReport(command="ingest-lmsys")
     ok.record_ingest("lmsys", rows=7421, rejected=0)
+    ok.gauges["lmsys_configs"] = 1  # free-form gauges get the prefix once, whichever way they are named
+    ok.gauges["recsys_lmsys_categories"] = 26
     ok.finish(success=True)
     assert push_job_report(ok, gateway_url=gateway.url)
     samples = gateway.scrape()
@@ -185,6 +187,7 @@ def test_ingest_counts_and_failure_then_success_keep_both_timestamps(gateway: Ga
     assert samples["recsys_job_last_failure_timestamp_seconds"][0][1] == pytest.approx(failed.finished)
     assert _by(samples["recsys_ingest_rows"], "source") == {("lmsys",): 7421.0}
     assert _by(samples["recsys_ingest_rejected_rows"], "source") == {("lmsys",): 0.0}
+    assert samples["recsys_lmsys_configs"][0][1] == 1 and samples["recsys_lmsys_categories"][0][1] == 26
 
 
 def test_a_failing_cli_job_pushes_its_failure(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:

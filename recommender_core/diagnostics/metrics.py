@@ -117,7 +117,7 @@ class JobReport:
     utility_score: dict[tuple[str, str], float] = field(default_factory=dict)
     # (task, seconds) observations of recommendation latency
     recommendation_latency: list[tuple[str, float]] = field(default_factory=list)
-    # free-form gauges other jobs add: name (without the recsys_ prefix) -> value
+    # free-form gauges other jobs add: name (the recsys_ prefix is added when missing) -> value
     gauges: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -195,37 +195,45 @@ class StaticCollector:
 
 
 def _registry(report: JobReport) -> CollectorRegistry:
+    # Each metric is created with its literal name (not built in a loop), so tools that read this
+    # module's source (the alert-rule checks of the deployment tests) see every name pushed.
     from prometheus_client import CollectorRegistry, Gauge
 
     registry = CollectorRegistry()
 
-    def gauge(name: str, labels: tuple[str, ...] = ()) -> Gauge:
-        return Gauge(name, _help(name), list(labels), registry=registry)
+    def per_label(metric: Gauge, values: Mapping[Any, float]) -> None:
+        for key, value in sorted(values.items()):
+            metric.labels(*(key if isinstance(key, tuple) else (key,))).set(value)
 
-    gauge("recsys_job_duration_seconds").set(report.duration_seconds)
-    gauge("recsys_job_success").set(1 if report.success else 0)
+    Gauge("recsys_job_duration_seconds", _help("recsys_job_duration_seconds"),
+          registry=registry).set(report.duration_seconds)
+    Gauge("recsys_job_success", _help("recsys_job_success"), registry=registry).set(1 if report.success else 0)
     finished = report.finished or time.time()
     if report.success:
-        gauge("recsys_job_last_success_timestamp_seconds").set(finished)
+        Gauge("recsys_job_last_success_timestamp_seconds", _help("recsys_job_last_success_timestamp_seconds"),
+              registry=registry).set(finished)
     else:
-        gauge("recsys_job_last_failure_timestamp_seconds").set(finished)
-    per_source: list[tuple[str, Mapping[str, float]]] = [
-        ("recsys_ingest_rows", report.ingest_rows),
-        ("recsys_ingest_rejected_rows", report.ingest_rejected_rows),
-        ("recsys_source_age_seconds", report.source_age_seconds),
-        ("recsys_source_stale", {s: float(v) for s, v in report.source_stale.items()}),
-    ]
-    for name, values in per_source:
-        if values:
-            metric = gauge(name, ("source",))
-            for source, value in sorted(values.items()):
-                metric.labels(source=source).set(value)
+        Gauge("recsys_job_last_failure_timestamp_seconds", _help("recsys_job_last_failure_timestamp_seconds"),
+              registry=registry).set(finished)
+    if report.ingest_rows:
+        per_label(Gauge("recsys_ingest_rows", _help("recsys_ingest_rows"), ["source"], registry=registry),
+                  report.ingest_rows)
+    if report.ingest_rejected_rows:
+        per_label(Gauge("recsys_ingest_rejected_rows", _help("recsys_ingest_rejected_rows"), ["source"],
+                        registry=registry), report.ingest_rejected_rows)
+    if report.source_age_seconds:
+        per_label(Gauge("recsys_source_age_seconds", _help("recsys_source_age_seconds"), ["source"],
+                        registry=registry), report.source_age_seconds)
+    if report.source_stale:
+        per_label(Gauge("recsys_source_stale", _help("recsys_source_stale"), ["source"], registry=registry),
+                  {source: float(stale) for source, stale in report.source_stale.items()})
     if report.scoring_run_age_seconds is not None:
-        gauge("recsys_scoring_run_age_seconds").set(report.scoring_run_age_seconds)
+        Gauge("recsys_scoring_run_age_seconds", _help("recsys_scoring_run_age_seconds"),
+              registry=registry).set(report.scoring_run_age_seconds)
     if report.utility_score:
-        utility = gauge("recsys_utility_score", ("task", "model"))
-        for (task, model), value in sorted(report.utility_score.items()):
-            utility.labels(task=task, model=model).set(value)
+        per_label(Gauge("recsys_utility_score", _help("recsys_utility_score"), ["task", "model"],
+                        registry=registry), report.utility_score)
+    # Built as metric families: prometheus_client's Counter and Histogram would add `_created` samples.
     families = []
     if report.model_selected:
         families.append(counter_family("recsys_model_selected_total", report.model_selected))
@@ -234,7 +242,9 @@ def _registry(report: JobReport) -> CollectorRegistry:
     if families:
         registry.register(StaticCollector(families))
     for name, gauge_value in sorted(report.gauges.items()):
-        Gauge(f"recsys_{name}", f"recsys {name.replace('_', ' ')}.", registry=registry).set(gauge_value)
+        # Accept the name with or without its prefix: "scored_models" and "recsys_scored_models" alike.
+        full = name if name.startswith("recsys_") else f"recsys_{name}"
+        Gauge(full, f"{full.replace('_', ' ')}.", registry=registry).set(gauge_value)
     return registry
 
 
