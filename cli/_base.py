@@ -122,7 +122,8 @@ def cronjob(command: str) -> Callable[[F], F]:
     """Mark a command as a CronJob: one metrics push when it ends, success or failure (DESIGN.md 9).
 
     Apply it under ``@app.command``. The command reads ``state(ctx).report`` to add ingest counts
-    and gauges. Usage errors (exit 2) never reach the command, so they push nothing.
+    and gauges. Usage errors (exit 2) never reach the command, so they push nothing; neither does
+    a run with ``--dry-run`` (a ``dry_run`` parameter that is true).
     """
 
     def decorator(func: F) -> F:
@@ -147,7 +148,8 @@ def cronjob(command: str) -> Callable[[F], F]:
                     settings = app_state.settings()
                 except Exception:
                     settings = None
-                if settings is not None and settings.pushgateway_url:
+                # A dry run changes nothing, so it must not overwrite the last real run's metrics.
+                if settings is not None and settings.pushgateway_url and not kwargs.get("dry_run"):
                     password = settings.pushgateway_password
                     push_job_report(report, gateway_url=settings.pushgateway_url,
                                     username=settings.pushgateway_username,
@@ -156,13 +158,6 @@ def cronjob(command: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorator
-
-
-def not_available(command: str) -> None:
-    """For commands whose feature has not landed yet: one clear line, exit 1."""
-    from recommender_core.errors import NotAvailableError
-
-    raise NotAvailableError(f"'recsys {command}' is not available yet in this version of recsys.")
 
 
 def print_json(document: Any) -> None:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from typing import Annotated, Any
 
 import typer
 
-from ._base import JsonOption, PolicyOption, cronjob, not_available, print_json, state
-from ._render import print_table
+from ._base import JsonOption, PolicyOption, cronjob, state
+from ._render import format_value
+
+# How many of each task's top models the snapshot job pushes as recsys_utility_score (unless --top).
+PUSHED_TOP = 3
+# Error rates above this are highlighted in the telemetry table.
+HIGH_ERROR_RATE = 0.05
 
 
 def register(app: typer.Typer) -> None:
@@ -23,52 +30,150 @@ def snapshot_command(
     json_output: JsonOption = False,
 ) -> None:
     """Show freshness, current rankings and telemetry health: can the recommender be trusted now?"""
-    from recommender_core.diagnostics.snapshot import build_snapshot
+    from recommender_core.diagnostics.snapshot import build_snapshot, selection_counts
 
     app_state = state(ctx, json_output=json_output)
     settings = app_state.settings()
-    snapshot = build_snapshot(app_state.store(), app_state.policy(policy_path),
+    store = app_state.store()
+    snapshot = build_snapshot(store, app_state.policy(policy_path),
                               v2_enabled=settings.enable_model_recommender_v2,
                               stale_after_hours=settings.stale_after_hours, task=task, top=top)
+    if app_state.report is not None and settings.pushgateway_url:
+        app_state.report.record_snapshot(snapshot.document, top=top or PUSHED_TOP)
+        for name, seconds in snapshot.decision_seconds.items():
+            app_state.report.observe_recommendation_latency(seconds, task=name)
+        app_state.report.model_selected.update(selection_counts(store))
     if app_state.json_output:
-        print_json(snapshot.document)
+        # Compact, unlike print_json: json's C encoder only runs without indent, and a full snapshot
+        # (every ranked model of every task) is large enough for that to matter (bench_snapshot).
+        sys.stdout.write(json.dumps(snapshot.document, allow_nan=False) + "\n")
         return
-    _render_snapshot(snapshot.document)
+    render_snapshot(snapshot.document, stale_after_hours=settings.stale_after_hours)
 
 
-def _render_snapshot(doc: dict[str, Any]) -> None:
-    typer.echo(f"recsys snapshot at {doc['generated_at']}  (V2 recommender "
-               f"{'on' if doc['v2_enabled'] else 'off'})")
-    print_table("Sources", ["source", "status", "age (h)", "stale", "version", "rows", "rejected", "error"],
-                ([s["source"], s["last_status"],
-                  None if s["age_seconds"] is None else round(s["age_seconds"] / 3600, 1),
-                  "STALE" if s["stale"] else "ok", s["source_version"], s["rows"], s["rejected_rows"],
-                  s["last_error"]] for s in doc["sources"]),
-                empty="no ingest has run yet")
+def _num(value: Any, digits: int = 3) -> str:
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return format_value(value)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def render_snapshot(doc: dict[str, Any], *, stale_after_hours: float, width: int | None = None) -> None:
+    """Rich tables for an 80-column terminal; stale sources and failed runs in red."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(width=width, highlight=False)
+
+    def table(title: str, *columns: str) -> Table:
+        t = Table(title=title, title_justify="left", title_style="bold", expand=False, pad_edge=False)
+        for column in columns:
+            t.add_column(column, overflow="fold")
+        return t
+
+    flag = Text("on (scores route)", style="green") if doc["v2_enabled"] else Text(
+        "off (static order routes)", style="yellow")
+    console.print(Text.assemble("recsys snapshot at ", (str(doc["generated_at"]), "bold")))
+    console.print(Text.assemble("ENABLE_MODEL_RECOMMENDER_V2: ", flag))
+
+    if doc["sources"]:
+        sources = table(f"Sources (stale after {stale_after_hours:g} h)", "source", "last run", "age",
+                        "version", "rows", "rej.")
+        problems = []
+        for s in doc["sources"]:
+            failed = s["last_status"] in ("failed", "abandoned")
+            status = Text(s["last_status"], style="bold red" if failed else "")
+            age = Text(_age(s["age_seconds"]) + (" STALE" if s["stale"] else ""),
+                       style="bold red" if s["stale"] else "green")
+            sources.add_row(s["source"], status, age, format_value(s["source_version"]), str(s["rows"]),
+                            Text(str(s["rejected_rows"]), style="yellow" if s["rejected_rows"] else ""))
+            if s["last_error"]:
+                problems.append(f"{s['source']}: {s['last_error']}")
+        console.print(sources)
+        for problem in problems:
+            console.print(Text(f"last error {problem}", style="red"), soft_wrap=False)
+    else:
+        console.print("Sources: no ingest has run yet")
+
     run = doc["scoring_run"]
-    typer.echo("Scoring run: none yet" if run is None else
-               f"Scoring run {run['id']} computed {run['computed_at']} (policy {str(run['policy_hash'])[:12]})")
+    if run is None:
+        console.print("Scoring run: none yet")
+    else:
+        console.print(f"Scoring run {run['id']} computed {run['computed_at']} ({_age(run.get('age_seconds'))} ago),"
+                      f" policy {str(run['policy_hash'])[:12]}")
+    if doc.get("policy_hash") and run is not None and run["policy_hash"] != doc["policy_hash"]:
+        console.print(Text("The policy changed since this scoring run: run 'recsys score'.", style="yellow"))
+
     for task, models in doc["tasks"].items():
-        print_table(f"Task {task}", ["#", "model", "utility", "quality", "cost", "latency", "reliab."],
-                    ([m["rank"], m["model"], m["utility"], m["quality"], m["cost"], m["latency"],
-                      m["reliability"]] for m in models))
+        ranked = table(f"Task {task}", "#", "model", "util.", "qual.", "cost", "lat.", "rel.", "evidence")
+        for m in models:
+            values = m.get("evidence_values") or []
+            evidence = "; ".join(f"{format_value(v['value'])} {v['model']}" for v in values[:2]) or ", ".join(
+                m["evidence"]) or "-"
+            if len(values) > 2:
+                evidence += f" (+{len(values) - 2})"
+            ranked.add_row(str(m["rank"]), m["model"], _num(m["utility"]), _num(m["quality"]), _num(m["cost"]),
+                           _num(m["latency"]), _num(m["reliability"]), evidence)
+        console.print(ranked)
+        excluded = doc.get("excluded", {}).get(task, [])
+        if excluded:
+            reasons = "; ".join(f"{e['model']} ({e['reason']})" for e in excluded)
+            console.print(Text(f"  excluded: {reasons}", style="dim"))
+
     tele = doc["telemetry"]
-    print_table(f"Telemetry, last {tele['window_hours']} h", ["model", "calls", "error rate", "p50 ms", "p95 ms"],
-                ([m["model"], m["calls"], m["error_rate"], m["latency_p50_ms"], m["latency_p95_ms"]]
-                 for m in tele["models"]),
-                empty="no calls recorded")
+    if tele["models"]:
+        health = table(f"Telemetry, last {tele['window_hours']} h", "model", "calls", "errors", "p50 ms", "p95 ms")
+        for m in tele["models"]:
+            high = m["error_rate"] > HIGH_ERROR_RATE
+            health.add_row(m["model"], str(m["calls"]),
+                           Text(f"{m['errors']} ({m['error_rate']:.1%})", style="bold red" if high else ""),
+                           _num(m["latency_p50_ms"], 0), _num(m["latency_p95_ms"], 0))
+        console.print(health)
+    else:
+        console.print(f"Telemetry, last {tele['window_hours']} h: no calls recorded")
+
     if doc["unmatched_models"]:
-        typer.echo(f"Evidence names matching no candidate: {len(doc['unmatched_models'])} "
-                   "(see 'recsys policy check')")
+        shown = ", ".join(doc["unmatched_models"][:5])
+        more = len(doc["unmatched_models"]) - 5
+        console.print(Text(f"Evidence names matching no candidate ({len(doc['unmatched_models'])}): {shown}"
+                           + (f" and {more} more" if more > 0 else "") + "; see 'recsys policy check'.",
+                           style="yellow"))
     if doc.get("next_steps"):
-        typer.echo("Next: " + "; then ".join(doc["next_steps"]))
+        console.print(Text("Next: run " + ", then ".join(doc["next_steps"]), style="bold"))
 
 
 def serve_command(
     ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to bind.")] = 8080,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to bind (0: any free port).")] = 8080,
+    policy_path: PolicyOption = None,
 ) -> None:
     """Serve /snapshot, /metrics and /healthz over HTTP for debugging and scraping."""
-    state(ctx)
-    not_available("serve")
+    from recommender_core import __version__
+    from recommender_core.diagnostics.server import DiagnosticsApp, make_server
+
+    app_state = state(ctx)
+    settings = app_state.settings()
+    app = DiagnosticsApp(store=app_state.store(), policy=app_state.policy(policy_path),
+                         v2_enabled=settings.enable_model_recommender_v2,
+                         stale_after_hours=settings.stale_after_hours, version=__version__)
+    server = make_server(app, host=host, port=port)
+    bound_host, bound_port = server.server_address[:2]
+    typer.echo(f"recsys serve: http://{bound_host!s}:{bound_port}/ (/snapshot, /metrics, /healthz); "
+               "Ctrl-C stops", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

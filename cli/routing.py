@@ -140,6 +140,8 @@ def route_test_command(
     if app_state.report is not None:
         app_state.report.gauges["recsys_route_test_cases"] = float(len(report.results))
         app_state.report.gauges["recsys_route_test_failures"] = float(report.failed)
+        for result in report.results:
+            app_state.report.observe_recommendation_latency(result.seconds, task=result.task)
     if app_state.json_output:
         print_json(report.to_json())
     else:

@@ -44,14 +44,7 @@ def __getattr__(name: str) -> Any:
     import importlib
 
     module_name, attribute = target
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            raise AttributeError(
-                f"recommender_core.{name} is not available in recsys {__version__} yet"
-            ) from exc
-        raise
+    module = importlib.import_module(module_name)
     value = getattr(module, attribute)
     globals()[name] = value
     return value

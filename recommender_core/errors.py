@@ -19,8 +19,7 @@ CLI exit code it maps to (DESIGN.md section 3), so the CLI keeps a single handle
     ├── RoutingError                 exit 1
     │   └── NoCandidateError                  no candidate qualifies for the task
     ├── RouteTestFailed              exit 3   route-test expectations failed
-    ├── UsageError                   exit 2   arguments that parse but make no sense together
-    └── NotAvailableError            exit 1   a command that this version does not provide yet
+    └── UsageError                   exit 2   arguments that parse but make no sense together
 
 Programmer misuse raises ``TypeError``/``ValueError``/``RuntimeError``, never ``RecsysError``.
 """
@@ -36,7 +35,6 @@ __all__ = [
     "ConfigError",
     "LockHeldError",
     "NoCandidateError",
-    "NotAvailableError",
     "PolicyError",
     "RecsysError",
     "RouteTestFailed",
@@ -168,7 +166,3 @@ class UsageError(RecsysError):
     """Arguments that parse but cannot be used together."""
 
     exit_code = EXIT_USAGE
-
-
-class NotAvailableError(RecsysError):
-    """A command that this version of recsys does not provide yet."""

@@ -72,23 +72,6 @@ def test_db_upgrade_is_idempotent_and_json_goes_before_or_after(database_url: st
         assert doc["changed"] is False and doc["to_revision"] == doc["from_revision"]
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [["ingest", "lmsys"], ["ingest", "litellm", "--spend-logs-url", "postgresql://x/y"],
-     ["telemetry", "prune"], ["score"], ["route", "coding"], ["route-test", "cases.yaml"],
-     ["export", "litellm-router"], ["serve"]],
-    ids=lambda a: " ".join(a[:2]),
-)
-def test_commands_not_landed_yet_exit_1_with_one_line(argv: list[str], tmp_path: Path) -> None:
-    result = runner.invoke(app, ["--database-url", _sqlite(tmp_path), *argv])
-    if "not available yet" not in result.stderr:
-        pytest.skip(f"'{' '.join(argv)}' has landed")
-    assert result.exit_code == 1
-    assert result.stderr.count("\n") == 1
-    assert result.stderr.startswith("NotAvailableError: 'recsys ")
-    assert "Traceback" not in result.output
-
-
 def test_bad_option_is_a_usage_error_exit_2() -> None:
     result = runner.invoke(app, ["--bogus"])
     assert result.exit_code == 2

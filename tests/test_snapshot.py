@@ -9,7 +9,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from recommender_core.diagnostics.snapshot import build_snapshot
+from recommender_core.diagnostics.snapshot import build_snapshot, selection_counts
+from recommender_core.errors import UsageError
 from recommender_core.policy import load_policy
 from recommender_core.store import Store
 from recommender_core.store.tables import (
@@ -41,7 +42,8 @@ def test_empty_store_snapshot_is_valid_and_says_what_to_run(store: Store) -> Non
     assert snap.document["sources"] == [] and snap.document["tasks"] == {}
 
 
-def _fill(store: Store) -> None:
+def fill(store: Store) -> None:
+    """A store with a stale failed source, a fresh one, a current scoring run and 24 h of telemetry."""
     with store.session() as s:
         ok = IngestRun(source="lmsys", status=RunStatus.SUCCESS, started_at=NOW - timedelta(hours=30),
                        finished_at=NOW - timedelta(hours=30), source_version="sha-a", rows_accepted=3)
@@ -68,6 +70,7 @@ def _fill(store: Store) -> None:
         s.add(UtilityScore(run_id=run.id, task="coding", model="gpt-4o-mini", excluded=True, reason="no evidence"))
         for i in range(20):
             s.add(TelemetryEvent(event_id=f"e{i}", model_group="gpt-4.1", model="gpt-4.1-2025-04-14",
+                                 task="coding" if i < 15 else None,
                                  status="failure" if i == 0 else "success", started_at=NOW - timedelta(minutes=i),
                                  latency_ms=float(100 * (i + 1)), cache_hit=(i == 19)))
         s.add(TelemetryEvent(event_id="old", model="gpt-5", status="success",
@@ -75,7 +78,7 @@ def _fill(store: Store) -> None:
 
 
 def test_filled_store_snapshot(store: Store) -> None:
-    _fill(store)
+    fill(store)
     doc = build_snapshot(store, load_policy(), v2_enabled=True, now=NOW).document
     validate(doc)
     sources = {s["source"]: s for s in doc["sources"]}
@@ -91,5 +94,79 @@ def test_filled_store_snapshot(store: Store) -> None:
     # latencies of successes excluding the cache hit: 200..1900 step 100 (18 values)
     assert tele["gpt-4.1"]["latency_p50_ms"] == pytest.approx(1050.0)
     assert doc["next_steps"] == []
+    # percentile_cont on Postgres and stats.percentile on SQLite agree (linear interpolation)
+    assert tele["gpt-4.1"]["latency_p95_ms"] == pytest.approx(1815.0)
+    assert doc["telemetry"]["selections"] == [{"task": "coding", "model": "gpt-4.1", "calls": 15},
+                                              {"task": "untagged", "model": "gpt-4.1", "calls": 5}]
+    # the evidence behind each ranking: the stored value its reference points at
+    gpt41 = doc["tasks"]["coding"][1]
+    assert gpt41["evidence_values"] == [{
+        "ref": "lmsys:text/coding", "model": "gpt-4.1-2025-04-14", "value": 1300.0, "lower": None, "upper": None,
+        "samples": None, "tasks": None, "source_version": None}]
+    assert doc["tasks"]["coding"][0]["evidence_values"] == []  # gpt-5 has no stored Arena row here
+    assert doc["excluded"] == {"coding": [{"model": "gpt-4o-mini", "reason": "no evidence"}]}
+    assert doc["scoring_run"]["age_seconds"] == 0
     top = build_snapshot(store, load_policy(), v2_enabled=True, now=NOW, top=1, task="coding").document
     assert [m["model"] for m in top["tasks"]["coding"]] == ["gpt-5"]
+
+
+def test_mteb_type_evidence_is_averaged_over_the_task_type(memory_store: Store) -> None:
+    with memory_store.session() as s:
+        run = IngestRun(source="mteb", status=RunStatus.SUCCESS, started_at=NOW, finished_at=NOW,
+                        source_version="abc")
+        s.add(run)
+        s.flush()
+        assert run.id is not None
+        for category, value in [("NFCorpus", 0.3), ("SciFact", 0.5), ("STS12", 0.9)]:
+            s.add(BenchmarkEvidence(run_id=run.id, source="mteb", model="openai/text-embedding-3-large",
+                                    category=category, task_type="STS" if category == "STS12" else "Retrieval",
+                                    metric="main_score", value=value, source_version="abc"))
+        scoring = ScoringRun(status=RunStatus.SUCCESS, started_at=NOW, finished_at=NOW, is_current=True)
+        s.add(scoring)
+        s.flush()
+        assert scoring.id is not None
+        s.add(UtilityScore(run_id=scoring.id, task="retrieval", model="text-embedding-3-large", utility=0.5,
+                           quality=0.4, evidence=["mteb:type/Retrieval"]))
+    doc = build_snapshot(memory_store, load_policy(), v2_enabled=False, now=NOW).document
+    validate(doc)
+    [entry] = doc["tasks"]["retrieval"]
+    assert entry["evidence_values"] == [{
+        "ref": "mteb:type/Retrieval", "model": "openai/text-embedding-3-large", "value": pytest.approx(0.4),
+        "lower": None, "upper": None, "samples": None, "tasks": 2, "source_version": "abc"}]
+
+
+def test_unknown_task_and_bad_top_are_usage_errors(memory_store: Store) -> None:
+    with pytest.raises(UsageError, match=r"Unknown task 'nope'\. Tasks: chat, classification,"):
+        build_snapshot(memory_store, load_policy(), v2_enabled=False, task="nope")
+    with pytest.raises(UsageError, match="top must be at least 1"):
+        build_snapshot(memory_store, load_policy(), v2_enabled=False, top=0)
+    # a task of the policy with nothing scored yet is fine: an empty ranking
+    doc = build_snapshot(memory_store, load_policy(), v2_enabled=False, task="coding").document
+    assert doc["tasks"] == {}
+
+
+def test_selection_counts_cover_all_stored_telemetry(store: Store) -> None:
+    fill(store)
+    assert selection_counts(store) == {("coding", "gpt-4.1"): 15, ("untagged", "gpt-4.1"): 5,
+                                       ("untagged", "gpt-5"): 1}
+
+
+def test_latency_percentiles_match_stats_percentile_on_every_backend(store: Store) -> None:
+    import random
+
+    from recommender_core.stats import percentile
+
+    rng = random.Random(7)
+    expected = {}
+    with store.session() as s:
+        for n in (1, 2, 3, 20, 21, 41, 101):
+            values = [round(rng.uniform(1, 5000), 3) for _ in range(n)]
+            expected[f"m{n}"] = (percentile(sorted(values), 50), percentile(sorted(values), 95))
+            for i, value in enumerate(values):
+                s.add(TelemetryEvent(event_id=f"m{n}-{i}", model=f"m{n}", status="success",
+                                     started_at=NOW - timedelta(minutes=i), latency_ms=value))
+    tele = build_snapshot(store, load_policy(), v2_enabled=False, now=NOW).document["telemetry"]
+    got = {m["model"]: (m["latency_p50_ms"], m["latency_p95_ms"]) for m in tele["models"]}
+    assert got.keys() == expected.keys()
+    for model, (p50, p95) in expected.items():
+        assert got[model] == (pytest.approx(p50, rel=1e-12), pytest.approx(p95, rel=1e-12)), model

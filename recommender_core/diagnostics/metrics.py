@@ -2,21 +2,39 @@
 
 One push at the end of a job, success or failure, with ``job="recsys"`` and the grouping key
 ``{command="<job name>"}`` (never a pod or instance label, so each push replaces the last).
-A push that fails is logged and counted, never allowed to change the job's own outcome.
+A push that fails is logged once, never allowed to change the job's own outcome.
+
+The push is a POST (``pushadd``), which replaces the pushed metric names of the group and keeps the
+others: a failed run adds ``recsys_job_last_failure_timestamp_seconds`` and keeps the last success's
+``recsys_job_last_success_timestamp_seconds``, so "no success for N hours" stays computable.
+
+Every metric recsys exposes, pushed or served by ``recsys serve``, is named in ``METRICS`` below, so
+alerting rules (and their tests) can reference the table instead of a second list.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-__all__ = ["CRONJOB_COMMANDS", "PUSH_JOB", "JobReport", "push_job_report"]
+__all__ = [
+    "CRONJOB_COMMANDS",
+    "LATENCY_BUCKETS",
+    "METRICS",
+    "PUSH_JOB",
+    "JobReport",
+    "MetricSpec",
+    "StaticCollector",
+    "counter_family",
+    "histogram_family",
+    "push_job_report",
+]
 
 log = logging.getLogger("recsys.metrics")
 
@@ -25,6 +43,59 @@ PUSH_JOB = "recsys"
 CRONJOB_COMMANDS = (
     "ingest-lmsys", "ingest-mteb", "ingest-litellm", "score", "snapshot", "route-test", "telemetry-prune",
 )
+
+# Route decisions take microseconds (DESIGN.md 6 and the routing benchmark), a slow one milliseconds.
+LATENCY_BUCKETS = (0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+                   0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric: its full name, Prometheus type, labels, meaning, and who exposes it.
+
+    ``exposed_by``: ``push`` (CronJobs, to the Pushgateway, with ``job`` and ``command`` labels added),
+    ``serve`` (``recsys serve`` ``/metrics``), or both.
+    """
+
+    name: str
+    kind: Literal["gauge", "counter", "histogram"]
+    labels: tuple[str, ...]
+    help: str
+    exposed_by: tuple[str, ...]
+
+
+_PUSH = ("push",)
+_SERVE = ("serve",)
+_BOTH = ("push", "serve")
+
+METRICS: Mapping[str, MetricSpec] = {spec.name: spec for spec in (
+    MetricSpec("recsys_job_duration_seconds", "gauge", (), "Wall time of the last run of the job.", _PUSH),
+    MetricSpec("recsys_job_success", "gauge", (), "1 if the last run of the job succeeded, else 0.", _PUSH),
+    MetricSpec("recsys_job_last_success_timestamp_seconds", "gauge", (),
+               "Unix time of the last successful run (pushed by successful runs only).", _PUSH),
+    MetricSpec("recsys_job_last_failure_timestamp_seconds", "gauge", (),
+               "Unix time of the last failed run (pushed by failed runs only).", _PUSH),
+    MetricSpec("recsys_ingest_rows", "gauge", ("source",), "Rows accepted by the last ingest.", _PUSH),
+    MetricSpec("recsys_ingest_rejected_rows", "gauge", ("source",), "Rows rejected by the last ingest.", _PUSH),
+    MetricSpec("recsys_source_age_seconds", "gauge", ("source",),
+               "Seconds since the source was last ingested or confirmed unchanged (cache freshness).", _BOTH),
+    MetricSpec("recsys_source_stale", "gauge", ("source",),
+               "1 when the source is older than RECSYS_STALE_AFTER_HOURS or never succeeded, else 0.", _BOTH),
+    MetricSpec("recsys_scoring_run_age_seconds", "gauge", (),
+               "Seconds since the current scoring run was computed.", _BOTH),
+    MetricSpec("recsys_recommendation_latency_seconds", "histogram", ("task",),
+               "Time to compute one recommendation (route decision) in a job: route-test, score, snapshot.",
+               _PUSH),
+    MetricSpec("recsys_route_decision_latency_seconds", "histogram", ("task",),
+               "Time this server took to rank each task's candidates when it rebuilt its snapshot.", _SERVE),
+    MetricSpec("recsys_model_selected_total", "counter", ("task", "model"),
+               "LiteLLM calls per task and model in the stored telemetry (drops when old events are pruned).",
+               _BOTH),
+    MetricSpec("recsys_utility_score", "gauge", ("task", "model"),
+               "Utility of the current top N models per task in the current scoring run.", _PUSH),
+    MetricSpec("recsys_build_info", "gauge", ("version",), "Always 1; the recsys version serving.", _SERVE),
+    MetricSpec("recsys_store_up", "gauge", (), "1 when the store answered the last scrape, else 0.", _SERVE),
+)}
 
 
 @dataclass
@@ -39,7 +110,14 @@ class JobReport:
     ingest_rows: dict[str, int] = field(default_factory=dict)
     ingest_rejected_rows: dict[str, int] = field(default_factory=dict)
     source_age_seconds: dict[str, float] = field(default_factory=dict)
-    # free-form gauges other jobs add: name (without the recsys_ prefix) -> value
+    source_stale: dict[str, bool] = field(default_factory=dict)
+    scoring_run_age_seconds: float | None = None
+    # (task, model) -> value
+    model_selected: dict[tuple[str, str], int] = field(default_factory=dict)
+    utility_score: dict[tuple[str, str], float] = field(default_factory=dict)
+    # (task, seconds) observations of recommendation latency
+    recommendation_latency: list[tuple[str, float]] = field(default_factory=list)
+    # free-form gauges other jobs add: name (the recsys_ prefix is added when missing) -> value
     gauges: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -50,6 +128,24 @@ class JobReport:
         self.ingest_rows[source] = rows
         self.ingest_rejected_rows[source] = rejected
 
+    def observe_recommendation_latency(self, seconds: float, *, task: str) -> None:
+        """One route decision's wall time (route-test and score call this per decision)."""
+        self.recommendation_latency.append((task, seconds))
+
+    def record_snapshot(self, document: Mapping[str, Any], *, top: int = 3) -> None:
+        """Source freshness, scoring run age and the top ``top`` utilities of each task, from a snapshot."""
+        for source in document.get("sources", []):
+            if source["age_seconds"] is not None:
+                self.source_age_seconds[source["source"]] = float(source["age_seconds"])
+            self.source_stale[source["source"]] = bool(source["stale"])
+        run = document.get("scoring_run")
+        if run is not None and run.get("age_seconds") is not None:
+            self.scoring_run_age_seconds = float(run["age_seconds"])
+        for task, ranked in document.get("tasks", {}).items():
+            for entry in ranked[:top]:
+                if entry["utility"] is not None:
+                    self.utility_score[(task, entry["model"])] = float(entry["utility"])
+
     def finish(self, *, success: bool) -> None:
         self.finished = time.time()
         self.success = success
@@ -59,37 +155,96 @@ class JobReport:
         return (self.finished or time.time()) - self.started
 
 
+def _help(name: str) -> str:
+    return METRICS[name].help
+
+
+def histogram_family(name: str, observations: list[tuple[str, float]]) -> Any:
+    """A HistogramMetricFamily (label ``task``) from raw observations, without ``_created`` samples."""
+    from prometheus_client.core import HistogramMetricFamily
+
+    family = HistogramMetricFamily(name, METRICS[name].help, labels=["task"])
+    by_task: dict[str, list[float]] = {}
+    for task, seconds in observations:
+        by_task.setdefault(task, []).append(seconds)
+    for task, values in sorted(by_task.items()):
+        buckets = [(repr(bound), float(sum(1 for v in values if v <= bound))) for bound in LATENCY_BUCKETS]
+        buckets.append(("+Inf", float(len(values))))
+        family.add_metric([task], buckets, sum(values))
+    return family
+
+
+def counter_family(name: str, values: Mapping[tuple[str, str], int]) -> Any:
+    """A CounterMetricFamily (labels ``task``, ``model``), without ``_created`` samples."""
+    from prometheus_client.core import CounterMetricFamily
+
+    family = CounterMetricFamily(name.removesuffix("_total"), METRICS[name].help, labels=["task", "model"])
+    for (task, model), count in sorted(values.items()):
+        family.add_metric([task, model], count)
+    return family
+
+
+class StaticCollector:
+    """A collector that yields prebuilt metric families."""
+
+    def __init__(self, families: list[Any]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Any]:
+        return self._families
+
+
 def _registry(report: JobReport) -> CollectorRegistry:
+    # Each metric is created with its literal name (not built in a loop), so tools that read this
+    # module's source (the alert-rule checks of the deployment tests) see every name pushed.
     from prometheus_client import CollectorRegistry, Gauge
 
     registry = CollectorRegistry()
-    Gauge("recsys_job_duration_seconds", "Wall time of the last run of the job.", registry=registry).set(
-        report.duration_seconds)
-    Gauge("recsys_job_success", "1 if the last run of the job succeeded, else 0.", registry=registry).set(
-        1 if report.success else 0)
+
+    def per_label(metric: Gauge, values: Mapping[Any, float]) -> None:
+        for key, value in sorted(values.items()):
+            metric.labels(*(key if isinstance(key, tuple) else (key,))).set(value)
+
+    Gauge("recsys_job_duration_seconds", _help("recsys_job_duration_seconds"),
+          registry=registry).set(report.duration_seconds)
+    Gauge("recsys_job_success", _help("recsys_job_success"), registry=registry).set(1 if report.success else 0)
     finished = report.finished or time.time()
     if report.success:
-        Gauge("recsys_job_last_success_timestamp_seconds", "Unix time of the last successful run.",
+        Gauge("recsys_job_last_success_timestamp_seconds", _help("recsys_job_last_success_timestamp_seconds"),
               registry=registry).set(finished)
     else:
-        Gauge("recsys_job_last_failure_timestamp_seconds", "Unix time of the last failed run.",
+        Gauge("recsys_job_last_failure_timestamp_seconds", _help("recsys_job_last_failure_timestamp_seconds"),
               registry=registry).set(finished)
     if report.ingest_rows:
-        rows = Gauge("recsys_ingest_rows", "Rows accepted by the last ingest.", ["source"], registry=registry)
-        for source, value in report.ingest_rows.items():
-            rows.labels(source=source).set(value)
+        per_label(Gauge("recsys_ingest_rows", _help("recsys_ingest_rows"), ["source"], registry=registry),
+                  report.ingest_rows)
     if report.ingest_rejected_rows:
-        rejected = Gauge("recsys_ingest_rejected_rows", "Rows rejected by the last ingest.", ["source"],
-                         registry=registry)
-        for source, count in report.ingest_rejected_rows.items():
-            rejected.labels(source=source).set(count)
+        per_label(Gauge("recsys_ingest_rejected_rows", _help("recsys_ingest_rejected_rows"), ["source"],
+                        registry=registry), report.ingest_rejected_rows)
     if report.source_age_seconds:
-        age = Gauge("recsys_source_age_seconds", "Age of the current data of each source.", ["source"],
-                    registry=registry)
-        for source, seconds in report.source_age_seconds.items():
-            age.labels(source=source).set(seconds)
+        per_label(Gauge("recsys_source_age_seconds", _help("recsys_source_age_seconds"), ["source"],
+                        registry=registry), report.source_age_seconds)
+    if report.source_stale:
+        per_label(Gauge("recsys_source_stale", _help("recsys_source_stale"), ["source"], registry=registry),
+                  {source: float(stale) for source, stale in report.source_stale.items()})
+    if report.scoring_run_age_seconds is not None:
+        Gauge("recsys_scoring_run_age_seconds", _help("recsys_scoring_run_age_seconds"),
+              registry=registry).set(report.scoring_run_age_seconds)
+    if report.utility_score:
+        per_label(Gauge("recsys_utility_score", _help("recsys_utility_score"), ["task", "model"],
+                        registry=registry), report.utility_score)
+    # Built as metric families: prometheus_client's Counter and Histogram would add `_created` samples.
+    families = []
+    if report.model_selected:
+        families.append(counter_family("recsys_model_selected_total", report.model_selected))
+    if report.recommendation_latency:
+        families.append(histogram_family("recsys_recommendation_latency_seconds", report.recommendation_latency))
+    if families:
+        registry.register(StaticCollector(families))
     for name, gauge_value in sorted(report.gauges.items()):
-        Gauge(f"recsys_{name}", f"recsys {name.replace('_', ' ')}.", registry=registry).set(gauge_value)
+        # Accept the name with or without its prefix: "scored_models" and "recsys_scored_models" alike.
+        full = name if name.startswith("recsys_") else f"recsys_{name}"
+        Gauge(full, f"{full.replace('_', ' ')}.", registry=registry).set(gauge_value)
     return registry
 
 
@@ -98,10 +253,10 @@ def push_job_report(report: JobReport, *, gateway_url: str | None, username: str
     """Push ``report`` if a gateway is configured; True when pushed. Never raises for push failures."""
     if not gateway_url:
         return False
-    from prometheus_client import push_to_gateway
+    from prometheus_client import pushadd_to_gateway
     from prometheus_client.exposition import basic_auth_handler, default_handler
 
-    from ..redact import redact_url
+    from ..redact import redact_text, redact_url
 
     def handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
                 data: bytes) -> Callable[[], None]:
@@ -110,10 +265,10 @@ def push_job_report(report: JobReport, *, gateway_url: str | None, username: str
         return default_handler(url, method, timeout, headers, data)
 
     try:
-        push_to_gateway(gateway_url, job=PUSH_JOB, registry=_registry(report),
+        pushadd_to_gateway(gateway_url, job=PUSH_JOB, registry=_registry(report),
                         grouping_key={"command": report.command}, timeout=timeout, handler=handler)
     except Exception as exc:
         log.warning("could not push metrics to the Pushgateway at %s: %s", redact_url(gateway_url),
-                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                    redact_text(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__)
         return False
     return True

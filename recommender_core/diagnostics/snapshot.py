@@ -1,33 +1,58 @@
-"""The snapshot document of DESIGN.md section 5: can the recommender be trusted right now?"""
+"""The snapshot document of DESIGN.md section 5: can the recommender be trusted right now?
+
+Fields beyond DESIGN.md's example are additive (the schema at ``docs/snapshot.schema.json`` lists
+them): ``policy_hash``, per source ``last_run_at``; ``scoring_run.age_seconds``; per ranked model
+``evidence_values`` (the stored values behind its ``evidence`` references); ``excluded`` per task
+with reasons; ``telemetry.selections`` per task and model; ``next_steps`` when the store cannot answer.
+"""
 
 from __future__ import annotations
 
+import itertools
+import time
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from ..evidence import unmatched_models
-from ..policy import Policy
-from ..stats import percentile
+from ..errors import UsageError
+from ..evidence import current_run_ids, unmatched_models
+from ..policy import EvidenceRef, Policy
 from ..store import Store
-from ..store.tables import IngestRun, RunStatus, ScoringRun, TelemetryEvent, UtilityScore, utcnow
+from ..store.tables import (
+    BenchmarkEvidence,
+    IngestRun,
+    RunStatus,
+    ScoringRun,
+    TelemetryEvent,
+    UtilityScore,
+    utcnow,
+)
 
-__all__ = ["SCHEMA_VERSION", "Snapshot", "build_snapshot"]
+__all__ = ["SCHEMA_VERSION", "TELEMETRY_WINDOW_HOURS", "UNTAGGED_TASK", "Snapshot", "build_snapshot",
+           "current_scoring_run", "selection_counts", "source_status"]
 
 SCHEMA_VERSION = 1
 TELEMETRY_WINDOW_HOURS = 24
+# The task label of telemetry events that carry no task tag.
+UNTAGGED_TASK = "untagged"
 _ROUND = 9
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A built snapshot; ``document`` is the versioned JSON document (valid against the schema)."""
+    """A built snapshot; ``document`` is the versioned JSON document (valid against the schema).
+
+    ``decision_seconds`` holds, per task, the time taken to order that task's candidates (what an
+    unconstrained utility route decision does); ``recsys serve`` exposes it as a histogram.
+    """
 
     document: dict[str, Any]
+    decision_seconds: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:
@@ -38,8 +63,10 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
-def _sources(store: Store, now: datetime, stale_after: timedelta) -> list[dict[str, Any]]:
+def source_status(store: Store, now: datetime, stale_after: timedelta) -> list[dict[str, Any]]:
+    """Per source: last run, last success (or unchanged check), age, staleness, version, counts, error."""
     with store.session() as session:
+        # Bounded: runs are pruned to RECSYS_KEEP_RUNS per source.
         runs = session.exec(select(IngestRun).order_by(col(IngestRun.id).desc())).all()
     by_source: dict[str, list[IngestRun]] = defaultdict(list)
     for run in runs:
@@ -52,7 +79,7 @@ def _sources(store: Store, now: datetime, stale_after: timedelta) -> list[dict[s
         # "unchanged" runs prove the source was checked and is still current, so they refresh age.
         checked = next((r for r in history if r.status in (RunStatus.SUCCESS, RunStatus.UNCHANGED)), None)
         checked_at = (checked.finished_at or checked.started_at) if checked else None
-        age = (now - checked_at).total_seconds() if checked_at else None
+        age = max(0.0, (now - checked_at).total_seconds()) if checked_at else None
         result.append({
             "source": source,
             "last_status": last.status,
@@ -68,66 +95,232 @@ def _sources(store: Store, now: datetime, stale_after: timedelta) -> list[dict[s
     return result
 
 
-def _scoring(store: Store, task: str | None, top: int | None) -> tuple[dict[str, Any] | None,
-                                                                        dict[str, list[dict[str, Any]]]]:
+class Score(NamedTuple):
+    """The utility columns the snapshot shows, read as plain tuples (no ORM objects: 500 models x 30 tasks)."""
+
+    task: str
+    model: str
+    utility: float | None
+    quality: float | None
+    cost: float | None
+    latency: float | None
+    reliability: float | None
+    cost_per_1k_tokens: float | None
+    latency_p95_ms: float | None
+    success_rate: float | None
+    excluded: bool
+    reason: str | None
+    evidence: list[str]
+
+
+def _order_key(s: Score) -> tuple[float, float, float, str]:
+    # DESIGN.md section 6 order: utility desc, quality desc, cost asc, name asc (9 decimals).
+    return (-round(s.utility or 0.0, _ROUND), -round(s.quality or 0.0, _ROUND),
+            round(s.cost_per_1k_tokens or 0.0, _ROUND), s.model)
+
+
+@dataclass(frozen=True)
+class _Scoring:
+    run: dict[str, Any] | None
+    ranked: dict[str, list[Score]]
+    excluded: dict[str, list[dict[str, Any]]]
+    decision_seconds: dict[str, float]
+
+
+def _run_info(run: ScoringRun, now: datetime) -> dict[str, Any]:
+    computed_at = run.finished_at or run.started_at
+    return {"id": str(run.id), "computed_at": _iso(computed_at), "policy_hash": run.policy_hash,
+            "age_seconds": max(0.0, (now - computed_at).total_seconds())}
+
+
+def current_scoring_run(store: Store, now: datetime) -> dict[str, Any] | None:
+    """The current scoring run's id, time, policy hash and age, or None before the first ``score``."""
+    with store.session() as session:
+        run = session.exec(select(ScoringRun).where(col(ScoringRun.is_current)).limit(1)).first()
+    return None if run is None else _run_info(run, now)
+
+
+def _scoring(store: Store, now: datetime, task: str | None, top: int | None) -> _Scoring:
     with store.session() as session:
         run = session.exec(select(ScoringRun).where(col(ScoringRun.is_current)).limit(1)).first()
         if run is None:
-            return None, {}
-        query = select(UtilityScore).where(col(UtilityScore.run_id) == run.id,
-                                           col(UtilityScore.excluded).is_(False))
+            return _Scoring(None, {}, {}, {})
+        table = UtilityScore.__table__  # type: ignore[attr-defined]
+        query = sa.select(*(table.c[name] for name in Score._fields)).where(table.c.run_id == run.id)
         if task is not None:
-            query = query.where(col(UtilityScore.task) == task)
-        scores = session.exec(query).all()
-    by_task: dict[str, list[UtilityScore]] = defaultdict(list)
+            query = query.where(table.c.task == task)
+        scores = [Score._make(row) for row in session.execute(query)]
+    by_task: dict[str, list[Score]] = defaultdict(list)
+    excluded: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for score in scores:
-        by_task[score.task].append(score)
-    tasks: dict[str, list[dict[str, Any]]] = {}
+        if score.excluded:
+            excluded[score.task].append({"model": score.model, "reason": score.reason or "no reason recorded"})
+        else:
+            by_task[score.task].append(score)
+    ranked: dict[str, list[Score]] = {}
+    decision_seconds: dict[str, float] = {}
     for name in sorted(by_task):
-        # DESIGN.md section 6 order: utility desc, quality desc, cost asc, name asc (9 decimals).
-        ordered = sorted(by_task[name], key=lambda s: (
-            -round(s.utility or 0.0, _ROUND), -round(s.quality or 0.0, _ROUND),
-            round(s.cost_per_1k_tokens or 0.0, _ROUND), s.model))
-        if top is not None:
-            ordered = ordered[:top]
-        tasks[name] = [{
-            "rank": i + 1, "model": s.model, "utility": s.utility, "quality": s.quality, "cost": s.cost,
-            "latency": s.latency, "reliability": s.reliability, "cost_per_1k_tokens": s.cost_per_1k_tokens,
-            "latency_p95_ms": s.latency_p95_ms, "success_rate": s.success_rate, "evidence": list(s.evidence),
-        } for i, s in enumerate(ordered)]
-    info = {"id": str(run.id), "computed_at": _iso(run.finished_at or run.started_at),
-            "policy_hash": run.policy_hash}
-    return info, tasks
+        started = time.perf_counter()
+        ordered = sorted(by_task[name], key=_order_key)
+        decision_seconds[name] = time.perf_counter() - started
+        ranked[name] = ordered[:top] if top is not None else ordered
+    excluded_sorted = {t: sorted(v, key=lambda e: e["model"]) for t, v in sorted(excluded.items())}
+    return _Scoring(_run_info(run, now), ranked, excluded_sorted, decision_seconds)
+
+
+def _evidence_values(store: Store, policy: Policy,
+                     ranked: Mapping[str, list[Score]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """(candidate, evidence ref) -> the current stored values behind it, for the ranked models only."""
+    wanted: dict[str, set[str]] = defaultdict(set)  # source -> candidates
+    refs: set[str] = set()
+    for scores in ranked.values():
+        for score in scores:
+            for text in score.evidence:
+                wanted[text.partition(":")[0]].add(score.model)
+                refs.add(text)
+    if not wanted:
+        return {}
+    run_ids = current_run_ids(store, sorted(wanted))
+    if not run_ids:
+        return {}
+    parsed: dict[str, EvidenceRef] = {}
+    for text in refs:
+        try:
+            parsed[text] = EvidenceRef.parse(text)
+        except ValueError:
+            continue  # a reference written by a newer scorer: shown without values
+    categories = {r.selector.removeprefix("task/") for r in parsed.values() if not r.selector.startswith("type/")}
+    task_types = {r.selector.removeprefix("type/") for r in parsed.values() if r.selector.startswith("type/")}
+    conditions = []
+    if categories:
+        conditions.append(col(BenchmarkEvidence.category).in_(sorted(categories)))
+    if task_types:
+        conditions.append(col(BenchmarkEvidence.task_type).in_(sorted(task_types)))
+    if not conditions:
+        return {}
+    # (source, candidate, category) and (source, candidate, task type) -> rows
+    by_category: dict[tuple[str, str, str], list[tuple[Any, ...]]] = defaultdict(list)
+    by_type: dict[tuple[str, str, str], list[tuple[Any, ...]]] = defaultdict(list)
+    with store.connect() as conn:
+        result = conn.execute(
+            sa.select(col(BenchmarkEvidence.source), col(BenchmarkEvidence.model), col(BenchmarkEvidence.category),
+                      col(BenchmarkEvidence.task_type), col(BenchmarkEvidence.value), col(BenchmarkEvidence.lower),
+                      col(BenchmarkEvidence.upper), col(BenchmarkEvidence.samples),
+                      col(BenchmarkEvidence.source_version))
+            .where(col(BenchmarkEvidence.run_id).in_(sorted(run_ids.values())), sa.or_(*conditions))
+            .order_by(col(BenchmarkEvidence.source), col(BenchmarkEvidence.model), col(BenchmarkEvidence.category))
+        )
+        matchers = {source: policy.matcher(source) for source in run_ids}
+        names: dict[tuple[str, str], str | None] = {}  # each upstream name is matched once
+        for row in result:
+            key = (row[0], row[1])
+            if key not in names:
+                candidate = matchers[row[0]].candidate_for(row[1])
+                names[key] = candidate if candidate in wanted.get(row[0], ()) else None
+            candidate = names[key]
+            if candidate is not None:
+                by_category[(row[0], candidate, row[2])].append(row)
+                if row[3] is not None:
+                    by_type[(row[0], candidate, row[3])].append(row)
+    values: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for scores in ranked.values():
+        for score in scores:
+            for text in score.evidence:
+                ref = parsed.get(text)
+                if ref is None or (score.model, text) in values:
+                    continue
+                if ref.selector.startswith("type/"):
+                    matched = by_type.get((ref.source, score.model, ref.selector.removeprefix("type/")), [])
+                    found = [{"ref": text, "model": model, "value": sum(r[4] for r in group) / len(group),
+                              "lower": None, "upper": None, "samples": None, "tasks": len(group),
+                              "source_version": group[0][8]}
+                             for model, group in ((m, list(g)) for m, g in itertools.groupby(matched,
+                                                                                              key=lambda r: r[1]))]
+                else:
+                    found = [{"ref": text, "model": r[1], "value": r[4], "lower": r[5], "upper": r[6],
+                              "samples": r[7], "tasks": None, "source_version": r[8]}
+                             for r in by_category.get((ref.source, score.model, ref.selector.removeprefix("task/")),
+                                                      [])]
+                values[(score.model, text)] = found
+    return values
 
 
 def _telemetry(store: Store, now: datetime) -> dict[str, Any]:
+    """Calls, errors and latency percentiles per model over the window, aggregated in SQL.
+
+    Two queries over the window: counts per (task, model), and the latency rows each percentile
+    needs, picked by rank with window functions (the same linear interpolation as
+    ``stats.percentile`` and Postgres' ``percentile_cont``, on both backends).
+    """
     since = now - timedelta(hours=TELEMETRY_WINDOW_HOURS)
-    with store.session() as session:
-        # sqlmodel's select() is typed for at most four columns; SQLAlchemy's takes any number.
-        rows = session.execute(
-            sa.select(col(TelemetryEvent.model_group), col(TelemetryEvent.model), col(TelemetryEvent.status),
-                      col(TelemetryEvent.latency_ms), col(TelemetryEvent.cache_hit))
-            .where(col(TelemetryEvent.started_at) >= since)
+    name = sa.func.coalesce(col(TelemetryEvent.model_group), col(TelemetryEvent.model))
+    in_window = col(TelemetryEvent.started_at) >= since
+    timed = sa.and_(in_window, col(TelemetryEvent.status) == "success", col(TelemetryEvent.cache_hit).is_(False),
+                    col(TelemetryEvent.latency_ms).is_not(None))
+    latency = col(TelemetryEvent.latency_ms)
+    ranked = sa.select(
+        name.label("name"), latency.label("latency"),
+        (sa.func.row_number().over(partition_by=name, order_by=latency) - 1).label("rn"),
+        sa.func.count().over(partition_by=name).label("n"),
+    ).where(timed).subquery()
+    wanted_ranks = []
+    for pct in _PERCENTILES:
+        # Integer arithmetic, the same in SQL and in _interpolate, so both pick the same ranks.
+        low = (ranked.c.n - 1) * pct // 100
+        wanted_ranks += [ranked.c.rn == low, ranked.c.rn == low + 1]
+    with store.connect() as conn:
+        selections = conn.execute(
+            sa.select(col(TelemetryEvent.task), name, sa.func.count(),
+                      sa.func.sum(sa.case((col(TelemetryEvent.status) != "success", 1), else_=0)))
+            .where(in_window).group_by(col(TelemetryEvent.task), name)
         ).all()
+        picked = conn.execute(
+            sa.select(ranked.c.name, ranked.c.n, ranked.c.rn, ranked.c.latency).where(sa.or_(*wanted_ranks))
+        ).all()
+    at_rank: dict[str, dict[int, float]] = defaultdict(dict)
+    sizes: dict[str, int] = {}
+    for model, n, rn, value in picked:
+        at_rank[model][int(rn)] = float(value)
+        sizes[model] = int(n)
     calls: dict[str, int] = defaultdict(int)
     errors: dict[str, int] = defaultdict(int)
-    latencies: dict[str, list[float]] = defaultdict(list)
-    for group, model, status, latency, cache_hit in rows:
-        name = group or model
-        calls[name] += 1
-        if status != "success":
-            errors[name] += 1
-        elif latency is not None and not cache_hit:
-            latencies[name].append(latency)
+    for _task, model, count, failed in selections:
+        calls[model] += int(count)
+        errors[model] += int(failed or 0)
     models = []
-    for name in sorted(calls):
-        values = sorted(latencies[name])
-        models.append({
-            "model": name, "calls": calls[name], "errors": errors[name],
-            "error_rate": errors[name] / calls[name],
-            "latency_p50_ms": percentile(values, 50), "latency_p95_ms": percentile(values, 95),
-        })
-    return {"window_hours": TELEMETRY_WINDOW_HOURS, "models": models}
+    for model in sorted(calls):
+        values = at_rank.get(model, {})
+        p50, p95 = (_interpolate(values, sizes.get(model, 0), pct) for pct in _PERCENTILES)
+        models.append({"model": model, "calls": calls[model], "errors": errors[model],
+                       "error_rate": errors[model] / calls[model], "latency_p50_ms": p50, "latency_p95_ms": p95})
+    return {
+        "window_hours": TELEMETRY_WINDOW_HOURS,
+        "models": models,
+        "selections": sorted(({"task": task or UNTAGGED_TASK, "model": model, "calls": int(count)}
+                              for task, model, count, _failed in selections), key=lambda e: (e["task"], e["model"])),
+    }
+
+
+_PERCENTILES = (50, 95)
+
+
+def _interpolate(at_rank: Mapping[int, float], n: int, pct: int) -> float | None:
+    """``stats.percentile`` (linear interpolation) from only the two ranked values it reads."""
+    if n == 0:
+        return None
+    low, remainder = divmod((n - 1) * pct, 100)
+    high = min(low + 1, n - 1)
+    return at_rank[low] + (at_rank[high] - at_rank[low]) * remainder / 100
+
+
+def selection_counts(store: Store) -> dict[tuple[str, str], int]:
+    """Calls per (task, model) over all stored telemetry: ``recsys_model_selected_total``."""
+    name = sa.func.coalesce(col(TelemetryEvent.model_group), col(TelemetryEvent.model))
+    with store.connect() as conn:
+        rows = conn.execute(
+            sa.select(col(TelemetryEvent.task), name, sa.func.count()).group_by(col(TelemetryEvent.task), name)
+        ).all()
+    return {(task or UNTAGGED_TASK, model): int(count) for task, model, count in rows}
 
 
 def _next_steps(sources: list[dict[str, Any]], scoring_run: dict[str, Any] | None) -> list[str]:
@@ -150,21 +343,39 @@ def build_snapshot(
     top: int | None = None,
     now: datetime | None = None,
 ) -> Snapshot:
-    """Build the snapshot document from what the store holds now."""
+    """Build the snapshot document from what the store holds now.
+
+    ``task`` must be a task of the policy (or of the current scoring run); ``top`` at least 1.
+    """
+    if top is not None and top < 1:
+        raise UsageError(f"top must be at least 1, got {top}.")
     now = now or utcnow()
-    sources = _sources(store, now, timedelta(hours=stale_after_hours))
-    scoring_run, tasks = _scoring(store, task, top)
-    unmatched = unmatched_models(store, policy)
+    sources = source_status(store, now, timedelta(hours=stale_after_hours))
+    scoring = _scoring(store, now, task, top)
+    if task is not None and task not in policy.tasks and task not in scoring.ranked \
+            and task not in scoring.excluded:
+        raise UsageError(f"Unknown task '{task}'. Tasks: {', '.join(sorted(policy.tasks))}.")
+    evidence_values = _evidence_values(store, policy, scoring.ranked)
+    tasks = {
+        name: [{
+            "rank": i + 1, "model": s.model, "utility": s.utility, "quality": s.quality, "cost": s.cost,
+            "latency": s.latency, "reliability": s.reliability, "cost_per_1k_tokens": s.cost_per_1k_tokens,
+            "latency_p95_ms": s.latency_p95_ms, "success_rate": s.success_rate, "evidence": list(s.evidence),
+            "evidence_values": [v for ref in s.evidence for v in evidence_values.get((s.model, ref), [])],
+        } for i, s in enumerate(ranked)]
+        for name, ranked in scoring.ranked.items()
+    }
     document: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "generated_at": _iso(now),
         "v2_enabled": v2_enabled,
         "policy_hash": policy.hash,
         "sources": sources,
-        "scoring_run": scoring_run,
+        "scoring_run": scoring.run,
         "tasks": tasks,
+        "excluded": scoring.excluded,
         "telemetry": _telemetry(store, now),
-        "unmatched_models": sorted({name for names in unmatched.values() for name in names}),
-        "next_steps": _next_steps(sources, scoring_run),
+        "unmatched_models": sorted({n for names in unmatched_models(store, policy).values() for n in names}),
+        "next_steps": _next_steps(sources, scoring.run),
     }
-    return Snapshot(document=document)
+    return Snapshot(document=document, decision_seconds=scoring.decision_seconds)

@@ -10,6 +10,7 @@ candidate) and ``golden`` (a decision JSON file, relative to the case file, comp
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,12 @@ class CaseResult:
     passed: bool
     failures: tuple[str, ...]
     decision: dict[str, Any] | None
+    # wall time of the route() call, for the recommendation latency histogram the job pushes
+    seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "task": self.task, "passed": self.passed, "failures": list(self.failures),
-                "decision": self.decision}
+                "decision": self.decision, "seconds": self.seconds}
 
 
 @dataclass(frozen=True)
@@ -194,17 +197,22 @@ def run_cases(
     results = []
     for case in cases:
         c = case.constraints
+        started = time.perf_counter()
         try:
             decision = route(case.task, max_cost_per_1k=c.max_cost_per_1k, max_latency_ms=c.max_latency_ms,
                              min_quality=c.min_quality, strategy=case.strategy, scores=scores,
                              v2_enabled=v2_enabled, store=store, policy=policy)
         except NoCandidateError as exc:
             ok = case.expect.no_candidate
-            results.append(CaseResult(case.name, case.task, ok, () if ok else (f"no candidate: {exc}",), None))
+            results.append(CaseResult(case.name, case.task, ok, () if ok else (f"no candidate: {exc}",), None,
+                                      time.perf_counter() - started))
             continue
         except RecsysError as exc:
-            results.append(CaseResult(case.name, case.task, False, (f"{type(exc).__name__}: {exc}",), None))
+            results.append(CaseResult(case.name, case.task, False, (f"{type(exc).__name__}: {exc}",), None,
+                                      time.perf_counter() - started))
             continue
+        elapsed = time.perf_counter() - started
         failures = _check(case, decision, base, update_golden)
-        results.append(CaseResult(case.name, case.task, not failures, tuple(failures), decision.to_json()))
+        results.append(CaseResult(case.name, case.task, not failures, tuple(failures), decision.to_json(),
+                                  elapsed))
     return RouteTestReport(path=str(path), results=tuple(results))

@@ -1,0 +1,258 @@
+"""``recsys serve``: a small read-only HTTP endpoint for debugging and scraping.
+
+``GET /snapshot`` (the snapshot document; ``?task=`` and ``?top=``), ``GET /healthz`` (200 when the
+store answers, 503 with the reason otherwise) and ``GET /metrics`` (Prometheus text format).
+The standard library's ``ThreadingHTTPServer`` is enough: responses come from a short cache, so
+the store sees at most one snapshot query per (task, top) per ``cache_seconds``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from ..errors import ConfigError, RecsysError, StoreError, UsageError
+from ..policy import Policy
+from ..redact import redact_text
+from ..store import Store
+from ..store.tables import utcnow
+from .metrics import LATENCY_BUCKETS, METRICS, StaticCollector, counter_family
+from .snapshot import build_snapshot, current_scoring_run, selection_counts, source_status
+
+__all__ = ["DEFAULT_CACHE_SECONDS", "DiagnosticsApp", "Response", "make_server"]
+
+log = logging.getLogger("recsys.serve")
+
+DEFAULT_CACHE_SECONDS = 5.0
+JSON_TYPE = "application/json"
+_SNAPSHOT_PARAMS = frozenset({"task", "top"})
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    content_type: str
+    body: bytes
+
+
+def _json(status: int, document: Any) -> Response:
+    return Response(status, JSON_TYPE, json.dumps(document, default=str, allow_nan=False).encode())
+
+
+def _error(status: int, message: str) -> Response:
+    return _json(status, {"error": HTTPStatus(status).phrase, "message": redact_text(message)})
+
+
+class DiagnosticsApp:
+    """The request logic of ``recsys serve``, independent of the socket server (testable directly)."""
+
+    def __init__(self, *, store: Store, policy: Policy, v2_enabled: bool, stale_after_hours: float = 26.0,
+                 version: str, cache_seconds: float = DEFAULT_CACHE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic, now: Callable[[], datetime] = utcnow) -> None:
+        from prometheus_client import CollectorRegistry, Histogram
+
+        self.store = store
+        self.policy = policy
+        self.v2_enabled = v2_enabled
+        self.stale_after_hours = stale_after_hours
+        self.version = version
+        self.cache_seconds = cache_seconds
+        self._clock = clock
+        self._now = now
+        self._cache: dict[tuple[str, ...], tuple[float, Response]] = {}
+        # One builder at a time: concurrent misses wait for the first and reuse its result.
+        self._build_lock = threading.Lock()
+        self._registry = CollectorRegistry()
+        self._decision_latency = Histogram(
+            "recsys_route_decision_latency_seconds", METRICS["recsys_route_decision_latency_seconds"].help,
+            ["task"], buckets=LATENCY_BUCKETS, registry=self._registry)
+
+    # --- routing ----------------------------------------------------------------------------------
+
+    def handle(self, method: str, target: str) -> Response:
+        """Answer one request; never raises."""
+        parts = urlsplit(target)
+        routes: dict[str, Callable[[dict[str, list[str]]], Response]] = {
+            "/snapshot": self._snapshot, "/healthz": self._healthz, "/metrics": self._metrics,
+        }
+        route = routes.get(parts.path)
+        if route is None:
+            return _error(404, f"No such path {parts.path!r}. Paths: {', '.join(sorted(routes))}.")
+        if method not in ("GET", "HEAD"):
+            return _error(405, f"{method} is not allowed; use GET.")
+        try:
+            query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+        except ValueError:
+            return _error(400, f"Malformed query string {parts.query!r}.")
+        try:
+            return route(query)
+        except UsageError as exc:
+            return _error(400, exc.message)
+        except StoreError as exc:
+            return _error(503, exc.message)
+        except RecsysError as exc:
+            return _error(500, exc.message)
+        except Exception:
+            log.exception("unexpected error serving %s", parts.path)
+            return _error(500, "Unexpected server error; see the server log.")
+
+    def _cached(self, key: tuple[str, ...], build: Callable[[], Response]) -> Response:
+        """Fresh from the cache, else rebuilt by one thread at a time.
+
+        While one thread rebuilds an expired entry, the others get the expired copy instead of
+        waiting (stale while revalidate): on a large store a rebuild takes seconds.
+        """
+        if self.cache_seconds <= 0:  # caching off: every request builds (the uncached benchmark)
+            return build()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > self._clock():
+            return hit[1]
+        if not self._build_lock.acquire(blocking=hit is None):
+            assert hit is not None  # noqa: S101 - a non-blocking acquire only fails with a stale copy
+            return hit[1]
+        try:
+            if hit is None:
+                # We waited for another builder: it may have just built this very entry.
+                fresh = self._cache.get(key)
+                if fresh is not None and fresh[0] > self._clock():
+                    return fresh[1]
+            response = build()
+            if response.status == 200:
+                self._cache[key] = (self._clock() + self.cache_seconds, response)
+            return response
+        finally:
+            self._build_lock.release()
+
+    # --- endpoints --------------------------------------------------------------------------------
+
+    def _snapshot(self, query: dict[str, list[str]]) -> Response:
+        unknown = sorted(set(query) - _SNAPSHOT_PARAMS)
+        if unknown:
+            raise UsageError(f"Unknown query parameter {unknown[0]!r}; /snapshot takes task and top.")
+        for name, values in query.items():
+            if len(values) != 1:
+                raise UsageError(f"Query parameter {name!r} given {len(values)} times; give it once.")
+        task = query["task"][0] if "task" in query else None
+        if task is not None and not task:
+            raise UsageError("Query parameter 'task' is empty; give a task name or leave it out.")
+        top: int | None = None
+        if "top" in query:
+            raw = query["top"][0]
+            if not raw.isdigit() or int(raw) < 1:
+                raise UsageError(f"Query parameter 'top' must be a whole number of at least 1, got {raw!r}.")
+            top = int(raw)
+
+        def build() -> Response:
+            snapshot = build_snapshot(self.store, self.policy, v2_enabled=self.v2_enabled,
+                                      stale_after_hours=self.stale_after_hours, task=task, top=top,
+                                      now=self._now())
+            for name, seconds in snapshot.decision_seconds.items():
+                self._decision_latency.labels(task=name).observe(seconds)
+            return _json(200, snapshot.document)
+
+        return self._cached(("snapshot", task or "", str(top or "")), build)
+
+    def _healthz(self, query: dict[str, list[str]]) -> Response:
+        if query:
+            raise UsageError("/healthz takes no query parameters.")
+        try:
+            self.store.ping()
+            self.store.ensure_ready()
+        except RecsysError as exc:
+            return _json(503, {"status": "unavailable", "reason": redact_text(exc.message)})
+        return _json(200, {"status": "ok"})
+
+    def _metrics(self, query: dict[str, list[str]]) -> Response:
+        if query:
+            raise UsageError("/metrics takes no query parameters.")
+        return self._cached(("metrics",), self._build_metrics)
+
+    def _build_metrics(self) -> Response:
+        from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+        # generate_latest writes the classic 0.0.4 text format, which every Prometheus version scrapes.
+        from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+        registry = CollectorRegistry()
+
+        def gauge(name: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(name, METRICS[name].help, list(labels), registry=registry)
+
+        gauge("recsys_build_info", ("version",)).labels(version=self.version).set(1)
+        up = gauge("recsys_store_up")
+        now = self._now()
+        try:
+            sources = source_status(self.store, now, timedelta(hours=self.stale_after_hours))
+            run = current_scoring_run(self.store, now)
+            selections = selection_counts(self.store)
+        except RecsysError as exc:
+            # Still a valid scrape: build info and store_up 0 say what is wrong.
+            log.warning("metrics: the store did not answer: %s", redact_text(exc.message))
+            up.set(0)
+        else:
+            up.set(1)
+            age = gauge("recsys_source_age_seconds", ("source",))
+            stale = gauge("recsys_source_stale", ("source",))
+            for source in sources:
+                if source["age_seconds"] is not None:
+                    age.labels(source=source["source"]).set(source["age_seconds"])
+                stale.labels(source=source["source"]).set(1 if source["stale"] else 0)
+            if run is not None:
+                gauge("recsys_scoring_run_age_seconds").set(run["age_seconds"])
+            registry.register(StaticCollector([counter_family("recsys_model_selected_total", selections)]))
+        body = generate_latest(registry) + generate_latest(self._registry)
+        # Cache a store outage too, briefly, so a scrape storm cannot pile onto a failing database.
+        return Response(200, CONTENT_TYPE_PLAIN_0_0_4, body)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    server_version = "recsys"
+
+    def _respond(self, head_only: bool) -> None:
+        response = self.server.app.handle(self.command, self.path)
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if not head_only:
+            self.wfile.write(response.body)
+
+    def do_GET(self) -> None:
+        self._respond(head_only=False)
+
+    def do_HEAD(self) -> None:
+        self._respond(head_only=True)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # Load tests open many short connections at once; the default backlog of 5 refuses some.
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], app: DiagnosticsApp) -> None:
+        self.app = app
+        super().__init__(address, _Handler)
+
+
+def make_server(app: DiagnosticsApp, *, host: str = "127.0.0.1", port: int = 8080) -> ThreadingHTTPServer:
+    """Bind (port 0 picks a free one; see ``server_address``); call ``serve_forever()`` to serve."""
+    try:
+        return _Server((host, port), app)
+    except OSError as exc:
+        raise ConfigError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}. "
+                          "Choose another host or port.") from exc

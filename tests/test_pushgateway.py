@@ -1,0 +1,329 @@
+"""Job metrics pushed to a REAL Pushgateway (Debian's prometheus-pushgateway), read back from its /metrics."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Annotated
+
+import pytest
+import typer
+from prometheus_client.parser import text_string_to_metric_families
+from recsys_cli._base import RecsysTyper, cronjob, state
+from recsys_cli.app import app
+from typer.testing import CliRunner
+
+from recommender_core.diagnostics.metrics import LATENCY_BUCKETS, METRICS, JobReport, push_job_report
+from recommender_core.store import Store
+
+from .conftest import require_binary
+from .test_snapshot import fill
+
+pytestmark = pytest.mark.pushgateway
+runner = CliRunner()
+
+USER = "recsys"
+PASSWORD = "recsys-push-secret"
+# bcrypt hash of PASSWORD (cost 10), made once with libxcrypt through Python's crypt module:
+# crypt.crypt(PASSWORD, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=2**10)). A fixed value keeps the
+# test free of a bcrypt dependency; the gateway itself checks it (wrong passwords are refused below).
+PASSWORD_BCRYPT = "$2b$10$S.49G38Cu58K2fBNau3l6uAH1PQqhMxrTJx2EOe4VdeRyt5Yt4Zqa"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Gateway:
+    url: str
+    auth: tuple[str, str] | None = None
+
+    def scrape(self) -> dict[str, list[tuple[dict[str, str], float]]]:
+        """Every sample of job "recsys", by sample name."""
+        host, port = self.url.removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        headers = {}
+        if self.auth:
+            headers["Authorization"] = "Basic " + base64.b64encode(":".join(self.auth).encode()).decode()
+        try:
+            conn.request("GET", "/metrics", headers=headers)
+            response = conn.getresponse()
+            body = response.read().decode()
+            assert response.status == 200, body
+        finally:
+            conn.close()
+        samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for family in text_string_to_metric_families(body):
+            for sample in family.samples:
+                if sample.labels.get("job") == "recsys":
+                    samples.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+        return samples
+
+
+def _start(tmp_path: Path, *extra: str) -> Iterator[str]:
+    binary = require_binary("prometheus-pushgateway",
+                            "install Debian's package: apt-get install prometheus-pushgateway")
+    port = free_port()
+    log = (tmp_path / f"pushgateway-{port}.log").open("w")
+    proc = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file=", *extra],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    pytest.fail(f"pushgateway did not start: {(tmp_path / log.name).read_text()}")
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[Gateway]:
+    for url in _start(tmp_path):
+        yield Gateway(url)
+
+
+@pytest.fixture
+def auth_gateway(tmp_path: Path) -> Iterator[Gateway]:
+    config = tmp_path / "web.yml"
+    config.write_text(f"basic_auth_users:\n  {USER}: '{PASSWORD_BCRYPT}'\n")
+    for url in _start(tmp_path, f"--web.config.file={config}"):
+        yield Gateway(url, auth=(USER, PASSWORD))
+
+
+def _by(samples: list[tuple[dict[str, str], float]], *keys: str) -> dict[tuple[str, ...], float]:
+    return {tuple(labels[k] for k in keys): value for labels, value in samples}
+
+
+def _assert_grouping(samples: dict[str, list[tuple[dict[str, str], float]]], command: str) -> None:
+    for name, rows in samples.items():
+        if name.startswith("recsys_"):
+            for labels, _ in rows:
+                assert labels["command"] == command, (name, labels)
+                assert labels.get("instance", "") == "", (name, labels)  # no pod or instance label
+                assert not {"pod", "hostname"} & set(labels), (name, labels)
+
+
+def test_snapshot_job_pushes_every_metric(gateway: Gateway, store: Store, database_url: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    fill(store)
+    monkeypatch.setenv("RECSYS_PUSHGATEWAY_URL", gateway.url)
+    before = time.time()
+    result = runner.invoke(app, ["--database-url", database_url, "snapshot", "--json"])
+    assert result.exit_code == 0, result.output
+    samples = gateway.scrape()
+    _assert_grouping(samples, "snapshot")
+    assert samples["recsys_job_success"] == [({"job": "recsys", "command": "snapshot", "instance": ""}, 1.0)]
+    [(_, success_at)] = samples["recsys_job_last_success_timestamp_seconds"]
+    assert before <= success_at <= time.time()
+    assert "recsys_job_last_failure_timestamp_seconds" not in samples
+    [(_, duration)] = samples["recsys_job_duration_seconds"]
+    assert 0 < duration < 60
+    ages = _by(samples["recsys_source_age_seconds"], "source")
+    assert set(ages) == {("lmsys",), ("mteb",)}
+    assert ages[("lmsys",)] - ages[("mteb",)] == pytest.approx(28 * 3600)
+    assert _by(samples["recsys_source_stale"], "source")[("lmsys",)] == 1.0
+    assert samples["recsys_scoring_run_age_seconds"][0][1] > 0
+    assert _by(samples["recsys_utility_score"], "task", "model") == {("coding", "gpt-5"): 0.7,
+                                                                       ("coding", "gpt-4.1"): 0.7}
+    assert _by(samples["recsys_model_selected_total"], "task", "model") == {
+        ("coding", "gpt-4.1"): 15, ("untagged", "gpt-4.1"): 5, ("untagged", "gpt-5"): 1}
+    assert "recsys_model_selected_created" not in samples
+    assert _by(samples["recsys_recommendation_latency_seconds_count"], "task") == {("coding",): 1.0}
+    buckets = _by(samples["recsys_recommendation_latency_seconds_bucket"], "task", "le")
+    assert len(buckets) == len(LATENCY_BUCKETS) + 1 and buckets[("coding", "+Inf")] == 1.0
+    # every metric pushed is named in the table (push_time_seconds etc. are the gateway's own)
+    for name in samples:
+        if name.startswith("recsys_"):
+            base = name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
+            assert "push" in METRICS[base].exposed_by, name
+
+
+def test_ingest_counts_and_failure_then_success_keep_both_timestamps(gateway: Gateway) -> None:
+    failed = JobReport(command="ingest-lmsys")
+    failed.record_ingest("lmsys", rows=0, rejected=7)
+    failed.finish(success=False)
+    assert push_job_report(failed, gateway_url=gateway.url)
+    samples = gateway.scrape()
+    _assert_grouping(samples, "ingest-lmsys")
+    assert samples["recsys_job_success"][0][1] == 0.0
+    assert samples["recsys_job_last_failure_timestamp_seconds"][0][1] == pytest.approx(failed.finished)
+    assert "recsys_job_last_success_timestamp_seconds" not in samples
+    assert _by(samples["recsys_ingest_rejected_rows"], "source") == {("lmsys",): 7.0}
+
+    ok = JobReport(command="ingest-lmsys")
+    ok.record_ingest("lmsys", rows=7421, rejected=0)
+    ok.gauges["lmsys_configs"] = 1  # free-form gauges get the prefix once, whichever way they are named
+    ok.gauges["recsys_lmsys_categories"] = 26
+    ok.finish(success=True)
+    assert push_job_report(ok, gateway_url=gateway.url)
+    samples = gateway.scrape()
+    assert samples["recsys_job_success"][0][1] == 1.0
+    assert samples["recsys_job_last_success_timestamp_seconds"][0][1] == pytest.approx(ok.finished)
+    # the failure time is kept, so alerts can tell when the job last failed and last succeeded
+    assert samples["recsys_job_last_failure_timestamp_seconds"][0][1] == pytest.approx(failed.finished)
+    assert _by(samples["recsys_ingest_rows"], "source") == {("lmsys",): 7421.0}
+    assert _by(samples["recsys_ingest_rejected_rows"], "source") == {("lmsys",): 0.0}
+    assert samples["recsys_lmsys_configs"][0][1] == 1 and samples["recsys_lmsys_categories"][0][1] == 26
+
+
+def test_a_failing_cli_job_pushes_its_failure(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECSYS_PUSHGATEWAY_URL", gateway.url)
+    result = runner.invoke(app, ["--database-url", "postgresql://recsys:pw@127.0.0.1:1/none", "snapshot"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("StoreUnavailableError: ")
+    samples = gateway.scrape()
+    _assert_grouping(samples, "snapshot")
+    assert samples["recsys_job_success"][0][1] == 0.0
+    assert "recsys_job_last_failure_timestamp_seconds" in samples
+
+
+def _dry_run_app() -> typer.Typer:
+    demo = RecsysTyper()
+
+    @demo.command("score")
+    @cronjob("score")
+    def score(ctx: typer.Context,
+              dry_run: Annotated[bool, typer.Option("--dry-run")] = False) -> None:
+        report = state(ctx).report
+        assert report is not None
+        report.observe_recommendation_latency(0.0002, task="coding")
+
+    @demo.callback()
+    def root() -> None:
+        pass
+
+    return demo
+
+
+def test_dry_run_pushes_nothing(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECSYS_PUSHGATEWAY_URL", gateway.url)
+    demo = _dry_run_app()
+    assert runner.invoke(demo, ["score", "--dry-run"]).exit_code == 0
+    assert gateway.scrape() == {}
+    assert runner.invoke(demo, ["score"]).exit_code == 0
+    samples = gateway.scrape()
+    _assert_grouping(samples, "score")
+    assert _by(samples["recsys_recommendation_latency_seconds_count"], "task") == {("coding",): 1.0}
+    assert _by(samples["recsys_recommendation_latency_seconds_bucket"], "task", "le")[("coding", "0.00025")] == 1
+
+
+def test_basic_auth(auth_gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = f"sqlite:///{tmp_path / 'recsys.db'}"
+    monkeypatch.setenv("RECSYS_PUSHGATEWAY_URL", auth_gateway.url)
+    monkeypatch.setenv("RECSYS_PUSHGATEWAY_USERNAME", USER)
+    monkeypatch.setenv("RECSYS_PUSHGATEWAY_PASSWORD", "wrong-password")
+    refused = runner.invoke(app, ["--database-url", db, "snapshot", "--json"])
+    assert refused.exit_code == 0, refused.output  # the job's outcome does not depend on the push
+    assert "could not push metrics to the Pushgateway" in refused.stderr and "401" in refused.stderr
+    assert "wrong-password" not in refused.output
+    assert auth_gateway.scrape() == {}
+
+    monkeypatch.setenv("RECSYS_PUSHGATEWAY_PASSWORD", PASSWORD)
+    result = runner.invoke(app, ["--database-url", db, "snapshot", "--json"])
+    assert result.exit_code == 0 and "could not push" not in result.stderr
+    samples = auth_gateway.scrape()
+    _assert_grouping(samples, "snapshot")
+    assert samples["recsys_job_success"][0][1] == 1.0
+
+
+@pytest.fixture
+def failing_gateway() -> Iterator[tuple[str, list[str]]]:
+    """A local server that answers every push with 500, recording the methods it saw."""
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _fail(self) -> None:
+            seen.append(self.command)
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_PUT = do_POST = _fail
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_a_gateway_answering_500_changes_nothing(failing_gateway: tuple[str, list[str]], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    url, seen = failing_gateway
+    monkeypatch.setenv("RECSYS_PUSHGATEWAY_URL", url)
+    result = runner.invoke(app, ["--database-url", f"sqlite:///{tmp_path / 'recsys.db'}", "snapshot", "--json"])
+    assert result.exit_code == 0, result.output
+    assert seen == ["POST"]  # exactly one push
+    warnings = [line for line in result.stderr.splitlines() if "could not push" in line]
+    assert len(warnings) == 1 and "HTTP Error 500" in warnings[0]
+
+
+def test_a_gateway_that_never_answers_times_out(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as silent:  # listens, never accepts: the push waits for its timeout
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        report = JobReport(command="route-test")
+        report.finish(success=True)
+        started = time.monotonic()
+        assert push_job_report(report, gateway_url=f"http://127.0.0.1:{silent.getsockname()[1]}",
+                               timeout=0.5) is False
+        assert time.monotonic() - started < 5
+    assert "could not push metrics" in caplog.text
+
+
+def test_the_default_push_timeout_is_ten_seconds() -> None:
+    import inspect
+
+    default: Callable[..., bool] = push_job_report
+    assert inspect.signature(default).parameters["timeout"].default == 10.0
+
+
+def test_route_test_job_pushes_one_latency_observation_per_case(gateway: Gateway, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    cases = tmp_path / "cases.yaml"
+    cases.write_text("cases:\n"
+                     "  - {name: chat, task: chat, expect: {primary: gpt-4.1}}\n"
+                     "  - {name: coding, task: coding, expect: {primary: claude-sonnet-4-5}}\n"
+                     "  - {name: coding again, task: coding, expect: {primary_in: [claude-sonnet-4-5]}}\n")
+    monkeypatch.setenv("RECSYS_PUSHGATEWAY_URL", gateway.url)
+    result = runner.invoke(app, ["--database-url", f"sqlite:///{tmp_path / 'r.db'}", "route-test", str(cases)])
+    assert result.exit_code == 0, result.output
+    samples = gateway.scrape()
+    _assert_grouping(samples, "route-test")
+    assert samples["recsys_job_success"][0][1] == 1.0
+    assert _by(samples["recsys_recommendation_latency_seconds_count"], "task") == {("chat",): 1.0,
+                                                                                   ("coding",): 2.0}
+    assert samples["recsys_route_test_cases"][0][1] == 3.0
+    assert samples["recsys_route_test_failures"][0][1] == 0.0
