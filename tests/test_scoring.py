@@ -222,3 +222,19 @@ def test_mteb_task_reference_and_partial_evidence_are_documented(filled: Store) 
     assert chat["alpha"].evidence == ("lmsys:text/overall", "lmsys:text/math")
     assert chat["delta"].quality == pytest.approx(elo_win_rate(1200, 1300))
     assert chat["delta"].details["missing_evidence"] == ["no lmsys:text/math rating for this model"]
+
+
+def test_cost_reference_ignores_free_models(filled: Store) -> None:
+    """A free (self-hosted) model must not drag the cost reference to 0 for the paid ones."""
+    from recommender_core.policy import parse_policy
+
+    from .scoring_data import SMALL_POLICY
+
+    text = SMALL_POLICY.replace("alpha: {provider: acme, price: {input_per_1m: 1.0, output_per_1m: 3.0}",
+                                "alpha: {provider: acme, price: {input_per_1m: 0.0, output_per_1m: 0.0}")
+    chat = _by(run_scoring(filled, parse_policy(text, path="free.yaml")).scores, "chat")
+    # per call (1000 in, 1000 out): alpha free, beta $0.016, delta $0.002; reference = median of
+    # the non-zero costs = $0.009.
+    assert chat["alpha"].cost == 1.0
+    assert chat["delta"].cost == pytest.approx(0.009 / (0.009 + 0.002))
+    assert chat["beta"].cost == pytest.approx(0.009 / (0.009 + 0.016))

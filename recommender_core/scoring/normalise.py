@@ -11,7 +11,8 @@
   must cover at least ``MTEB_MIN_COVERAGE`` of those tasks, otherwise it is excluded for the task
   with a reason (a mean over a few easy tasks would flatter it).
 - **Cost** and **latency**: relative to the task's median candidate, ``ref / (ref + x)``: the
-  median model scores 0.5, a free (or instant) one 1, ten times the median about 0.09.
+  median model scores 0.5, a free (or instant) one 1, ten times the median about 0.09. The
+  median is taken over the non-zero values, so free self-hosted models do not drag it to 0.
 - **Reliability**: the success rate smoothed with a Beta(``BETA_ALPHA``, ``BETA_BETA``) prior,
   ``(successes + a) / (calls + a + b)``: no telemetry means the prior mean 0.95.
 """

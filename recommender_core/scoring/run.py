@@ -270,8 +270,10 @@ def _score_task(task_name: str, task: Task, policy: Policy, evidence: Sequence[E
     if partial:
         w = task.weights
         total = w.quality + w.cost + w.latency + w.reliability
-        cost_ref = median([p["cost_per_call"] for p in partial])
-        latency_ref = median([p["p95"] for p in partial])
+        # The reference is the median of the non-zero values: with mostly self-hosted (free) models
+        # a median of 0 would score every paid model 0, whatever its price.
+        cost_ref = median([p["cost_per_call"] for p in partial if p["cost_per_call"] > 0] or [0.0])
+        latency_ref = median([p["p95"] for p in partial if p["p95"] > 0] or [0.0])
         for p in partial:
             cost = relative_score(p["cost_per_call"], cost_ref)
             latency = relative_score(p["p95"], latency_ref)
