@@ -167,7 +167,8 @@ UPSTREAM_FAULTS: dict[str, tuple[Callable[[httpx.Request], httpx.Response], str,
     "empty_file": (lambda r: httpx.Response(200, content=b""), "SourceSchemaError",
                    "is empty (0 bytes), not a parquet file; nothing was written."),
     "changed_schema": (_schema_changed, "SourceSchemaError", "lacks the column(s) rating or score (found: model_name"),
-    "nan_and_inf": (_all_nan, "SourceSchemaError", "20 of 78 rows were rejected (rating is not finite: 20), more than 5%; "
+    "nan_and_inf": (_all_nan, "SourceSchemaError",
+                    "20 of 78 rows were rejected (rating is not finite: 20), more than 5%; "
                     "nothing was written and the previous evidence stays current."),
     "absurd_values": (_absurd, "SourceSchemaError", "(rating is out of range: 10, vote count is out of range: 10)"),
     "duplicate_rows": (_duplicates, "SourceSchemaError", "20 of 98 rows were rejected (duplicate row: 20)"),
@@ -190,7 +191,7 @@ def test_upstream_fault_fails_the_run_and_keeps_the_previous_evidence(
 
 
 class _SlowHandler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+    def do_GET(self) -> None:
         if self.path.endswith("/api/datasets/" + C.DATASET_ID):
             body = json.dumps({"id": C.DATASET_ID, "sha": NEW_SHA}).encode()
         else:
@@ -369,7 +370,7 @@ def read_only_url(postgres_url: str) -> Iterator[str]:
                                                                        sql.Identifier(role)))
         admin.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(sql.Identifier(role)))
         admin.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(sql.Identifier(role)))
-    user_part, host_part = postgres_url.split("//", 1)[1].split("@", 1)
+    host_part = postgres_url.split("@", 1)[1]
     try:
         yield f"postgresql://{role}:ro-pass@{host_part}"
     finally:
@@ -415,7 +416,7 @@ class _GatedHub(BaseHTTPRequestHandler):
     waiting = threading.Event()
     body = b""
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+    def do_GET(self) -> None:
         if self.path.endswith("/api/datasets/" + C.DATASET_ID):
             payload = json.dumps({"id": C.DATASET_ID, "sha": NEW_SHA}).encode()
         else:
