@@ -499,3 +499,68 @@ def test_database_down_at_start_for_a_job(capsys: pytest.CaptureFixture[str]) ->
     assert code == 1
     one_line(stderr, f"StoreUnavailableError: Cannot reach the database at postgresql://recsys:***@127.0.0.1:{port}")
     assert "down-secret" not in stderr
+
+
+# --- the telemetry writer's database gone for a while and back -----------------------------------
+
+@pytest.fixture
+def relayed(postgres_url: str) -> Iterator[tuple[str, Any]]:
+    from urllib.parse import urlsplit
+
+    from .test_telemetry import _TcpRelay
+
+    parts = urlsplit(postgres_url)
+    setup = Store(postgres_url)
+    setup.upgrade()
+    setup.dispose()
+    relay = _TcpRelay((parts.hostname or "127.0.0.1", parts.port or 5432))
+    relay.start()
+    try:
+        yield postgres_url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{relay.port}"), relay
+    finally:
+        relay.stop()
+
+
+@pytest.mark.postgres
+def test_telemetry_db_gone_then_back_callers_never_wait_and_loss_is_counted(
+        relayed: tuple[str, Any], postgres_url: str) -> None:
+    from recommender_core.store.tables import TelemetryEvent
+    from recommender_core.telemetry.writer import BatchWriter, write_records
+
+    from .test_telemetry import _record
+
+    url, relay = relayed
+    store = Store(url)
+    writer = BatchWriter(sink=lambda b: write_records(store, b), queue_size=100, batch_size=20,
+                         flush_interval=0.02, backoff_initial=0.05, backoff_max=0.2)
+    waits: list[float] = []
+    try:
+        for i in range(50):
+            writer.enqueue(_record(i))
+        assert writer.flush(timeout=10)
+        relay.stop()  # the database is gone: existing connections die, new ones are refused
+        for i in range(50, 450):
+            started = time.perf_counter()
+            writer.enqueue(_record(i))  # what the LiteLLM callback does on every call
+            waits.append(time.perf_counter() - started)
+            if i % 50 == 0:
+                time.sleep(0.05)  # the writer keeps trying meanwhile
+        stats = writer.stats()
+        assert stats.failed_batches >= 1 and stats.queued <= 100 + 20  # the bound, plus one batch in flight
+        assert stats.dropped >= 400 - 120
+        relay.start()  # and it is back
+        assert writer.flush(timeout=20), writer.stats()
+        final = writer.stats()
+    finally:
+        writer.close(timeout=2)
+        store.dispose()
+    assert max(waits) < 0.05, max(waits)  # no caller waited on the database
+    direct = Store(postgres_url)
+    try:
+        with direct.session() as session:
+            ids = set(session.execute(sa.select(TelemetryEvent.event_id)).scalars())
+    finally:
+        direct.dispose()
+    # nothing lost beyond the counted drops, and the newest events are the ones kept
+    assert len(ids) + final.dropped == 450 and final.written == len(ids)
+    assert {f"evt-{i}" for i in range(450 - 100, 450)} <= ids

@@ -1,0 +1,61 @@
+"""docs/reliability.md cannot rot: every test it names exists, and every fault or security test is named."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from .conftest import REPO_ROOT
+
+DOC = REPO_ROOT / "docs" / "reliability.md"
+_NAME = re.compile(r"`(test_\w+)(?:\[[^\]`]*\])?`")
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The body rows of every markdown table: cells stripped, header and rule rows left out."""
+    rows, previous = [], ""
+    for line in text.splitlines():
+        if line.startswith("|") and not re.fullmatch(r"\|[\s|:-]+\|", line.strip()):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not previous.startswith("|"):
+                previous = line  # a table's header row
+                continue
+            rows.append(cells)
+        previous = line
+    return rows
+
+
+def defined_tests() -> dict[str, set[str]]:
+    """Test function name -> the test modules that define it."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((REPO_ROOT / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test_"):
+                found.setdefault(node.name, set()).add(path.name)
+    return found
+
+
+def test_table_parser() -> None:
+    text = "| # | Fault | Proven by |\n|---|---|---|\n| 1 | a | `test_x`, `test_y[case]` |\n\nprose\n"
+    assert table_rows(text) == [["1", "a", "`test_x`, `test_y[case]`"]]
+    assert _NAME.findall(table_rows(text)[0][-1]) == ["test_x", "test_y"]
+
+
+def test_every_row_names_tests_that_exist() -> None:
+    rows = table_rows(DOC.read_text())
+    assert len(rows) >= 32
+    assert [int(r[0]) for r in rows] == list(range(1, len(rows) + 1))  # numbered, none lost
+    tests = defined_tests()
+    missing = []
+    for row in rows:
+        names = _NAME.findall(row[-1])
+        assert names, f"row {row[0]} names no test: {row}"
+        missing += [f"row {row[0]}: {n}" for n in names if n not in tests]
+    assert missing == []
+
+
+def test_every_fault_and_security_test_is_in_the_table() -> None:
+    named = {n for row in table_rows(DOC.read_text()) for n in _NAME.findall(row[-1])}
+    tests = defined_tests()
+    ours = {n for n, files in tests.items() if files & {"test_faults.py", "test_security.py", "test_e2e.py"}}
+    assert ours - named == set()
