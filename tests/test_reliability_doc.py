@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+from pathlib import Path
 
 from .conftest import REPO_ROOT
 
@@ -59,3 +60,15 @@ def test_every_fault_and_security_test_is_in_the_table() -> None:
     tests = defined_tests()
     ours = {n for n, files in tests.items() if files & {"test_faults.py", "test_security.py", "test_e2e.py"}}
     assert ours - named == set()
+
+
+def test_a_short_soak_loses_nothing_and_stays_bounded(tmp_path: Path) -> None:
+    from bench.bench_soak import soak
+
+    out = soak(f"sqlite:///{tmp_path / 'soak.db'}", 2.0)
+    assert out["flushed"] and out["errors"] == []
+    assert out["produced"] > 1000 and out["stored"] + out["dropped"] == out["produced"]
+    assert out["stored"] == out["written"]
+    assert out["ingests"]["succeeded"] == out["ingests"]["attempted"] >= 1
+    rss = [s[1] for s in out["samples"]]
+    assert len(rss) == 10 and max(rss) < 1.5 * rss[0]
