@@ -277,6 +277,37 @@ def test_connection_killed_mid_ingest(postgres_url: str, capsys: pytest.CaptureF
         store.dispose()
 
 
+@pytest.mark.postgres
+def test_every_connection_killed_during_the_download(postgres_url: str) -> None:
+    """Postgres restarts while the job downloads: every session dies, the job lock's included. The
+    pool reconnects, so the run still writes its evidence once, records success and leaves nothing
+    running or locked (the server released the lock with its session)."""
+    store = Store(postgres_url)
+    store.upgrade()
+    dbname = postgres_url.rsplit("/", 1)[1]
+    killed: list[int] = []
+
+    def fault(request: httpx.Request) -> httpx.Response:
+        with pg_admin(postgres_url) as admin:
+            pids = [r[0] for r in admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,))]
+            for pid in pids:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        killed.extend(pids)
+        return httpx.Response(200, content=parquet_bytes(board_rows()))
+
+    try:
+        result = ingest(store, MIRROR, transport=hub(fault))
+        assert killed  # the lock's session at least
+        assert (result.status, result.rows_accepted) == (RunStatus.SUCCESS, 78)
+        assert len(evidence(store)) == 78
+        assert [r.status for r in list_runs(store, source="lmsys")] == [RunStatus.SUCCESS]
+        with store.job_lock("ingest-lmsys"):  # not left locked
+            pass
+    finally:
+        store.dispose()
+
+
 def _score_store(url: str) -> Store:
     store = Store(url)
     store.upgrade()
@@ -564,3 +595,20 @@ def test_telemetry_db_gone_then_back_callers_never_wait_and_loss_is_counted(
     # nothing lost beyond the counted drops, and the newest events are the ones kept
     assert len(ids) + final.dropped == 450 and final.written == len(ids)
     assert {f"evt-{i}" for i in range(450 - 100, 450)} <= ids
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (psycopg.errors.DiskFull("konnte Datei »base/16384/16402« nicht erweitern: Auf dem Gerät ist kein "
+                             "Speicherplatz mehr verfügbar"), "is out of space"),
+    (psycopg.errors.InsufficientPrivilege("keine Berechtigung für Tabelle ingest_run"), "refused a write"),
+    (psycopg.errors.ReadOnlySqlTransaction("kann INSERT nicht in einer Read-only-Transaktion ausführen"),
+     "refused a write"),
+])
+def test_a_server_speaking_another_language_is_classified_by_sqlstate(error: Exception, expected: str) -> None:
+    from recommender_core.errors import StoreWriteError
+    from recommender_core.store.errors import translate_exception
+
+    wrapped = sa.exc.OperationalError("INSERT INTO ingest_run ...", {}, error)
+    translated = translate_exception(wrapped, "postgresql://app:***@db/recsys")
+    assert isinstance(translated, StoreWriteError)
+    assert expected in translated.message
