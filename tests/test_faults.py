@@ -585,7 +585,7 @@ def test_telemetry_db_gone_then_back_callers_never_wait_and_loss_is_counted(
     finally:
         writer.close(timeout=2)
         store.dispose()
-    assert max(waits) < 0.05, max(waits)  # no caller waited on the database
+    assert max(waits) < 0.1, max(waits)  # no caller waited on the database
     direct = Store(postgres_url)
     try:
         with direct.session() as session:
