@@ -250,3 +250,13 @@ def test_hostile_and_unicode_names_round_trip_as_data(database_url: str, tmp_pat
     # the tables the names tried to drop are all there
     runs = json.loads(runner.invoke(app, [*base, "runs", "--json"]).stdout)
     assert [r["status"] for r in runs] == ["success"]
+
+
+def test_pushgateway_url_credentials_become_basic_auth_and_explicit_settings_win() -> None:
+    from recommender_core.diagnostics.metrics import _split_credentials
+
+    assert _split_credentials("http://gw:9091", None, None) == ("http://gw:9091", None, None)
+    assert _split_credentials("https://u%40corp:p%3Ass@gw:9091/base", None, None) == (
+        "https://gw:9091/base", "u@corp", "p:ss")
+    assert _split_credentials("http://u:p@[::1]:9091", None, None) == ("http://[::1]:9091", "u", "p")
+    assert _split_credentials("http://u:p@gw", "set-user", "set-pw") == ("http://gw", "set-user", "set-pw")
