@@ -65,8 +65,9 @@ def test_every_fault_and_security_test_is_in_the_table() -> None:
 def test_a_short_soak_loses_nothing_and_stays_bounded(tmp_path: Path) -> None:
     from bench.bench_soak import soak
 
-    out = soak(f"sqlite:///{tmp_path / 'soak.db'}", 2.0)
+    out = soak(f"sqlite:///{tmp_path / 'soak.db'}", 2.0, outage_seconds=1.5)
     assert out["flushed"] and out["errors"] == []
+    assert out["dropped"] > 0  # the outage overflowed the bounded queue, and the drops were counted
     assert out["produced"] > 1000 and out["stored"] + out["dropped"] == out["produced"]
     assert out["stored"] == out["written"]
     assert out["ingests"]["succeeded"] == out["ingests"]["attempted"] >= 1
