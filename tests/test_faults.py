@@ -386,6 +386,41 @@ def test_disk_full_at_the_write(store: Store, capsys: pytest.CaptureFixture[str]
     assert list(statuses) == [RunStatus.SUCCESS, RunStatus.FAILED]
 
 
+class _DiskFullSource(LmsysSource):
+    """Arms a disk-full error in the driver inside the evidence write transaction: after the rows
+    went in (COPY on Postgres), the run's own UPDATE in the same transaction fails as a full disk would."""
+
+    store: Store | None = None
+
+    def save_state(self, session: Session) -> None:
+        store = self.store
+        assert store is not None
+        fired: list[bool] = []
+
+        def hook(cursor: Any, statement: str, *args: Any) -> bool:
+            if not fired and statement.lstrip().upper().startswith("UPDATE INGEST_RUN"):
+                fired.append(True)
+                raise _disk_full(store.dialect)
+            return False
+
+        sa.event.listen(store.engine, "do_execute", hook)
+
+
+def test_disk_full_during_the_evidence_write(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    before = good_store(store)
+    source = _DiskFullSource(settings=Settings.load(), policy=load_policy())
+    source.store = store
+    code, stderr = as_cli(lambda: source.run(store, IngestOptions(mirror=str(SAMPLE), force=True)), capsys)
+    source.close()
+    assert code == 1
+    one_line(stderr, "StoreWriteError: The database at ")
+    assert "is out of space" in stderr and stderr.rstrip().endswith("Free space and re-run.")
+    assert evidence(store) == before  # the rows written in that transaction were rolled back
+    runs = list_runs(store, source="lmsys")
+    assert [r.status for r in runs] == [RunStatus.FAILED, RunStatus.SUCCESS]
+    assert "is out of space" in (runs[0].error or "")
+
+
 @pytest.fixture
 def read_only_url(postgres_url: str) -> Iterator[str]:
     """The test database, migrated and filled, and a URL for a role that may read but not write."""
