@@ -85,7 +85,7 @@ def list_evidence(
             candidate = matchers[ev.source].candidate_for(ev.model)
             if wanted is not None and wanted not in (ev.model.lower(), (candidate or "").lower()):
                 continue
-            assert ev.id is not None  # noqa: S101
+            assert ev.id is not None  # noqa: S101 - rows read from the table always have a key
             rows.append(EvidenceRow(
                 source=ev.source, model=ev.model, candidate=candidate, category=ev.category,
                 task_type=ev.task_type, metric=ev.metric, value=ev.value, lower=ev.lower, upper=ev.upper,

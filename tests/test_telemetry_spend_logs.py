@@ -141,7 +141,7 @@ def _insert(dsn: str, rows: list[dict[str, Any]]) -> None:
                     values[key] = Jsonb(values[key])
             columns = ", ".join(f'"{c}"' for c in values)
             marks = ", ".join(["%s"] * len(values))
-            conn.execute(f'INSERT INTO "LiteLLM_SpendLogs" ({columns}) VALUES ({marks})',  # noqa: S608
+            conn.execute(f'INSERT INTO "LiteLLM_SpendLogs" ({columns}) VALUES ({marks})',  # noqa: S608 - quoted constant column names; values are bound
                          list(values.values()))
 
 

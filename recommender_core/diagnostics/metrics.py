@@ -248,6 +248,26 @@ def _registry(report: JobReport) -> CollectorRegistry:
     return registry
 
 
+def _split_credentials(url: str, username: str | None,
+                       password: str | None) -> tuple[str, str | None, str | None]:
+    """``http://user:pw@host:port`` -> (``http://host:port``, user, pw): urllib cannot send userinfo,
+    so credentials in the URL become basic auth (explicit username/password settings win)."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, username, password
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None:
+        host += f":{parts.port}"
+    clean = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    if username is None and parts.username is not None:
+        username, password = unquote(parts.username), password or unquote(parts.password or "")
+    return clean, username, password
+
+
 def push_job_report(report: JobReport, *, gateway_url: str | None, username: str | None = None,
                     password: str | None = None, timeout: float = 10.0) -> bool:
     """Push ``report`` if a gateway is configured; True when pushed. Never raises for push failures."""
@@ -257,6 +277,9 @@ def push_job_report(report: JobReport, *, gateway_url: str | None, username: str
     from prometheus_client.exposition import basic_auth_handler, default_handler
 
     from ..redact import redact_text, redact_url
+
+    display_url = redact_url(gateway_url)
+    gateway_url, username, password = _split_credentials(gateway_url, username, password)
 
     def handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
                 data: bytes) -> Callable[[], None]:
@@ -268,7 +291,7 @@ def push_job_report(report: JobReport, *, gateway_url: str | None, username: str
         pushadd_to_gateway(gateway_url, job=PUSH_JOB, registry=_registry(report),
                         grouping_key={"command": report.command}, timeout=timeout, handler=handler)
     except Exception as exc:
-        log.warning("could not push metrics to the Pushgateway at %s: %s", redact_url(gateway_url),
+        log.warning("could not push metrics to the Pushgateway at %s: %s", display_url,
                     redact_text(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__)
         return False
     return True

@@ -232,7 +232,8 @@ def parse_parquet(data: bytes, *, config: str, origin: str, batch: Batch,
     """Parse one config's parquet into ``batch`` (pyarrow only; a non-parquet body fails clearly)."""
     if len(data) < 12 or data[:4] != b"PAR1" or data[-4:] != b"PAR1":
         head = data[:64].lstrip().lower()
-        what = ("an HTML page" if head.startswith((b"<!doctype html", b"<html")) else
+        what = ("empty (0 bytes)" if not data else
+                "an HTML page" if head.startswith((b"<!doctype html", b"<html")) else
                 "a truncated parquet file" if data[:4] == b"PAR1" else "something else")
         raise SourceSchemaError(f"{NAME}: {origin} is {what}, not a parquet file; nothing was written.",
                                 source=NAME)

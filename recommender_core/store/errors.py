@@ -27,12 +27,18 @@ def _first_line(exc: BaseException) -> str:
     return redact_text(text[0] if text else type(orig).__name__)
 
 
+# Postgres SQLSTATE classes (locale-independent, unlike the message text the hints read).
+_DISK_SQLSTATES = ("53100",)  # disk_full
+_READ_ONLY_SQLSTATES = ("25006", "42501")  # read_only_sql_transaction, insufficient_privilege
+
+
 def _classify_dbapi(exc: sa_exc.DBAPIError, where: str) -> StoreError:
     reason = _first_line(exc)
     lowered = reason.lower()
-    if any(h in lowered for h in _DISK_HINTS):
+    sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+    if sqlstate in _DISK_SQLSTATES or any(h in lowered for h in _DISK_HINTS):
         return StoreWriteError(f"The database at {where} is out of space: {reason}. Free space and re-run.")
-    if any(h in lowered for h in _READ_ONLY_HINTS):
+    if sqlstate in _READ_ONLY_SQLSTATES or any(h in lowered for h in _READ_ONLY_HINTS):
         return StoreWriteError(
             f"The database at {where} refused a write: {reason}. Use a role with write access."
         )

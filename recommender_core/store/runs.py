@@ -164,7 +164,7 @@ def list_runs(store: Store, *, source: str | None = None, limit: int = 20) -> Se
     with store.session() as session:
         if source in (None, "score"):
             for s in session.exec(select(ScoringRun).order_by(col(ScoringRun.id).desc()).limit(limit)):
-                assert s.id is not None  # noqa: S101
+                assert s.id is not None  # noqa: S101 - rows read from the table always have a key
                 summaries.append(RunSummary(
                     kind="score", id=s.id, source="score", status=s.status, started_at=s.started_at,
                     finished_at=s.finished_at, source_version=s.policy_hash, rows_accepted=0,
@@ -174,7 +174,7 @@ def list_runs(store: Store, *, source: str | None = None, limit: int = 20) -> Se
             if source is not None:
                 query = query.where(col(IngestRun.source) == source)
             for r in session.exec(query):
-                assert r.id is not None  # noqa: S101
+                assert r.id is not None  # noqa: S101 - rows read from the table always have a key
                 summaries.append(RunSummary(
                     kind="ingest", id=r.id, source=r.source, status=r.status, started_at=r.started_at,
                     finished_at=r.finished_at, source_version=r.source_version,

@@ -1,0 +1,649 @@
+"""Fault injection: the database dying, refusing writes or filling up; upstream answering badly; two
+runs at once. Every fault asserts the exit code and the one-line message the CLI prints, that the
+previous good evidence (or scores) is intact, and that the failed run is recorded where the store can
+still record it. docs/reliability.md lists every fault and the test that proves it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import sqlalchemy as sa
+import typer
+from psycopg import sql
+from recsys_cli._base import handle_errors
+from sqlmodel import Session, col, select
+
+from recommender_core.config import Settings
+from recommender_core.policy import load_policy
+from recommender_core.scoring.run import run_scoring
+from recommender_core.sources import lmsys_constants as C
+from recommender_core.sources.base import IngestOptions
+from recommender_core.sources.http import HttpSettings
+from recommender_core.sources.lmsys import LmsysSource
+from recommender_core.store import Store
+from recommender_core.store.runs import list_runs
+from recommender_core.store.tables import BenchmarkEvidence, RunStatus, ScoringRun, UtilityScore
+
+from .conftest import REPO_ROOT
+from .lmsys_data import board_rows, parquet_bytes
+
+SAMPLE = REPO_ROOT / "sample_mirror" / "lmsys"
+MTEB_SAMPLE = REPO_ROOT / "sample_mirror" / "mteb"
+MIRROR = "https://hub.mirror.internal"
+NEW_SHA = "f" * 40
+RECSYS = str(Path(sys.executable).with_name("recsys"))
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+def as_cli(call: Callable[[], Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Run ``call`` through the CLI's one error handler: (exit code, what it printed on stderr)."""
+    capsys.readouterr()
+    try:
+        handle_errors(call)()
+    except typer.Exit as exc:
+        return exc.exit_code, capsys.readouterr().err
+    return 0, capsys.readouterr().err
+
+
+def one_line(stderr: str, prefix: str) -> str:
+    assert stderr.count("\n") == 1 and stderr.endswith("\n"), stderr
+    assert stderr.startswith(prefix), stderr
+    assert "Traceback" not in stderr
+    return stderr
+
+
+def lmsys(**kwargs: Any) -> LmsysSource:
+    kwargs.setdefault("http_settings", HttpSettings(max_attempts=2, backoff_base=0.0))
+    kwargs.setdefault("sleep", lambda seconds: None)
+    return LmsysSource(settings=Settings.load(), policy=load_policy(), **kwargs)
+
+
+def ingest(store: Store, mirror: str, **kwargs: Any) -> Any:
+    source = lmsys(**kwargs)
+    try:
+        return source.run(store, IngestOptions(mirror=mirror))
+    finally:
+        source.close()
+
+
+def evidence(store: Store) -> list[tuple[Any, ...]]:
+    with store.session() as session:
+        rows = session.exec(select(BenchmarkEvidence.run_id, BenchmarkEvidence.model, BenchmarkEvidence.category,
+                                   BenchmarkEvidence.value).order_by(col(BenchmarkEvidence.id))).all()
+        return [tuple(r) for r in rows]
+
+
+def good_store(store: Store) -> list[tuple[Any, ...]]:
+    """The store after one good ingest of the sample mirror: the data every fault must leave intact."""
+    assert ingest(store, str(SAMPLE)).status == RunStatus.SUCCESS
+    before = evidence(store)
+    assert len(before) == 78
+    return before
+
+
+def hub(fault: Callable[[httpx.Request], httpx.Response]) -> httpx.MockTransport:
+    """A Hub-compatible mirror whose dataset API answers a new sha and whose parquet download is ``fault``."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/api/datasets/" + C.DATASET_ID):
+            return httpx.Response(200, json={"id": C.DATASET_ID, "sha": NEW_SHA})
+        return fault(request)
+
+    return httpx.MockTransport(handler)
+
+
+def pg_admin(url: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True)
+
+
+def terminate(url: str, pid: int) -> None:
+    """Kill one backend from a second connection, the way an operator or a failover would."""
+    with pg_admin(url) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+
+
+# --- upstream faults, through the CLI's handler ---------------------------------------------------
+
+def _reset(request: httpx.Request) -> httpx.Response:
+    raise httpx.ReadError("[Errno 104] Connection reset by peer", request=request)
+
+
+def _schema_changed(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, content=parquet_bytes(board_rows(), rename={"rating": "elo"}))
+
+
+def _all_nan(request: httpx.Request) -> httpx.Response:
+    rows = board_rows()
+    for row in rows[:10]:
+        row["rating"] = float("nan")
+    for row in rows[10:20]:
+        row["rating"] = float("inf")
+    return httpx.Response(200, content=parquet_bytes(rows))
+
+
+def _absurd(request: httpx.Request) -> httpx.Response:
+    rows = board_rows()
+    for row in rows[:10]:
+        row.update(rating=1e9, rating_upper=2e9)
+    for row in rows[10:20]:
+        row["vote_count"] = -5
+    return httpx.Response(200, content=parquet_bytes(rows))
+
+
+def _duplicates(request: httpx.Request) -> httpx.Response:
+    rows = board_rows()
+    return httpx.Response(200, content=parquet_bytes(rows + rows[:20]))
+
+
+UPSTREAM_FAULTS: dict[str, tuple[Callable[[httpx.Request], httpx.Response], str, str]] = {
+    # name: (the parquet download's answer, the error class, a fragment of the one-line message)
+    "http_500": (lambda r: httpx.Response(500, text="Internal Server Error"), "SourceHTTPError",
+                 "answered HTTP 500; run again later."),
+    "http_429_retry_after": (lambda r: httpx.Response(429, headers={"Retry-After": "7200"}), "SourceHTTPError",
+                             "is rate limited for 7200 s (HTTP 429); run again later or set a token"),
+    "connection_reset": (_reset, "SourceError", "dropped the connection while answering"),
+    "truncated_body": (lambda r: httpx.Response(200, headers={"Content-Length": "5000"}, content=b"PAR1 cut"),
+                       "SourceError", "was truncated (8 of 5000 bytes); run again."),
+    "html_not_parquet": (lambda r: httpx.Response(200, headers={"Content-Type": "text/html"},
+                                                  text="<!DOCTYPE html><html>Sign in</html>"),
+                         "SourceSchemaError", "is an HTML page, not a parquet file; nothing was written."),
+    "empty_file": (lambda r: httpx.Response(200, content=b""), "SourceSchemaError",
+                   "is empty (0 bytes), not a parquet file; nothing was written."),
+    "changed_schema": (_schema_changed, "SourceSchemaError", "lacks the column(s) rating or score (found: model_name"),
+    "nan_and_inf": (_all_nan, "SourceSchemaError",
+                    "20 of 78 rows were rejected (rating is not finite: 20), more than 5%; "
+                    "nothing was written and the previous evidence stays current."),
+    "absurd_values": (_absurd, "SourceSchemaError", "(rating is out of range: 10, vote count is out of range: 10)"),
+    "duplicate_rows": (_duplicates, "SourceSchemaError", "20 of 98 rows were rejected (duplicate row: 20)"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(UPSTREAM_FAULTS))
+def test_upstream_fault_fails_the_run_and_keeps_the_previous_evidence(
+        fault: str, store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    answer, error, fragment = UPSTREAM_FAULTS[fault]
+    before = good_store(store)
+    code, stderr = as_cli(lambda: ingest(store, MIRROR, transport=hub(answer)), capsys)
+    assert code == 1
+    one_line(stderr, f"{error}: lmsys: ")
+    assert fragment in stderr
+    assert evidence(store) == before
+    failed = list_runs(store, source="lmsys")[0]
+    assert failed.status == RunStatus.FAILED and failed.source_version == NEW_SHA
+    assert failed.error and failed.error.split(": ", 1)[0] in stderr  # the same reason is recorded
+
+
+class _SlowHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path.endswith("/api/datasets/" + C.DATASET_ID):
+            body = json.dumps({"id": C.DATASET_ID, "sha": NEW_SHA}).encode()
+        else:
+            time.sleep(3.0)  # past the client's read timeout
+            body = b"PAR1"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except OSError:
+            pass
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def slow_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_a_slow_upstream_past_the_timeout_fails_the_run(slow_server: str, store: Store,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    before = good_store(store)
+    settings = HttpSettings(read_timeout=0.3, connect_timeout=1.0, max_attempts=1)
+    started = time.monotonic()
+    code, stderr = as_cli(lambda: ingest(store, slow_server, http_settings=settings), capsys)
+    assert time.monotonic() - started < 2.5  # gave up at the timeout, did not wait for the body
+    assert code == 1
+    one_line(stderr, "SourceTimeout: lmsys: http://127.0.0.1:")
+    assert "timed out" in stderr
+    assert evidence(store) == before
+    assert list_runs(store, source="lmsys")[0].status == RunStatus.FAILED
+
+
+# --- the database failing under a running job ----------------------------------------------------
+
+class _KillingSource(LmsysSource):
+    """Kills its own write connection from a second connection, inside the evidence write transaction
+    (after the COPY, before the commit): the moment a lost database hurts most."""
+
+    admin_url: str = ""
+    killed: int | None = None
+
+    def save_state(self, session: Session) -> None:
+        raw = session.connection().connection.dbapi_connection
+        assert raw is not None
+        pid = raw.info.backend_pid  # type: ignore[attr-defined]
+        terminate(self.admin_url, pid)
+        self.killed = pid
+
+
+@pytest.mark.postgres
+def test_connection_killed_mid_ingest(postgres_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    store = Store(postgres_url)
+    store.upgrade()
+    try:
+        before = good_store(store)
+        source = _KillingSource(settings=Settings.load(), policy=load_policy())
+        source.admin_url = postgres_url
+        code, stderr = as_cli(lambda: source.run(store, IngestOptions(mirror=str(SAMPLE), force=True)), capsys)
+        source.close()
+        assert source.killed is not None
+        assert code == 1
+        one_line(stderr, "StoreUnavailableError: Cannot reach the database at postgresql://")
+        assert stderr.rstrip().endswith("Check that it is running and the URL is right.")
+        assert evidence(store) == before  # the half-written COPY was rolled back with the connection
+        runs = list_runs(store, source="lmsys")
+        assert [r.status for r in runs] == [RunStatus.FAILED, RunStatus.SUCCESS]
+        assert "Cannot reach the database" in (runs[0].error or "")
+        # and the job is not wedged: the next run takes the lock and succeeds
+        assert ingest(store, str(SAMPLE)).status in (RunStatus.SUCCESS, RunStatus.UNCHANGED)
+    finally:
+        store.dispose()
+
+
+@pytest.mark.postgres
+def test_every_connection_killed_during_the_download(postgres_url: str) -> None:
+    """Postgres restarts while the job downloads: every session dies, the job lock's included. The
+    pool reconnects, so the run still writes its evidence once, records success and leaves nothing
+    running or locked (the server released the lock with its session)."""
+    store = Store(postgres_url)
+    store.upgrade()
+    dbname = postgres_url.rsplit("/", 1)[1]
+    killed: list[int] = []
+
+    def fault(request: httpx.Request) -> httpx.Response:
+        with pg_admin(postgres_url) as admin:
+            pids = [r[0] for r in admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,))]
+            for pid in pids:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        killed.extend(pids)
+        return httpx.Response(200, content=parquet_bytes(board_rows()))
+
+    try:
+        result = ingest(store, MIRROR, transport=hub(fault))
+        assert killed  # the lock's session at least
+        assert (result.status, result.rows_accepted) == (RunStatus.SUCCESS, 78)
+        assert len(evidence(store)) == 78
+        assert [r.status for r in list_runs(store, source="lmsys")] == [RunStatus.SUCCESS]
+        with store.job_lock("ingest-lmsys"):  # not left locked
+            pass
+    finally:
+        store.dispose()
+
+
+def _score_store(url: str) -> Store:
+    store = Store(url)
+    store.upgrade()
+    assert ingest(store, str(SAMPLE)).status == RunStatus.SUCCESS
+    return store
+
+
+def _scores(store: Store) -> tuple[int | None, list[tuple[Any, ...]]]:
+    with store.session() as session:
+        current = session.exec(select(ScoringRun.id).where(col(ScoringRun.is_current).is_(True))).first()
+        rows = session.exec(select(UtilityScore.run_id, UtilityScore.task, UtilityScore.model,
+                                   UtilityScore.utility).order_by(col(UtilityScore.id))).all()
+        return current, [tuple(r) for r in rows]
+
+
+def _on_utility_insert(store: Store, action: Callable[[Any], None]) -> None:
+    """Call ``action(dbapi_cursor)`` just before the driver runs the first INSERT INTO utility_score."""
+    fired: list[bool] = []
+
+    def hook(cursor: Any, statement: str, *args: Any) -> bool:
+        if not fired and statement.lstrip().upper().startswith("INSERT INTO UTILITY_SCORE"):
+            fired.append(True)
+            action(cursor)
+        return False  # let the dialect run the statement as usual
+
+    sa.event.listen(store.engine, "do_execute", hook)
+    sa.event.listen(store.engine, "do_executemany", hook)
+
+
+@pytest.mark.postgres
+def test_connection_killed_mid_score(postgres_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    store = _score_store(postgres_url)
+    try:
+        policy = load_policy()
+        first = run_scoring(store, policy)
+        before = _scores(store)
+        assert before[0] == first.run_id and before[1]
+        _on_utility_insert(store, lambda cursor: terminate(postgres_url, cursor.connection.info.backend_pid))
+        code, stderr = as_cli(lambda: run_scoring(store, policy), capsys)
+        assert code == 1
+        one_line(stderr, "StoreUnavailableError: Cannot reach the database at postgresql://")
+        assert _scores(store) == before  # the previous run stays current, no partial table
+        with store.session() as session:
+            runs = session.exec(select(ScoringRun.status, ScoringRun.error).order_by(col(ScoringRun.id))).all()
+        assert [r[0] for r in runs] == [RunStatus.SUCCESS, RunStatus.FAILED]
+        assert "Cannot reach the database" in (runs[1][1] or "")
+    finally:
+        store.dispose()
+
+
+def _disk_full(backend: str) -> Exception:
+    if backend == "postgresql":
+        return psycopg.errors.DiskFull(
+            'could not extend file "base/16384/16402": No space left on device')
+    return sqlite3.OperationalError("database or disk is full")
+
+
+def test_disk_full_at_the_write(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    """The driver raises its real disk-full error (SQLSTATE 53100 on Postgres) at the score write."""
+    assert ingest(store, str(SAMPLE)).status == RunStatus.SUCCESS
+    policy = load_policy()
+    run_scoring(store, policy)
+    before = _scores(store)
+
+    def full(cursor: Any) -> None:
+        raise _disk_full(store.dialect)
+
+    _on_utility_insert(store, full)
+    code, stderr = as_cli(lambda: run_scoring(store, policy), capsys)
+    assert code == 1
+    one_line(stderr, "StoreWriteError: The database at ")
+    assert "is out of space" in stderr and stderr.rstrip().endswith("Free space and re-run.")
+    assert _scores(store) == before
+    with store.session() as session:
+        statuses = session.exec(select(ScoringRun.status).order_by(col(ScoringRun.id))).all()
+    assert list(statuses) == [RunStatus.SUCCESS, RunStatus.FAILED]
+
+
+class _DiskFullSource(LmsysSource):
+    """Arms a disk-full error in the driver inside the evidence write transaction: after the rows
+    went in (COPY on Postgres), the run's own UPDATE in the same transaction fails as a full disk would."""
+
+    store: Store | None = None
+
+    def save_state(self, session: Session) -> None:
+        store = self.store
+        assert store is not None
+        fired: list[bool] = []
+
+        def hook(cursor: Any, statement: str, *args: Any) -> bool:
+            if not fired and statement.lstrip().upper().startswith("UPDATE INGEST_RUN"):
+                fired.append(True)
+                raise _disk_full(store.dialect)
+            return False
+
+        sa.event.listen(store.engine, "do_execute", hook)
+
+
+def test_disk_full_during_the_evidence_write(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    before = good_store(store)
+    source = _DiskFullSource(settings=Settings.load(), policy=load_policy())
+    source.store = store
+    code, stderr = as_cli(lambda: source.run(store, IngestOptions(mirror=str(SAMPLE), force=True)), capsys)
+    source.close()
+    assert code == 1
+    one_line(stderr, "StoreWriteError: The database at ")
+    assert "is out of space" in stderr and stderr.rstrip().endswith("Free space and re-run.")
+    assert evidence(store) == before  # the rows written in that transaction were rolled back
+    runs = list_runs(store, source="lmsys")
+    assert [r.status for r in runs] == [RunStatus.FAILED, RunStatus.SUCCESS]
+    assert "is out of space" in (runs[0].error or "")
+
+
+@pytest.fixture
+def read_only_url(postgres_url: str) -> Iterator[str]:
+    """The test database, migrated and filled, and a URL for a role that may read but not write."""
+    store = Store(postgres_url)
+    store.upgrade()
+    ingest(store, str(SAMPLE))
+    store.dispose()
+    role = f"recsys_ro_{uuid.uuid4().hex[:8]}"
+    dbname = postgres_url.rsplit("/", 1)[1]
+    with pg_admin(postgres_url) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'ro-pass'").format(sql.Identifier(role)))
+        admin.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(dbname),
+                                                                       sql.Identifier(role)))
+        admin.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(sql.Identifier(role)))
+        admin.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(sql.Identifier(role)))
+    host_part = postgres_url.split("@", 1)[1]
+    try:
+        yield f"postgresql://{role}:ro-pass@{host_part}"
+    finally:
+        with pg_admin(postgres_url) as admin:
+            admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            admin.execute(sql.SQL("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s"),
+                          (role,))
+        with pg_admin(postgres_url.rsplit("/", 1)[0] + "/postgres") as admin:
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+@pytest.mark.postgres
+def test_read_only_database_role(read_only_url: str, postgres_url: str) -> None:
+    from recsys_cli.app import app
+    from typer.testing import CliRunner
+
+    direct = Store(postgres_url)
+    try:
+        before = evidence(direct)
+        runs_before = list_runs(direct)
+        result = CliRunner().invoke(app, ["--database-url", read_only_url, "ingest", "lmsys", "--source",
+                                          str(SAMPLE), "--force"])
+        assert result.exit_code == 1, result.output
+        one_line(result.stderr, "StoreWriteError: The database at postgresql://")
+        assert "refused a write: permission denied" in result.stderr
+        assert result.stderr.rstrip().endswith("Use a role with write access.")
+        assert "ro-pass" not in result.output
+        # reading still works for that role
+        shown = CliRunner().invoke(app, ["--database-url", read_only_url, "runs", "--json"])
+        assert shown.exit_code == 0 and len(json.loads(shown.stdout)) == len(runs_before)
+        # nothing changed: the role could not even record a run, which the message says
+        assert evidence(direct) == before and list_runs(direct) == runs_before
+    finally:
+        direct.dispose()
+
+
+# --- two runs at once, in real processes ---------------------------------------------------------
+
+class _GatedHub(BaseHTTPRequestHandler):
+    """A Hub-compatible mirror whose parquet download waits until the test opens the gate."""
+
+    gate = threading.Event()
+    waiting = threading.Event()
+    body = b""
+
+    def do_GET(self) -> None:
+        if self.path.endswith("/api/datasets/" + C.DATASET_ID):
+            payload = json.dumps({"id": C.DATASET_ID, "sha": NEW_SHA}).encode()
+        else:
+            type(self).waiting.set()
+            type(self).gate.wait(60)
+            payload = type(self).body
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def gated_hub() -> Iterator[type[_GatedHub]]:
+    handler = type("Gated", (_GatedHub,), {"gate": threading.Event(), "waiting": threading.Event(),
+                                           "body": parquet_bytes(board_rows())})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    handler.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    try:
+        yield handler
+    finally:
+        handler.gate.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def _recsys(url: str, *args: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")}
+    return subprocess.Popen([RECSYS, "--database-url", url, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_two_runs_of_one_job_and_two_jobs_at_once(database_url: str, gated_hub: Any) -> None:
+    store = Store(database_url)
+    store.upgrade()
+    try:
+        first = _recsys(database_url, "ingest", "lmsys", "--source", gated_hub.url, "--json")
+        try:
+            assert gated_hub.waiting.wait(60), "the first run never reached its download"
+            # the same job again, while the first holds the lock: exit 75 at once, nothing done
+            second = subprocess.run([RECSYS, "--database-url", database_url, "ingest", "lmsys", "--source",
+                                     str(SAMPLE)], capture_output=True, text=True, timeout=120, check=False)
+            assert second.returncode == 75, second.stderr
+            assert second.stderr == ("LockHeldError: Another 'ingest-lmsys' run holds its lock; this run did "
+                                     "nothing. Wait for it to finish.\n")
+            # a different job at the same time runs to success
+            other = subprocess.run([RECSYS, "--database-url", database_url, "ingest", "mteb", "--source",
+                                    str(MTEB_SAMPLE), "--json"], capture_output=True, text=True, timeout=120,
+                                   check=False)
+            assert other.returncode == 0, other.stderr
+            assert json.loads(other.stdout)["status"] == "success"
+        finally:
+            gated_hub.gate.set()
+            out, err = first.communicate(timeout=120)
+        assert first.returncode == 0, err
+        assert json.loads(out)["rows_accepted"] == 78
+        runs = list_runs(store)
+        assert sorted((r.source, r.status) for r in runs) == [("lmsys", "success"), ("mteb", "success")]
+        with store.session() as session:
+            lmsys_rows = session.exec(select(sa.func.count()).select_from(BenchmarkEvidence)
+                                      .where(col(BenchmarkEvidence.source) == "lmsys")).one()
+        assert lmsys_rows == 78  # written once
+    finally:
+        store.dispose()
+
+
+def test_database_down_at_start_for_a_job(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: connections are refused
+        store = Store(f"postgresql://recsys:down-secret@127.0.0.1:{port}/recsys")
+        code, stderr = as_cli(lambda: ingest(store, str(SAMPLE)), capsys)
+        store.dispose()
+    assert code == 1
+    one_line(stderr, f"StoreUnavailableError: Cannot reach the database at postgresql://recsys:***@127.0.0.1:{port}")
+    assert "down-secret" not in stderr
+
+
+# --- the telemetry writer's database gone for a while and back -----------------------------------
+
+@pytest.fixture
+def relayed(postgres_url: str) -> Iterator[tuple[str, Any]]:
+    from urllib.parse import urlsplit
+
+    from .test_telemetry import _TcpRelay
+
+    parts = urlsplit(postgres_url)
+    setup = Store(postgres_url)
+    setup.upgrade()
+    setup.dispose()
+    relay = _TcpRelay((parts.hostname or "127.0.0.1", parts.port or 5432))
+    relay.start()
+    try:
+        yield postgres_url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{relay.port}"), relay
+    finally:
+        relay.stop()
+
+
+@pytest.mark.postgres
+def test_telemetry_db_gone_then_back_callers_never_wait_and_loss_is_counted(
+        relayed: tuple[str, Any], postgres_url: str) -> None:
+    from recommender_core.store.tables import TelemetryEvent
+    from recommender_core.telemetry.writer import BatchWriter, write_records
+
+    from .test_telemetry import _record
+
+    url, relay = relayed
+    store = Store(url)
+    writer = BatchWriter(sink=lambda b: write_records(store, b), queue_size=100, batch_size=20,
+                         flush_interval=0.02, backoff_initial=0.05, backoff_max=0.2)
+    waits: list[float] = []
+    try:
+        for i in range(50):
+            writer.enqueue(_record(i))
+        assert writer.flush(timeout=10)
+        relay.stop()  # the database is gone: existing connections die, new ones are refused
+        for i in range(50, 450):
+            started = time.perf_counter()
+            writer.enqueue(_record(i))  # what the LiteLLM callback does on every call
+            waits.append(time.perf_counter() - started)
+            if i % 50 == 0:
+                time.sleep(0.05)  # the writer keeps trying meanwhile
+        stats = writer.stats()
+        assert stats.failed_batches >= 1 and stats.queued <= 100 + 20  # the bound, plus one batch in flight
+        assert stats.dropped >= 400 - 120
+        relay.start()  # and it is back
+        assert writer.flush(timeout=20), writer.stats()
+        final = writer.stats()
+    finally:
+        writer.close(timeout=2)
+        store.dispose()
+    assert max(waits) < 0.1, max(waits)  # no caller waited on the database
+    direct = Store(postgres_url)
+    try:
+        with direct.session() as session:
+            ids = set(session.execute(sa.select(TelemetryEvent.event_id)).scalars())
+    finally:
+        direct.dispose()
+    # nothing lost beyond the counted drops, and the newest events are the ones kept
+    assert len(ids) + final.dropped == 450 and final.written == len(ids)
+    assert {f"evt-{i}" for i in range(450 - 100, 450)} <= ids
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (psycopg.errors.DiskFull("konnte Datei »base/16384/16402« nicht erweitern: Auf dem Gerät ist kein "
+                             "Speicherplatz mehr verfügbar"), "is out of space"),
+    (psycopg.errors.InsufficientPrivilege("keine Berechtigung für Tabelle ingest_run"), "refused a write"),
+    (psycopg.errors.ReadOnlySqlTransaction("kann INSERT nicht in einer Read-only-Transaktion ausführen"),
+     "refused a write"),
+])
+def test_a_server_speaking_another_language_is_classified_by_sqlstate(error: Exception, expected: str) -> None:
+    from recommender_core.errors import StoreWriteError
+    from recommender_core.store.errors import translate_exception
+
+    wrapped = sa.exc.OperationalError("INSERT INTO ingest_run ...", {}, error)
+    translated = translate_exception(wrapped, "postgresql://app:***@db/recsys")
+    assert isinstance(translated, StoreWriteError)
+    assert expected in translated.message
