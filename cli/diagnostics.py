@@ -157,12 +157,14 @@ def serve_command(
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to bind (0: any free port).")] = 8080,
     policy_path: PolicyOption = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Serve /snapshot, /metrics and /healthz over HTTP for debugging and scraping."""
     from recommender_core import __version__
     from recommender_core.diagnostics.server import DiagnosticsApp, make_server
 
-    app_state = state(ctx)
+    # --json is accepted like on every command (DESIGN.md 3); the server writes nothing on stdout.
+    app_state = state(ctx, json_output=json_output)
     settings = app_state.settings()
     app = DiagnosticsApp(store=app_state.store(), policy=app_state.policy(policy_path),
                          v2_enabled=settings.enable_model_recommender_v2,
