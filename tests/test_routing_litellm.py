@@ -115,3 +115,41 @@ def test_exported_config_is_loaded_by_a_real_router(store: Store, database_url: 
     router = litellm.Router(model_list=config["model_list"], num_retries=0, **settings)
     response = router.completion(model="task/chat", messages=MESSAGES)
     assert response.choices[0].message.content == f"served by {decision['primary']}"
+
+
+def test_router_calls_are_recorded_under_their_task_by_the_telemetry_callback(store: Store) -> None:
+    """Issue 6.5: RecommenderRouter records telemetry through TelemetryCallback, attributed to the task."""
+    import sqlalchemy as sa
+
+    from recommender_core import RecommenderRouter, TelemetryCallback
+    from recommender_core.store.tables import TelemetryEvent
+
+    model_list = [
+        {"model_name": "alpha", "litellm_params": {"model": "openai/alpha", "api_key": "sk-test",
+                                                   "mock_response": Exception("alpha is down")}},
+        {"model_name": "beta", "litellm_params": {"model": "openai/beta", "api_key": "sk-test",
+                                                  "mock_response": "served by beta"}},
+    ]
+    table = UtilityTable.build({"chat": [_row("alpha", 0.9), _row("beta", 0.8)]})
+    callback = TelemetryCallback(store=store, flush_interval=0.05)
+    saved = list(litellm.callbacks)
+    try:
+        router = RecommenderRouter(model_list=model_list, policy=small_policy(), scores=table, v2_enabled=True,
+                                   num_retries=0, callbacks=[callback])
+        assert router.completion("chat", MESSAGES).choices[0].message.content == "served by beta"
+        import time
+
+        deadline = time.monotonic() + 10
+        rows: list[Any] = []
+        while time.monotonic() < deadline:  # litellm runs success callbacks on a background thread
+            assert callback.flush(timeout=5.0)
+            with store.connect() as conn:
+                rows = conn.execute(sa.select(TelemetryEvent.model_group, TelemetryEvent.status,
+                                              TelemetryEvent.task)).all()
+            if {r[1] for r in rows} >= {"success", "failure"}:
+                break
+            time.sleep(0.05)
+    finally:
+        callback.close()
+        litellm.callbacks = saved
+    assert sorted((r[0], r[1], r[2]) for r in rows) == [("alpha", "failure", "chat"), ("beta", "success", "chat")]
