@@ -50,6 +50,11 @@ def test_score_json_then_route_explains(setup: tuple[str, Path]) -> None:
     routed = cli(url, "route", "chat", "--policy", str(policy), "--json", v2=True)
     assert routed.exit_code == 0, routed.output
     decision = json.loads(routed.stdout)
+    # DESIGN.md 6: exactly these keys, candidates and exclusions with exactly theirs
+    assert set(decision) == {"task", "strategy", "v2_enabled", "primary", "fallbacks", "candidates", "excluded"}
+    assert {frozenset(c) for c in decision["candidates"]} == {
+        frozenset({"model", "utility", "quality", "cost", "latency", "reliability"})}
+    assert decision["excluded"] and all(set(e) == {"model", "reason"} for e in decision["excluded"])
     assert decision["v2_enabled"] is True and decision["primary"] in {"alpha", "beta", "delta"}
     assert [c["model"] for c in decision["candidates"]] == [decision["primary"], *decision["fallbacks"]]
     off = json.loads(cli(url, "route", "chat", "--policy", str(policy), "--json", v2=False).stdout)
