@@ -232,3 +232,13 @@ def test_unwritable_output_paths_are_one_line_exit_1(setup: tuple[str, Path], tm
     assert export.exit_code == 1, export.output
     assert export.stderr.startswith(f"RecsysError: Cannot write --output {missing / 'router.yaml'}: ")
     assert export.stderr.count("\n") == 1
+
+
+def test_route_test_with_malformed_snapshot_exclusions_is_one_line_exit_1(tmp_path: Path) -> None:
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(CASES)
+    snapshot = tmp_path / "snap.json"
+    snapshot.write_text('{"schema_version": 1, "tasks": {}, "excluded": {"chat": [{"model": "alpha"}]}}')
+    result = runner.invoke(app, ["route-test", str(cases), "--scores", str(snapshot)])
+    assert result.exit_code == 1
+    assert result.stderr == f"ConfigError: Snapshot {snapshot}: excluded.chat[0] needs a 'model' and a 'reason'.\n"
