@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._base import JsonOption, PolicyOption, cronjob, state
+from ._base import JsonOption, PolicyOption, cronjob, print_json, state
 from ._render import format_value
 
 # How many of each task's top models the snapshot job pushes as recsys_utility_score (unless --top).
@@ -157,20 +157,26 @@ def serve_command(
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to bind (0: any free port).")] = 8080,
     policy_path: PolicyOption = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Serve /snapshot, /metrics and /healthz over HTTP for debugging and scraping."""
     from recommender_core import __version__
     from recommender_core.diagnostics.server import DiagnosticsApp, make_server
 
-    app_state = state(ctx)
+    app_state = state(ctx, json_output=json_output)
     settings = app_state.settings()
     app = DiagnosticsApp(store=app_state.store(), policy=app_state.policy(policy_path),
                          v2_enabled=settings.enable_model_recommender_v2,
                          stale_after_hours=settings.stale_after_hours, version=__version__)
     server = make_server(app, host=host, port=port)
     bound_host, bound_port = server.server_address[:2]
-    typer.echo(f"recsys serve: http://{bound_host!s}:{bound_port}/ (/snapshot, /metrics, /healthz); "
-               "Ctrl-C stops", err=True)
+    url = f"http://{bound_host!s}:{bound_port}/"
+    typer.echo(f"recsys serve: {url} (/snapshot, /metrics, /healthz); Ctrl-C stops", err=True)
+    if app_state.json_output:
+        # DESIGN.md 3: one JSON document on stdout, here where the server listens (useful with --port 0).
+        print_json({"url": url, "host": str(bound_host), "port": int(bound_port),
+                    "endpoints": ["/snapshot", "/metrics", "/healthz"]})
+        sys.stdout.flush()
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -49,6 +49,13 @@ def score_command(
                              keep_runs=app_state.settings().keep_runs)
     doc = result.to_json()
     if app_state.report is not None:
+        from recommender_core.routing.decision import decision_seconds
+        from recommender_core.routing.table import table_from_scored
+
+        # The decisions this run makes possible, timed once per task: the recommendation latency histogram.
+        table = table_from_scored(result.scores, origin="this scoring run")
+        for task, seconds in decision_seconds(app_state.policy(policy_path), table).items():
+            app_state.report.observe_recommendation_latency(seconds, task=task)
         scored = sum(t["scored"] for t in doc["tasks"].values())
         excluded = sum(len(t["excluded"]) for t in doc["tasks"].values())
         app_state.report.gauges["recsys_scored_models"] = float(scored)
@@ -66,6 +73,17 @@ def score_command(
                 ([task, t["scored"], len(t["excluded"])] for task, t in doc["tasks"].items()))
     print_table("Excluded", ["task", "model", "reason"],
                 ([task, e["model"], e["reason"]] for task, t in doc["tasks"].items() for e in t["excluded"]))
+
+
+def _write(path: str, text: str, option: str) -> None:
+    """Write an output file; a path that cannot be written is one line and exit 1, not a traceback."""
+    from recommender_core.errors import RecsysError
+
+    try:
+        Path(path).write_text(text, "utf-8")
+    except OSError as exc:
+        raise RecsysError(f"Cannot write {option} {path}: {exc.strerror or exc}. "
+                          "Give a path in an existing, writable directory.") from exc
 
 
 def _v2(app_state: Any) -> bool:
@@ -136,7 +154,7 @@ def route_test_command(
     report = run_cases(cases, policy=policy, scores=table, v2_enabled=_v2(app_state), store=store,
                        update_golden=update_golden)
     if junit_xml is not None:
-        Path(junit_xml).write_text(report.junit_xml(), "utf-8")
+        _write(junit_xml, report.junit_xml(), "--junit-xml")
     if app_state.report is not None:
         app_state.report.gauges["recsys_route_test_cases"] = float(len(report.results))
         app_state.report.gauges["recsys_route_test_failures"] = float(report.failed)
@@ -182,5 +200,5 @@ def export_litellm_router(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        Path(output).write_text(text, "utf-8")
+        _write(output, text, "--output")
         typer.echo(f"Wrote {output}", err=True)

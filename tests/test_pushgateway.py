@@ -327,3 +327,23 @@ def test_route_test_job_pushes_one_latency_observation_per_case(gateway: Gateway
                                                                                    ("coding",): 2.0}
     assert samples["recsys_route_test_cases"][0][1] == 3.0
     assert samples["recsys_route_test_failures"][0][1] == 0.0
+
+
+def test_score_job_pushes_one_latency_observation_per_routable_task(gateway: Gateway, store: Store,
+                                                                      database_url: str, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 7: the recommendation latency histogram is fed by score as well as route-test."""
+    from .scoring_data import SMALL_POLICY, add_arena, add_mteb
+
+    add_arena(store, [("alpha", "overall", 1300.0, 1250.0), ("beta", "overall", 1400.0, 1350.0),
+                      ("alpha", "math", 1300.0, 1200.0), ("beta", "math", 1350.0, 1340.0)])
+    add_mteb(store, [("emb-one", "TaskA", "Retrieval", 0.5)])
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(SMALL_POLICY)
+    monkeypatch.setenv("RECSYS_PUSHGATEWAY_URL", gateway.url)
+    result = runner.invoke(app, ["--database-url", database_url, "score", "--policy", str(policy)])
+    assert result.exit_code == 0, result.output
+    samples = gateway.scrape()
+    _assert_grouping(samples, "score")
+    assert _by(samples["recsys_recommendation_latency_seconds_count"], "task") == {
+        ("chat",): 1.0, ("math",): 1.0, ("retrieval",): 1.0}

@@ -50,6 +50,11 @@ def test_score_json_then_route_explains(setup: tuple[str, Path]) -> None:
     routed = cli(url, "route", "chat", "--policy", str(policy), "--json", v2=True)
     assert routed.exit_code == 0, routed.output
     decision = json.loads(routed.stdout)
+    # DESIGN.md 6: exactly these keys, candidates and exclusions with exactly theirs
+    assert set(decision) == {"task", "strategy", "v2_enabled", "primary", "fallbacks", "candidates", "excluded"}
+    assert {frozenset(c) for c in decision["candidates"]} == {
+        frozenset({"model", "utility", "quality", "cost", "latency", "reliability"})}
+    assert decision["excluded"] and all(set(e) == {"model", "reason"} for e in decision["excluded"])
     assert decision["v2_enabled"] is True and decision["primary"] in {"alpha", "beta", "delta"}
     assert [c["model"] for c in decision["candidates"]] == [decision["primary"], *decision["fallbacks"]]
     off = json.loads(cli(url, "route", "chat", "--policy", str(policy), "--json", v2=False).stdout)
@@ -171,6 +176,28 @@ def test_route_test_golden_files(setup: tuple[str, Path], tmp_path: Path) -> Non
     assert off.exit_code == 3 and "golden: decision differs" in off.stdout and '-  "v2_enabled": true' in off.stdout
 
 
+def test_goldens_written_from_the_store_hold_from_a_saved_snapshot(setup: tuple[str, Path], tmp_path: Path) -> None:
+    """DESIGN.md 8: a saved snapshot reproduces the store's decisions, explanations (excluded reasons) included."""
+    url, policy = setup
+    snapshot = _snapshot(url, tmp_path, policy)  # scores the store, then saves its snapshot
+    cases = tmp_path / "cases.yaml"
+    lines = ["cases:"]
+    for task in ("chat", "math", "retrieval"):
+        for strategy in ("utility", "cascade"):
+            lines += [f"  - name: {task} {strategy}", f"    task: {task}", f"    strategy: {strategy}",
+                      f"    expect: {{golden: {task}.{strategy}.json}}"]
+    cases.write_text("\n".join(lines) + "\n")
+    env = {"ENABLE_MODEL_RECOMMENDER_V2": "1"}
+    written = runner.invoke(app, ["--database-url", url, "route-test", str(cases), "--policy", str(policy),
+                                  "--update-golden"], env=env)
+    assert written.exit_code == 0, written.output
+    chat = json.loads((tmp_path / "chat.utility.json").read_text())
+    assert {e["model"] for e in chat["excluded"]} == {"gamma-unpriced"}
+    from_snapshot = runner.invoke(app, ["--database-url", "postgresql://nobody@127.0.0.1:1/none", "route-test",
+                                        str(cases), "--scores", str(snapshot), "--policy", str(policy)], env=env)
+    assert from_snapshot.exit_code == 0, from_snapshot.output
+
+
 def test_unknown_strategy_is_a_usage_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["--database-url", f"sqlite:///{tmp_path / 'x.db'}", "route", "coding",
                                  "--strategy", "fastest"], env={"ENABLE_MODEL_RECOMMENDER_V2": "true"})
@@ -187,3 +214,31 @@ def test_route_test_with_a_broken_snapshot_is_one_line_exit_1(tmp_path: Path) ->
     assert result.exit_code == 1
     assert result.stderr == (f"ConfigError: Snapshot {snapshot}: tasks.chat[0].utility must be a number, got "
                              "'high'. Save a fresh one with 'recsys snapshot --json'.\n")
+
+
+def test_unwritable_output_paths_are_one_line_exit_1(setup: tuple[str, Path], tmp_path: Path) -> None:
+    url, policy = setup
+    snapshot = _snapshot(url, tmp_path, policy)
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(CASES)
+    missing = tmp_path / "no" / "such" / "dir"
+    junit = runner.invoke(app, ["route-test", str(cases), "--scores", str(snapshot), "--policy", str(policy),
+                                "--junit-xml", str(missing / "junit.xml")], env={"ENABLE_MODEL_RECOMMENDER_V2": "1"})
+    assert junit.exit_code == 1, junit.output
+    assert junit.stderr.startswith(f"RecsysError: Cannot write --junit-xml {missing / 'junit.xml'}: ")
+    assert junit.stderr.count("\n") == 1
+    export = cli(url, "export", "litellm-router", "--policy", str(policy), "-o", str(missing / "router.yaml"),
+                 v2=True)
+    assert export.exit_code == 1, export.output
+    assert export.stderr.startswith(f"RecsysError: Cannot write --output {missing / 'router.yaml'}: ")
+    assert export.stderr.count("\n") == 1
+
+
+def test_route_test_with_malformed_snapshot_exclusions_is_one_line_exit_1(tmp_path: Path) -> None:
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(CASES)
+    snapshot = tmp_path / "snap.json"
+    snapshot.write_text('{"schema_version": 1, "tasks": {}, "excluded": {"chat": [{"model": "alpha"}]}}')
+    result = runner.invoke(app, ["route-test", str(cases), "--scores", str(snapshot)])
+    assert result.exit_code == 1
+    assert result.stderr == f"ConfigError: Snapshot {snapshot}: excluded.chat[0] needs a 'model' and a 'reason'.\n"

@@ -115,3 +115,80 @@ def test_exported_config_is_loaded_by_a_real_router(store: Store, database_url: 
     router = litellm.Router(model_list=config["model_list"], num_retries=0, **settings)
     response = router.completion(model="task/chat", messages=MESSAGES)
     assert response.choices[0].message.content == f"served by {decision['primary']}"
+
+
+def test_router_calls_are_recorded_under_their_task_by_the_telemetry_callback(store: Store) -> None:
+    """Issue 6.5: RecommenderRouter records telemetry through TelemetryCallback, attributed to the task."""
+    import sqlalchemy as sa
+
+    from recommender_core import RecommenderRouter, TelemetryCallback
+    from recommender_core.store.tables import TelemetryEvent
+
+    model_list = [
+        {"model_name": "alpha", "litellm_params": {"model": "openai/alpha", "api_key": "sk-test",
+                                                   "mock_response": Exception("alpha is down")}},
+        {"model_name": "beta", "litellm_params": {"model": "openai/beta", "api_key": "sk-test",
+                                                  "mock_response": "served by beta"}},
+    ]
+    table = UtilityTable.build({"chat": [_row("alpha", 0.9), _row("beta", 0.8)]})
+    callback = TelemetryCallback(store=store, flush_interval=0.05)
+    saved = list(litellm.callbacks)
+    try:
+        router = RecommenderRouter(model_list=model_list, policy=small_policy(), scores=table, v2_enabled=True,
+                                   num_retries=0, callbacks=[callback])
+        assert router.completion("chat", MESSAGES).choices[0].message.content == "served by beta"
+        import time
+
+        deadline = time.monotonic() + 10
+        rows: list[Any] = []
+        while time.monotonic() < deadline:  # litellm runs success callbacks on a background thread
+            assert callback.flush(timeout=5.0)
+            with store.connect() as conn:
+                rows = conn.execute(sa.select(TelemetryEvent.model_group, TelemetryEvent.status,
+                                              TelemetryEvent.task)).all()
+            if {r[1] for r in rows} >= {"success", "failure"}:
+                break
+            time.sleep(0.05)
+    finally:
+        callback.close()
+        litellm.callbacks = saved
+    assert sorted((r[0], r[1], r[2]) for r in rows) == [("alpha", "failure", "chat"), ("beta", "success", "chat")]
+
+
+def test_a_router_on_a_store_loads_the_run_once_and_survives_the_store_going_away(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DESIGN.md 6: orders are loaded with the scoring run, not per call; availability beats optimality."""
+    import recommender_core.routing.adapter as adapter
+    from recommender_core import RecommenderRouter
+    from recommender_core.scoring import run_scoring
+
+    add_arena(store, [("alpha", "overall", 1300.0, None), ("beta", "overall", 1400.0, None),
+                      ("delta-2025", "overall", 1200.0, None)])
+    policy = small_policy()
+    run_scoring(store, policy)
+    loads: list[object] = []
+    real = adapter.load_current_table
+
+    def counting(s: Store) -> UtilityTable | None:
+        loads.append(s)
+        return real(s)
+
+    monkeypatch.setattr(adapter, "load_current_table", counting)
+    router = RecommenderRouter(model_list=[], router=object(), policy=policy, store=store, v2_enabled=True)
+    first = router.decide("chat")
+    assert all(router.decide("chat").models == first.models for _ in range(5))
+    assert len(loads) == 1 and router.static_fallbacks == 0 and first.v2_enabled
+    router.reload()
+    router.decide("chat")
+    assert len(loads) == 2
+
+    down = Store("postgresql://nobody@127.0.0.1:1/none")
+    try:
+        cold = RecommenderRouter(model_list=[], router=object(), policy=policy, store=down, v2_enabled=True)
+        for expected in (1, 2):  # the static order (beta, alpha), counted; the store is tried once
+            decision = cold.decide("chat")
+            assert (decision.models, decision.v2_enabled) == (("beta", "alpha"), False)
+            assert cold.static_fallbacks == expected
+        assert len(loads) == 3
+    finally:
+        down.dispose()

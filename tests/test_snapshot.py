@@ -170,3 +170,31 @@ def test_latency_percentiles_match_stats_percentile_on_every_backend(store: Stor
     assert got.keys() == expected.keys()
     for model, (p50, p95) in expected.items():
         assert got[model] == (pytest.approx(p50, rel=1e-12), pytest.approx(p95, rel=1e-12)), model
+
+
+def test_snapshot_ranks_exactly_like_routing_under_ties(store: Store) -> None:
+    """DESIGN.md 6 and 8: the snapshot's ranking is routing's total order (9 decimals), ties included."""
+    import random
+
+    from recommender_core.routing.table import load_current_table
+
+    # (model, utility, quality, cost_per_1k): ties at 9 decimals broken by quality, then cost, then name;
+    # differences below 1e-9 do not count.
+    rows = [("m-a", 0.7, 0.8, 0.002), ("m-b", 0.7 + 1e-12, 0.8, 0.001), ("m-c", 0.7, 0.8 - 1e-12, 0.001),
+            ("m-d", 0.7, 0.9, 0.005), ("m-e", 0.7000000004, 0.5, 0.0), ("m-f", 0.71, 0.1, 0.9),
+            ("m-g", 0.7, 0.8, 0.001 + 1e-13), ("m-h", 0.69, 0.99, 0.0)]
+    random.Random(7).shuffle(rows)
+    with store.session() as s:
+        run = ScoringRun(status=RunStatus.SUCCESS, started_at=NOW, finished_at=NOW, policy_hash="b" * 64,
+                         is_current=True)
+        s.add(run)
+        s.flush()
+        for model, utility, quality, cost in rows:
+            s.add(UtilityScore(run_id=run.id, task="coding", model=model, utility=utility, quality=quality,
+                               cost=0.5, latency=0.5, reliability=0.9, cost_per_1k_tokens=cost))
+    doc = build_snapshot(store, load_policy(), v2_enabled=True, now=NOW).document
+    table = load_current_table(store)
+    assert table is not None
+    routed = [r.model for r in table.tasks["coding"].by_utility]
+    assert [m["model"] for m in doc["tasks"]["coding"]] == routed
+    assert routed == ["m-f", "m-d", "m-b", "m-c", "m-g", "m-a", "m-e", "m-h"]

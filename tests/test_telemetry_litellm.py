@@ -81,6 +81,34 @@ def test_public_name_resolves_lazily() -> None:
     assert issubclass(TelemetryCallback, litellm.integrations.custom_logger.CustomLogger)
 
 
+def test_design_names_and_the_configured_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DESIGN.md 7: TelemetryCallback(database_url=None) writes to the configured store; flush(timeout=10.0)."""
+    import inspect
+    from datetime import UTC, datetime
+
+    from recommender_core import TelemetryCallback
+
+    assert inspect.signature(TelemetryCallback).parameters["database_url"].default is None
+    assert inspect.signature(TelemetryCallback.flush).parameters["timeout"].default == 10.0
+    url = f"sqlite:///{tmp_path / 'configured.db'}"
+    migrated = Store(url)
+    migrated.upgrade()
+    migrated.dispose()
+    monkeypatch.setenv("RECSYS_DATABASE_URL", url)
+    callback = TelemetryCallback()
+    try:
+        callback.record_many([TelemetryRecord(event_id="cfg-1", model="gpt-4o-mini", status="success",
+                                              started_at=datetime.now(UTC))])
+        assert callback.flush()
+    finally:
+        assert callback.close()
+    store = Store(url)
+    try:
+        assert [e.event_id for e in _events(store)] == ["cfg-1"]
+    finally:
+        store.dispose()
+
+
 def test_completion_success_and_failure(store: Store, callbacks: list[Any]) -> None:
     from recommender_core import TelemetryCallback
 

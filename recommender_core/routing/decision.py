@@ -13,6 +13,7 @@ when read.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -23,7 +24,7 @@ from ..policy import Policy, load_policy
 from .strategies import STRATEGIES, RouteConstraints, Strategy
 from .table import ScoreRow, TaskTable, UtilityTable, load_current_table
 
-__all__ = ["FLAG_ENV", "Exclusion", "RouteDecision", "parse_flag", "route"]
+__all__ = ["FLAG_ENV", "Exclusion", "RouteDecision", "decision_seconds", "parse_flag", "route"]
 
 FLAG_ENV = "ENABLE_MODEL_RECOMMENDER_V2"
 _TRUE = frozenset({"1", "true", "yes", "on", "t", "y"})
@@ -188,6 +189,23 @@ def route(
         return tuple(tt.rows[m] for m in chosen), _exclusions(policy, task, tt, chosen, constraints)
 
     return RouteDecision(task, strategy, True, chosen[0], chosen[1:], explain)
+
+
+def decision_seconds(policy: Policy, scores: UtilityTable) -> dict[str, float]:
+    """Per task of ``scores`` (and of ``policy``), the time one utility ``route()`` takes (task defaults).
+
+    What ``recsys score`` observes as ``recsys_recommendation_latency_seconds``; a task where no
+    candidate qualifies is skipped.
+    """
+    seconds: dict[str, float] = {}
+    for task in sorted(set(scores.tasks) & set(policy.tasks)):
+        started = time.perf_counter()
+        try:
+            route(task, scores=scores, v2_enabled=True, policy=policy)
+        except NoCandidateError:
+            continue
+        seconds[task] = time.perf_counter() - started
+    return seconds
 
 
 def _table_from_store(store: Any, task: str) -> UtilityTable:

@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import ConfigError
 
 __all__ = ["ROUND_DIGITS", "OrderIndex", "ScoreRow", "TaskTable", "UtilityTable", "load_current_table",
-           "table_from_snapshot", "total_order_key"]
+           "table_from_scored", "table_from_snapshot", "total_order_key"]
 
 ROUND_DIGITS = 9
 
@@ -181,6 +181,11 @@ def load_current_table(store: Any) -> UtilityTable | None:
         if run is None:
             return None
         scores = session.exec(select(UtilityScore).where(col(UtilityScore.run_id) == run.id)).all()
+    return table_from_scored(scores, origin=f"scoring run {run.id}")
+
+
+def table_from_scored(scores: Iterable[Any], *, origin: str = "memory") -> UtilityTable:
+    """A table from scored rows (stored ``UtilityScore`` rows or a ``ScoringResult``'s ``ScoredModel``s)."""
     rows: dict[str, list[ScoreRow]] = {}
     excluded: dict[str, list[tuple[str, str]]] = {}
     for s in scores:
@@ -192,7 +197,7 @@ def load_current_table(store: Any) -> UtilityTable | None:
             latency=s.latency or 0.0, reliability=s.reliability or 0.0,
             cost_per_1k_tokens=s.cost_per_1k_tokens or 0.0, latency_p95_ms=s.latency_p95_ms or 0.0,
             success_rate=s.success_rate, evidence=tuple(s.evidence)))
-    return UtilityTable.build(rows, excluded=excluded, origin=f"scoring run {run.id}")
+    return UtilityTable.build(rows, excluded=excluded, origin=origin)
 
 
 def _number(doc_path: str, where: str, value: Any, *, optional: bool = False) -> float:
@@ -237,4 +242,17 @@ def table_from_snapshot(path: str | Path) -> UtilityTable:
                 success_rate=e.get("success_rate") if isinstance(e.get("success_rate"), int | float) else None,
                 evidence=tuple(str(x) for x in e.get("evidence") or ()),
             ))
-    return UtilityTable.build(rows, origin=f"snapshot {file}")
+    # The snapshot's per-task exclusions (with the scoring run's reasons), so a decision routed from a
+    # saved snapshot explains itself exactly as one routed from the store (golden files compare both).
+    excluded: dict[str, list[tuple[str, str]]] = {}
+    listed = doc.get("excluded") or {}
+    if not isinstance(listed, dict):
+        raise ConfigError(f"Snapshot {file}: 'excluded' must be an object of task -> list.")
+    for task, entries in listed.items():
+        if not isinstance(entries, list):
+            raise ConfigError(f"Snapshot {file}: excluded.{task} must be a list.")
+        for i, e in enumerate(entries):
+            if not isinstance(e, dict) or not isinstance(e.get("model"), str) or not isinstance(e.get("reason"), str):
+                raise ConfigError(f"Snapshot {file}: excluded.{task}[{i}] needs a 'model' and a 'reason'.")
+            excluded.setdefault(task, []).append((e["model"], e["reason"]))
+    return UtilityTable.build(rows, excluded=excluded, origin=f"snapshot {file}")

@@ -87,12 +87,15 @@ def _epoch(value: object) -> datetime | None:
 
 
 def task_from(tags: Iterable[object], metadata: Mapping[str, Any] | None = None) -> str | None:
-    """The task of a call: a ``task:<name>`` request tag, else a ``task`` metadata key, else None.
+    """The task of a call: a ``task:<name>`` request tag, else a ``task`` metadata key, else the
+    ``recsys_task`` key that ``RecommenderRouter`` sets on the calls it routes, else None.
 
     >>> task_from(["team:a", "task:coding"])
     'coding'
     >>> task_from([], {"task": "math"})
     'math'
+    >>> task_from([], {"recsys_task": "chat"})
+    'chat'
     """
     for tag in tags:
         if isinstance(tag, str) and tag.startswith(TASK_TAG_PREFIX):
@@ -100,9 +103,10 @@ def task_from(tags: Iterable[object], metadata: Mapping[str, Any] | None = None)
             if name:
                 return name[:_MAX_ID]
     if metadata:
-        task = metadata.get("task")
-        if isinstance(task, str) and task.strip():
-            return task.strip()[:_MAX_ID]
+        for key in ("task", "recsys_task"):
+            task = metadata.get(key)
+            if isinstance(task, str) and task.strip():
+                return task.strip()[:_MAX_ID]
     return None
 
 
