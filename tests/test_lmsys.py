@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -258,6 +259,27 @@ def test_folder_versions_and_missing_config(tmp_path: Path, memory_store: Store)
         source.run(memory_store, IngestOptions(mirror=str(folder), force=True))
 
 
+def test_a_new_config_is_ingested_at_once_even_if_the_version_is_unchanged(tmp_path: Path, store: Store) -> None:
+    folder = tmp_path / "mirror"
+    for config in ("text", "vision"):
+        (folder / config).mkdir(parents=True)
+        (folder / config / C.PARQUET_FILE).write_bytes(parquet_bytes(board_rows()))
+    (folder / C.VERSION_FILE).write_text("pinned\n")
+    assert ingest(store, str(folder)).status == RunStatus.SUCCESS
+    # A run asking for another config is not "unchanged": the version is the same, the scope is not.
+    source, _ = make_source(configs=["text", "vision"])
+    try:
+        wider = source.run(store, IngestOptions(mirror=str(folder)))
+        again = source.run(store, IngestOptions(mirror=str(folder)))
+    finally:
+        source.close()
+    assert (wider.status, again.status) == (RunStatus.SUCCESS, RunStatus.UNCHANGED)
+    assert {category.split("/")[0] for category, _ in current(store)} == {"text", "vision"}
+    # ...and going back to the default configs is not "unchanged" either (vision would stay current).
+    assert ingest(store, str(folder)).status == RunStatus.SUCCESS
+    assert {category.split("/")[0] for category, _ in current(store)} == {"text"}
+
+
 # --- validation -----------------------------------------------------------------------------------
 
 BAD: list[tuple[str, dict[str, Any]]] = [
@@ -387,6 +409,32 @@ def test_cli_ingest_json_unchanged_and_evidence(database_url: str, monkeypatch: 
     assert (row["model"], row["candidate"], row["source_version"]) == (
         "claude-sonnet-4-5-20250929", "claude-sonnet-4-5", "sample")
     assert row["lower"] < row["value"] < row["upper"] and row["published_on"] == "2026-11-20"
+
+
+def test_cli_evidence_table_fits_80_columns_and_refuses_unknown_sources(tmp_path: Path) -> None:
+    base = ["--database-url", f"sqlite:///{tmp_path / 'cli.db'}"]
+    runner.invoke(app, [*base, "db", "upgrade"])
+    assert runner.invoke(app, [*base, "evidence", "--category", "text/coding"]).stdout.startswith(
+        "Evidence: no evidence stored yet; run 'recsys ingest lmsys'")
+    runner.invoke(app, [*base, "ingest", "lmsys", "--source", str(SAMPLE)])
+    runner.invoke(app, [*base, "ingest", "mteb", "--source", str(REPO_ROOT / "sample_mirror" / "mteb")])
+    table = runner.invoke(app, [*base, "evidence"], env={"COLUMNS": "80"})
+    assert table.exit_code == 0, table.output
+    lines = [line.rstrip() for line in table.stdout.splitlines()]
+    assert max(len(line) for line in lines) <= 80
+    # One table per source; numbers and categories never wrap, only long model names may.
+    assert "Evidence: lmsys" in lines and "Evidence: mteb" in lines
+    arena = [line for line in lines if re.search(r"│ text/\w+ +│ \d+(\.\d+)? +│ [\d.]+\.\.[\d.]+ +│ \d+ +│$", line)]
+    mteb = [line for line in lines if re.search(r"│ [A-Z]\w+ +│ [A-Z]\w+ +│ 0\.\d+ +│$", line)]
+    assert (len(arena), len(mteb)) == (78, 32)  # every category, type and number on one line
+    assert any("text/coding" in line and "1446.28..1455.72" in line for line in arena)
+    assert any("TwentyNewsgroupsClustering" in line and "Clustering" in line for line in mteb)
+    assert all(name in table.stdout for name in ("candidate", "category", "rating", "lower..upper", "votes"))
+    assert runner.invoke(app, [*base, "evidence", "--category", "nope"]).stdout.startswith(
+        "Evidence: no current evidence matches these filters")
+    unknown = runner.invoke(app, [*base, "evidence", "--source", "lmsyss"])
+    assert unknown.exit_code == 2 and unknown.stderr.count("\n") == 1
+    assert "not an evidence source; use one of: lmsys, mteb" in unknown.stderr
 
 
 def test_cli_dry_run_writes_nothing(tmp_path: Path) -> None:

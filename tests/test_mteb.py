@@ -412,6 +412,30 @@ def test_transport_errors_on_raw_files_fail_the_run(store: Store) -> None:
     source.close()
 
 
+def test_a_new_candidate_is_fetched_at_once_at_an_unchanged_commit(store: Store) -> None:
+    full = load_policy(None)
+    narrow = full.model_copy(update={"candidates": {
+        name: c for name, c in full.candidates.items() if name != "ollama/nomic-embed-text"}})
+
+    def run(policy: Any) -> Any:
+        client = SourceClient(source="mteb", settings=HttpSettings(max_attempts=1, backoff_base=0.0))
+        source = MtebSource(settings=Settings.load(), policy=policy, client=client)
+        try:
+            return source.run(store, IngestOptions())
+        finally:
+            source.close()
+
+    with _vcr().use_cassette("mteb_github_first.yaml", allow_playback_repeats=True):
+        first = run(narrow)
+        assert first.status == RunStatus.SUCCESS and first.details["models_fetched"] == 4
+        assert run(narrow).status == RunStatus.UNCHANGED
+        # The policy gained a candidate: same commit, but only the new model's tree is walked and read.
+        wider = run(full)
+    assert wider.status == RunStatus.SUCCESS and wider.source_version == first.source_version
+    assert (wider.details["models_fetched"], wider.details["models_unchanged"]) == (1, 4)
+    assert "nomic-ai/nomic-embed-text-v1.5" in {m for m, _ in _evidence(store, wider.run_id)}
+
+
 def test_only_commit_evidence_stands_in_for_an_unchanged_tree(store: Store) -> None:
     with _vcr().use_cassette("mteb_github_first.yaml"):
         source = _network_source()
@@ -472,3 +496,44 @@ def test_github_token_is_sent_and_never_printed(store: Store, monkeypatch: pytes
     assert seen[0].headers["authorization"] == "Bearer ghp_secretvalue"
     assert str(seen[0].url) == "https://api.github.com/repos/embeddings-benchmark/results/commits/main"
     assert "ghp_secretvalue" not in str(info.value) and "HTTP 401" in str(info.value)
+
+
+@pytest.mark.parametrize("answer", [[], "main", {"sha": 42}])
+def test_an_api_answer_of_the_wrong_shape_is_a_clear_error(store: Store, answer: Any,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=answer)
+
+    def factory(source: str, token: str | None) -> SourceClient:
+        return SourceClient(source=source, token=token, transport=httpx.MockTransport(handler),
+                            settings=HttpSettings(max_attempts=1))
+
+    monkeypatch.setattr(MtebSource, "client_factory", staticmethod(factory))
+    for options in (IngestOptions(), IngestOptions(all_models=True)):
+        source = _source()
+        with pytest.raises(SourceSchemaError, match=r"^mteb: https://"):
+            source.run(store, options)
+        source.close()
+    assert [r.status for r in list_runs(store, source="mteb")] == [RunStatus.FAILED] * 2
+
+
+def test_malformed_tree_entries_are_left_out(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    commit = "c" * 40
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/commits/main"):
+            return httpx.Response(200, json={"sha": commit})
+        if path.endswith(f"/git/trees/{commit}"):
+            return httpx.Response(200, json={"tree": ["results", {"path": "results", "type": "tree", "sha": "r" * 40}]})
+        return httpx.Response(200, json={"tree": [None, {"type": "tree"}, {"path": 3, "type": "tree", "sha": "x"}]})
+
+    def factory(source: str, token: str | None) -> SourceClient:
+        return SourceClient(source=source, token=token, transport=httpx.MockTransport(handler),
+                            settings=HttpSettings(max_attempts=1))
+
+    monkeypatch.setattr(MtebSource, "client_factory", staticmethod(factory))
+    source = _source()
+    with pytest.raises(SourceSchemaError, match="no model folder in the results repository matches"):
+        source.run(store, IngestOptions())
+    source.close()

@@ -467,6 +467,10 @@ class LmsysSource(Source):
 
     # --- Source ---
 
+    def scope(self, options: IngestOptions) -> str | None:
+        """The configs a run ingests: asking for another config re-reads an unchanged dataset sha."""
+        return "configs:" + ",".join(sorted(self.configs))
+
     def resolve_version(self, options: IngestOptions) -> str:
         mirror = self._mirror(options, self.settings)
         if mirror is None:

@@ -487,6 +487,22 @@ def _mirror_path(value: str) -> Path:
     return path
 
 
+def _json_object(http: SourceClient, url: str) -> dict[str, Any]:
+    """A JSON object from ``url``; anything else (a list, a string) is a clear error, not a crash."""
+    document = http.get_json(url)
+    if not isinstance(document, dict):
+        raise SourceSchemaError(f"mteb: {url} answered {type(document).__name__} JSON where an object was "
+                                "expected; the API changed or the URL is wrong.", source="mteb", url=url)
+    return document
+
+
+def _tree_entries(document: dict[str, Any], kind: str) -> list[tuple[str, str]]:
+    """(path, sha) of a GitHub tree listing's entries of ``kind`` (``tree`` or ``blob``), malformed ones left out."""
+    entries = document.get("tree")
+    return [(e["path"], e.get("sha") or "") for e in entries if isinstance(e, dict) and e.get("type") == kind
+            and isinstance(e.get("path"), str)] if isinstance(entries, list) else []
+
+
 # --- the source --------------------------------------------------------------------------------------
 
 
@@ -559,6 +575,15 @@ class MtebSource(Source):
 
     # -- versions --
 
+    def scope(self, options: IngestOptions) -> str | None:
+        """Network mode tracks the policy's embedding candidates: a new candidate (or alias) is fetched at
+        once, not at the next upstream commit. A mirror and ``--all`` always cover every model."""
+        if self._mirror(options) or options.all_models:
+            return None
+        lines = [f"{name}={','.join(sorted(self.policy.candidates[name].aliases.get(self.name, ())))}"
+                 for name in sorted(self.policy.candidates_of_kind("embedding"))]
+        return "candidates:" + hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
     def resolve_version(self, options: IngestOptions) -> str:
         mirror = self._mirror(options)
         if mirror:
@@ -569,12 +594,12 @@ class MtebSource(Source):
         secret = token.get_secret_value() if token is not None and hasattr(token, "get_secret_value") else token
         http = self._http(secret if isinstance(secret, str) else None)
         if options.all_models:
-            sha = http.get_json(HF_API).get("sha")
+            sha = _json_object(http, HF_API).get("sha")
             if not isinstance(sha, str) or not sha:
                 raise SourceSchemaError(f"mteb: {HF_API} answered without a 'sha'; the Hub API changed?",
                                         source=self.name)
             return f"hf:{sha}"
-        sha = http.get_json(f"{GITHUB_API}/commits/{GITHUB_BRANCH}").get("sha")
+        sha = _json_object(http, f"{GITHUB_API}/commits/{GITHUB_BRANCH}").get("sha")
         if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{40}", sha):
             raise SourceSchemaError(f"mteb: {GITHUB_API}/commits/{GITHUB_BRANCH} answered without a commit sha.",
                                     source=self.name)
@@ -633,14 +658,13 @@ class MtebSource(Source):
     def _load_github(self, commit: str, *, force: bool) -> Batch:
         http = self._http(None)
         batch = Batch()
-        root = http.get_json(f"{GITHUB_API}/git/trees/{commit}")
-        results_sha = next((e.get("sha") for e in root.get("tree", [])
-                            if e.get("path") == "results" and e.get("type") == "tree"), None)
+        root = _json_object(http, f"{GITHUB_API}/git/trees/{commit}")
+        results_sha = next((sha for path, sha in _tree_entries(root, "tree") if path == "results"), None)
         if not results_sha:
             raise SourceSchemaError(f"mteb: commit {commit} has no results/ tree; the repository layout changed?",
                                     source=self.name)
-        listing = http.get_json(f"{GITHUB_API}/git/trees/{results_sha}")
-        trees = {e["path"]: e["sha"] for e in listing.get("tree", []) if e.get("type") == "tree"}
+        listing = _json_object(http, f"{GITHUB_API}/git/trees/{results_sha}")
+        trees = dict(_tree_entries(listing, "tree"))
         tracked = self._tracked(sorted(trees))
         if not tracked:
             raise SourceSchemaError("mteb: no model folder in the results repository matches an embedding candidate "
@@ -664,11 +688,11 @@ class MtebSource(Source):
                     batch.skipped[SKIP_UNCHANGED_TREE] += 1
                     reused += 1
                     continue
-            tree = http.get_json(f"{GITHUB_API}/git/trees/{trees[folder]}?recursive=1")
+            tree = _json_object(http, f"{GITHUB_API}/git/trees/{trees[folder]}?recursive=1")
             if tree.get("truncated"):
                 raise SourceSchemaError(f"mteb: the GitHub tree of {folder} was truncated; use --source with a clone.",
                                         source=self.name)
-            blobs = [e["path"] for e in tree.get("tree", []) if e.get("type") == "blob"]
+            blobs = [path for path, _ in _tree_entries(tree, "blob")]
 
             def reader(path: str, folder: str = folder) -> FileReader:
                 url = f"{GITHUB_RAW}/{commit}/results/{quote(folder)}/{quote(path)}"
