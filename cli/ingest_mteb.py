@@ -15,7 +15,8 @@ from .ingest import app
 def ingest_mteb(
     ctx: typer.Context,
     source: Annotated[str | None, typer.Option(
-        "--source", help="A local clone or mirror of embeddings-benchmark/results; env RECSYS_MTEB_URL."
+        "--source", help="A local folder: a clone or mirror of embeddings-benchmark/results (not a URL); "
+        "env RECSYS_MTEB_URL."
     )] = None,
     all_models: Annotated[bool, typer.Option("--all", help="Every model, from the bulk mteb/results dataset.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Ingest even if the source version is unchanged.")] = False,

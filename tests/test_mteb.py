@@ -248,9 +248,13 @@ def test_too_many_rejects_fail_and_keep_the_previous_evidence(store: Store, tmp_
 
 
 def test_a_missing_or_url_mirror_is_a_clear_config_error(store: Store, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not a directory"):
+    with pytest.raises(ConfigError, match="nope does not exist; pass a clone or mirror"):
         _source().run(store, IngestOptions(mirror=str(tmp_path / "nope")))
-    with pytest.raises(ConfigError, match="local clone or mirror"):
+    (tmp_path / "results.tar.gz").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"results.tar.gz is not a directory; .* \(an unpacked folder\)"):
+        _source().run(store, IngestOptions(mirror=str(tmp_path / "results.tar.gz")))
+    with pytest.raises(ConfigError, match=r"is a URL, but an MTEB mirror \(--source or RECSYS_MTEB_URL\) must be a "
+                       r"local folder: clone https://github.com/embeddings-benchmark/results"):
         _source().run(store, IngestOptions(mirror="https://example.invalid/results"))
     empty = tmp_path / "empty"
     (empty / "results").mkdir(parents=True)
@@ -537,3 +541,32 @@ def test_malformed_tree_entries_are_left_out(store: Store, monkeypatch: pytest.M
     with pytest.raises(SourceSchemaError, match="no model folder in the results repository matches"):
         source.run(store, IngestOptions())
     source.close()
+
+
+@pytest.mark.parametrize("job", ["lmsys", "mteb"])
+def test_a_held_lock_exits_75_before_any_source_io(database_url: str, job: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from recsys_cli.app import app
+
+    from recommender_core.sources.lmsys import LmsysSource
+
+    requests: list[httpx.Request] = []
+
+    def factory(source: str, token: str | None) -> SourceClient:
+        return SourceClient(source=source, token=token, settings=HttpSettings(max_attempts=1),
+                            transport=httpx.MockTransport(lambda r: requests.append(r) or httpx.Response(500)))
+
+    monkeypatch.setattr(MtebSource, "client_factory", staticmethod(factory))
+    original = LmsysSource.http
+    monkeypatch.setattr(LmsysSource, "http", lambda self: requests.append(None) or original(self))  # type: ignore
+    store = Store(database_url)
+    store.upgrade()
+    try:
+        with store.job_lock(f"ingest-{job}"):
+            result = CliRunner().invoke(app, ["--database-url", database_url, "ingest", job])
+        assert result.exit_code == 75, result.output
+        assert result.stderr.startswith(f"LockHeldError: Another 'ingest-{job}' run holds its lock")
+        assert result.stderr.count("\n") == 1 and requests == []
+        assert list_runs(store, source=job) == []
+    finally:
+        store.dispose()

@@ -151,7 +151,9 @@ class Source(abc.ABC):
     def _check_rejections(self, batch: Batch) -> None:
         total = len(batch.records) + batch.rows_rejected
         if total == 0:
-            raise SourceSchemaError(f"{self.name}: the source holds no rows; nothing was written.", source=self.name)
+            raise SourceSchemaError(f"{self.name}: the source holds no rows; nothing was written. Check that "
+                                    f"--source (or RECSYS_{self.name.upper()}_URL) points at {self.name} data.",
+                                    source=self.name)
         if batch.rows_rejected / total > MAX_REJECTED_FRACTION:
             reasons = ", ".join(f"{reason}: {n}" for reason, n in batch.rejected.most_common(5))
             raise SourceSchemaError(

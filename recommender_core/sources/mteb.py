@@ -479,11 +479,14 @@ def _mirror_path(value: str) -> Path:
         value = value[len("file://"):]
     elif "://" in value:
         raise ConfigError(
-            f"mteb: {value!r} is a URL; the MTEB source accepts a local clone or mirror of "
-            "embeddings-benchmark/results (--source PATH), or no --source for the GitHub API.")
+            f"mteb: {value!r} is a URL, but an MTEB mirror (--source or RECSYS_MTEB_URL) must be a local folder: "
+            "clone https://github.com/embeddings-benchmark/results and pass its path, or set neither to read "
+            "the policy's candidates through the GitHub API (--all: every model from the Hugging Face dataset).")
     path = Path(value).expanduser()
     if not path.is_dir():
-        raise ConfigError(f"mteb: {value} is not a directory; pass a clone or mirror of embeddings-benchmark/results.")
+        what = "does not exist" if not path.exists() else "is not a directory"
+        raise ConfigError(f"mteb: {value} {what}; pass a clone or mirror of embeddings-benchmark/results "
+                          "(an unpacked folder).")
     return path
 
 
