@@ -43,8 +43,13 @@ def ingest_mteb(
     if app_state.json_output:
         print_json(summary)
         return
+    if result.status == "unchanged":
+        typer.echo(f"mteb: source version {result.source_version} is already ingested; nothing to do "
+                   "(use --force to ingest it again).")
+        return
+    what = (f"as run {result.run_id}" if result.run_id is not None else "(dry run, nothing written)")
     typer.echo(f"mteb: {result.status}, version {result.source_version}, {result.rows_accepted} rows, "
-               f"{result.rows_rejected} rejected (run {result.run_id}).")
+               f"{result.rows_rejected} rejected {what}.")
     for reason, count in summary["rejected"].items():
         typer.echo(f"  rejected {reason}: {count}")
     for reason, count in result.skipped.items():

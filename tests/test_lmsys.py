@@ -471,3 +471,28 @@ def test_cassettes_and_sample_mirror_are_reproducible(tmp_path: Path) -> None:
             SAMPLE / path.relative_to(tmp_path / "m"))
         assert committed.read_bytes() == path.read_bytes(), f"{committed} differs: run cassettes/make_lmsys.py"
     assert len(SAMPLE_MODELS) >= 11
+
+
+def test_progress_bar_only_on_a_terminal_and_on_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    from recsys_cli.ingest_lmsys import download_progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    piped, terminal = io.StringIO(), Terminal()
+    monkeypatch.setattr(sys, "stderr", piped)
+    with download_progress(True) as progress:
+        assert progress is None  # a CronJob's log gets no bar
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with download_progress(False) as progress:
+        assert progress is None  # --json: nothing but the document
+    with download_progress(True) as progress:
+        assert progress is not None
+        update = progress("lmsys text")
+        update(512, 1024)
+        update(1024, 1024)
+    assert "lmsys text" in terminal.getvalue() and piped.getvalue() == ""

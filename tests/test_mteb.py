@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tarfile
 from collections.abc import Iterator
@@ -400,6 +401,13 @@ def test_registered_and_cli_prints_evidence(tmp_path: Path, database_url: str) -
     sts22 = next(r for r in rows if r["category"] == "STS22")
     assert sts22["task_type"] == "STS" and sts22["subset_count"] == 5 and sts22["split"] == "test"
     assert sts22["revision"] and sts22["source_version"] == "sample"
+    dry = runner.invoke(app, ["--database-url", database_url, "ingest", "mteb", "--source", str(SAMPLE), "--dry-run"])
+    assert dry.stdout.startswith("mteb: dry-run, version sample, 32 rows, 0 rejected (dry run, nothing written).")
+    again = runner.invoke(app, ["--database-url", database_url, "ingest", "mteb", "--source", str(SAMPLE)])
+    assert again.exit_code == 0 and again.stdout == (
+        "mteb: source version sample is already ingested; nothing to do (use --force to ingest it again).\n")
+    forced = runner.invoke(app, ["--database-url", database_url, "ingest", "mteb", "--source", str(SAMPLE), "--force"])
+    assert re.match(r"mteb: success, version sample, 32 rows, 0 rejected as run \d+\.\n", forced.stdout)
     bad = runner.invoke(app, ["--database-url", database_url, "ingest", "mteb", "--source", str(tmp_path / "x")])
     assert bad.exit_code == 1 and "Traceback" not in bad.output and bad.stderr.count("\n") == 1
 
