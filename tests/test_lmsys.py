@@ -358,6 +358,14 @@ def test_csv_named_otherwise_is_versioned_by_hash(tmp_path: Path, memory_store: 
     assert current(memory_store)[("text/overall", "alpha")].published_on is None
 
 
+@pytest.mark.parametrize("url", ["http://[::1/x.parquet", "https://example.invalid:port/x.parquet",
+                                 "https://example.invalid/rows?dataset=d&config=text&split=latest&offset=abc"])
+def test_a_malformed_mirror_url_is_a_clear_error(url: str, memory_store: Store) -> None:
+    with pytest.raises(SourceError, match=r"is not a valid mirror URL \(.*\); check the --source URL"):
+        ingest(memory_store, url)
+    assert list_runs(memory_store, source="lmsys")[0].status == RunStatus.FAILED
+
+
 def test_unsupported_inputs(tmp_path: Path, memory_store: Store) -> None:
     junk = tmp_path / "notes.txt"
     junk.write_text("hello")

@@ -202,6 +202,17 @@ def test_mirror_fingerprint_and_git_head(tmp_path: Path) -> None:
     assert mirror_version(mirror) == "0123456789abcdef0123456789abcdef01234567"
 
 
+def test_a_file_name_that_is_not_utf8_is_one_rejected_file(store: Store, tmp_path: Path) -> None:
+    mirror = _copy_sample(tmp_path)
+    folder = next(mirror.rglob("NFCorpus.json")).parent
+    with open(os.fsencode(folder) + b"/\xffTask.json", "wb") as handle:
+        handle.write(b"{}")
+    version = mirror_version(mirror)
+    assert version.startswith("files:") and version == mirror_version(mirror)
+    result = _source().run(store, IngestOptions(mirror=str(mirror)))
+    assert (result.status, result.rows_accepted, result.rejected_reasons) == ("success", 32, {"unknown_task": 1})
+
+
 def test_bad_files_are_counted_and_odd_paths_handled(store: Store, tmp_path: Path) -> None:
     mirror = _copy_sample(tmp_path)
     bge = mirror / "results" / "BAAI__bge-base-en-v1.5" / "a5beb1e3e68b9ab74eb54cfd186867f64f240e1a"
@@ -257,6 +268,8 @@ def test_a_missing_or_url_mirror_is_a_clear_config_error(store: Store, tmp_path:
     with pytest.raises(ConfigError, match=r"is a URL, but an MTEB mirror \(--source or RECSYS_MTEB_URL\) must be a "
                        r"local folder: clone https://github.com/embeddings-benchmark/results"):
         _source().run(store, IngestOptions(mirror="https://example.invalid/results"))
+    with pytest.raises(ConfigError, match=r"cannot be combined with a mirror \(--source, or RECSYS_MTEB_URL: unset"):
+        _source().run(store, IngestOptions(mirror=str(SAMPLE), all_models=True))
     empty = tmp_path / "empty"
     (empty / "results").mkdir(parents=True)
     with pytest.raises(SourceSchemaError, match="no model folders"):

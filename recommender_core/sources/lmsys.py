@@ -403,7 +403,19 @@ class LmsysSource(Source):
     @staticmethod
     def _mirror(options: IngestOptions, settings: Settings) -> str | None:
         mirror = options.mirror or settings.lmsys_url
-        return mirror.strip() if mirror and mirror.strip() else None
+        mirror = mirror.strip() if mirror and mirror.strip() else None
+        if mirror is not None and LmsysSource._is_url(mirror):
+            try:
+                parts = urlsplit(mirror)
+                parts.port  # noqa: B018 - parsing the port is what validates it
+                query = dict(parse_qsl(parts.query))
+                for key in ("offset", "length"):
+                    if key in query:
+                        int(query[key])
+            except ValueError as exc:
+                raise SourceError(f"{NAME}: {mirror} is not a valid mirror URL ({exc}); check the --source "
+                                  "URL (or RECSYS_LMSYS_URL).", source=NAME) from exc
+        return mirror
 
     @staticmethod
     def _is_url(mirror: str) -> bool:

@@ -461,7 +461,7 @@ def mirror_version(root: Path) -> str:
     count = 0
     for rel, entry in _walk(results):
         stat = entry.stat(follow_symlinks=False)
-        digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
         count += 1
     return f"files:{count}:{digest.hexdigest()[:16]}"
 
@@ -591,7 +591,8 @@ class MtebSource(Source):
         mirror = self._mirror(options)
         if mirror:
             if options.all_models:
-                raise ConfigError("mteb: --all reads the Hugging Face dataset; it cannot be combined with --source.")
+                raise ConfigError("mteb: --all reads the Hugging Face dataset; it cannot be combined with a mirror "
+                                  "(--source, or RECSYS_MTEB_URL: unset it for this run).")
             return mirror_version(_mirror_path(mirror))
         token = self.settings.hf_token if options.all_models else self.settings.github_token
         secret = token.get_secret_value() if token is not None and hasattr(token, "get_secret_value") else token
