@@ -366,6 +366,20 @@ def test_a_malformed_mirror_url_is_a_clear_error(url: str, memory_store: Store) 
     assert list_runs(memory_store, source="lmsys")[0].status == RunStatus.FAILED
 
 
+def test_a_csv_the_csv_module_cannot_read_is_a_clear_error(tmp_path: Path, memory_store: Store) -> None:
+    path = tmp_path / "leaderboard_table_20231220.csv"
+    path.write_text("Model,Arena Elo rating\nGPT-4," + "1" * 200_000 + "\n")
+    with pytest.raises(SourceSchemaError, match=r"is not a well-formed CSV \(field larger than field limit"):
+        ingest(memory_store, str(path))
+
+
+def test_a_rows_page_nested_too_deep_is_a_clear_error(tmp_path: Path, memory_store: Store) -> None:
+    path = tmp_path / "rows.json"
+    path.write_bytes(b'{"rows": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    with pytest.raises(SourceSchemaError, match="is not valid JSON"):
+        ingest(memory_store, str(path))
+
+
 def test_unsupported_inputs(tmp_path: Path, memory_store: Store) -> None:
     junk = tmp_path / "notes.txt"
     junk.write_text("hello")

@@ -103,6 +103,7 @@ def test_split_rules() -> None:
 
 @pytest.mark.parametrize(("raw", "reason"), [
     (b"{not json", "malformed_json"),
+    (b"[" * 100_000 + b"]" * 100_000, "malformed_json"),  # nested deeper than the parser recurses
     (b"[1, 2]", "not_a_result_file"),
     (b'{"task_name": "NoSuchTask", "scores": {"test": []}}', "unknown_task"),
     (b'{"task_name": "NFCorpus", "scores": {}}', "missing_split"),

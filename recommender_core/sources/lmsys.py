@@ -289,7 +289,14 @@ def legacy_csv_version(path: Path, data: bytes) -> tuple[str, date | None]:
 
 def parse_legacy_csv(text: str, *, origin: str, batch: Batch, published_on: date | None) -> None:
     """A 2023 Space ``leaderboard_table_*.csv``: ``Model`` + ``Arena Elo rating`` (``-`` = unrated)."""
-    reader = csv.DictReader(io.StringIO(text))
+    try:
+        _parse_legacy_csv(csv.DictReader(io.StringIO(text)), origin=origin, batch=batch, published_on=published_on)
+    except csv.Error as exc:
+        raise SourceSchemaError(f"{NAME}: {origin} is not a well-formed CSV ({exc}); nothing was written.",
+                                source=NAME) from exc
+
+
+def _parse_legacy_csv(reader: csv.DictReader[str], *, origin: str, batch: Batch, published_on: date | None) -> None:
     fields = reader.fieldnames or []
     if C.LEGACY_RATING_COLUMN not in fields:
         raise SourceSchemaError(
@@ -584,7 +591,7 @@ class LmsysSource(Source):
     def _local_rows_document(self, path: Path) -> Any:
         try:
             document = json.loads(self._read_local(path))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise SourceSchemaError(f"{NAME}: {path} is not valid JSON. {_UNSUPPORTED}", source=NAME) from exc
         if isinstance(document, dict) and isinstance(document.get("rows"), list):
             total = document.get("num_rows_total")

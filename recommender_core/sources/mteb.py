@@ -215,7 +215,7 @@ def parse_result(raw: bytes, *, file_task: str, tasks: Mapping[str, TaskInfo]) -
     """One result file's task score; raises ``Rejected`` with a reason for anything else."""
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise Rejected(REJECT_MALFORMED, str(exc)) from exc
     if not isinstance(data, dict):
         raise Rejected(REJECT_NOT_A_RESULT)
@@ -258,7 +258,7 @@ def _model_name(folder: str, meta_raw: bytes | None) -> str:
         try:
             meta = json.loads(meta_raw)
             name = meta.get("name") if isinstance(meta, dict) else None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             name = None
     if not isinstance(name, str) or not name.strip():
         return folder_model_name(folder)
