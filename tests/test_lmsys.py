@@ -267,7 +267,7 @@ def test_a_new_config_is_ingested_at_once_even_if_the_version_is_unchanged(tmp_p
     (folder / C.VERSION_FILE).write_text("pinned\n")
     assert ingest(store, str(folder)).status == RunStatus.SUCCESS
     # A run asking for another config is not "unchanged": the version is the same, the scope is not.
-    source, _ = make_source(configs=["text", "vision"])
+    source, _ = make_source(configs=["text", "vision", "text"])  # a config named twice is read once
     try:
         wider = source.run(store, IngestOptions(mirror=str(folder)))
         again = source.run(store, IngestOptions(mirror=str(folder)))

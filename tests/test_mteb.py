@@ -592,3 +592,38 @@ def test_a_held_lock_exits_75_before_any_source_io(database_url: str, job: str,
         assert list_runs(store, source=job) == []
     finally:
         store.dispose()
+
+
+def test_all_models_with_a_corrupt_parquet_page_fails_cleanly(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = ("model_name", "model_revision", "task_name", "split", "subset", "language", "score", "is_public")
+    table = pa.table({c: [f"{c}-{i}" for i in range(1000)] for c in columns[:6]}
+                     | {"score": [0.5] * 1000, "is_public": [True] * 1000})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="snappy")
+    body = bytearray(buffer.getvalue())
+    body[40:140] = b"\xff" * 100  # a data page, not the footer: the file opens, reading it fails
+    sha = "d" * 40
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/datasets/mteb/results":
+            return httpx.Response(200, json={"id": "mteb/results", "sha": sha})
+        if request.url.path.startswith("/api/datasets/mteb/results/tree/"):
+            return httpx.Response(200, json=[{"type": "file", "oid": "1", "size": len(body),
+                                              "path": "data/train-00000-of-00001.parquet"}])
+        return httpx.Response(200, content=bytes(body))
+
+    def factory(source: str, token: str | None) -> SourceClient:
+        return SourceClient(source=source, token=token, transport=httpx.MockTransport(handler),
+                            settings=HttpSettings(max_attempts=1))
+
+    monkeypatch.setattr(MtebSource, "client_factory", staticmethod(factory))
+    source = _source()
+    with pytest.raises(SourceSchemaError, match=r"^mteb: data/train-00000-of-00001.parquet is corrupt \("):
+        source.run(store, IngestOptions(all_models=True))
+    source.close()
+    assert list_runs(store, source="mteb")[0].status == RunStatus.FAILED

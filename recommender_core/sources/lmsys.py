@@ -371,7 +371,7 @@ class LmsysSource(Source):
                  transport: httpx.BaseTransport | None = None, client: httpx.Client | None = None,
                  http_settings: HttpSettings | None = None, sleep: Callable[[float], None] | None = None) -> None:
         super().__init__(settings=settings, policy=policy, progress=progress)
-        chosen = tuple(configs) if configs else configs_from_policy(policy)
+        chosen = tuple(dict.fromkeys(configs)) if configs else configs_from_policy(policy)  # --config text twice
         for config in chosen:
             if not _CONFIG_NAME.match(config):
                 raise SourceError(f"{NAME}: {config!r} is not a dataset config name (e.g. text, vision, webdev).",

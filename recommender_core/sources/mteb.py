@@ -490,6 +490,22 @@ def _mirror_path(value: str) -> Path:
     return path
 
 
+def _parquet_batches(parquet: Any, path: str) -> Iterator[dict[str, list[Any]]]:
+    """The parquet's rows in column batches; a corrupt page past the footer is a clear error, not a crash."""
+    import pyarrow as pa
+
+    batches = parquet.iter_batches(columns=list(PARQUET_COLUMNS), batch_size=65536)
+    while True:
+        try:
+            part = next(batches)
+        except StopIteration:
+            return
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise SourceSchemaError(f"mteb: {path} is corrupt ({exc}); nothing was written, run again later.",
+                                    source="mteb") from exc
+        yield part.to_pydict()
+
+
 def _json_object(http: SourceClient, url: str) -> dict[str, Any]:
     """A JSON object from ``url``; anything else (a list, a string) is a clear error, not a crash."""
     document = http.get_json(url)
@@ -744,8 +760,7 @@ class MtebSource(Source):
                 if missing:
                     raise SourceSchemaError(f"mteb: {path} lacks the columns {', '.join(missing)}; "
                                             "the dataset's format changed.", source=self.name)
-                for part in parquet.iter_batches(columns=list(PARQUET_COLUMNS), batch_size=65536):
-                    columns = part.to_pydict()
+                for columns in _parquet_batches(parquet, path):
                     for model, revision, task, split, _subset, score in zip(
                             *(columns[c] for c in PARQUET_COLUMNS), strict=True):
                         value = _number(score)
