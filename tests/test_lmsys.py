@@ -358,6 +358,25 @@ def test_csv_named_otherwise_is_versioned_by_hash(tmp_path: Path, memory_store: 
     assert current(memory_store)[("text/overall", "alpha")].published_on is None
 
 
+@pytest.mark.parametrize("mirror", ["https://user:pw1234@hub.mirror.internal",
+                                    "https://user:pw1234@mirror.internal/text/latest-00000-of-00001.parquet",
+                                    "https://user:pw1234@mirror.internal/rows?config=text",
+                                    "https://user:pw1234@mirror.internal/rows?config=Text"])
+def test_mirror_credentials_never_reach_a_message_or_the_run_record(mirror: str, memory_store: Store) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/api/datasets/" + C.DATASET_ID):
+            return httpx.Response(200, json={"id": C.DATASET_ID, "sha": 7})
+        return httpx.Response(200, headers={"Content-Type": "text/html"}, text="<!DOCTYPE html><html>login</html>")
+
+    source, _ = make_source(transport=httpx.MockTransport(handler))
+    with pytest.raises(SourceError) as info:
+        source.run(memory_store, IngestOptions(mirror=mirror))
+    source.close()
+    failed = list_runs(memory_store, source="lmsys")[0]
+    assert failed.status == RunStatus.FAILED and "user:***@" in str(info.value)
+    assert "pw1234" not in str(info.value) and "pw1234" not in (failed.error or "")
+
+
 @pytest.mark.parametrize("url", ["http://[::1/x.parquet", "https://example.invalid:port/x.parquet",
                                  "https://example.invalid/rows?dataset=d&config=text&split=latest&offset=abc"])
 def test_a_malformed_mirror_url_is_a_clear_error(url: str, memory_store: Store) -> None:

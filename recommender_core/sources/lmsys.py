@@ -36,6 +36,7 @@ import httpx
 from ..config import Settings
 from ..errors import SourceError, SourceSchemaError
 from ..policy import Policy
+from ..redact import redact_url
 from . import lmsys_constants as C
 from .base import Batch, EvidenceRecord, IngestOptions, ProgressFactory, Source, register_source
 from .http import HttpSettings, SourceClient
@@ -420,7 +421,7 @@ class LmsysSource(Source):
                     if key in query:
                         int(query[key])
             except ValueError as exc:
-                raise SourceError(f"{NAME}: {mirror} is not a valid mirror URL ({exc}); check the --source "
+                raise SourceError(f"{NAME}: {redact_url(mirror)} is not a valid mirror URL ({exc}); check the --source "
                                   "URL (or RECSYS_LMSYS_URL).", source=NAME) from exc
         return mirror
 
@@ -521,20 +522,22 @@ class LmsysSource(Source):
             endpoint = mirror or self.endpoint
             for config in self.configs:
                 url = C.parquet_url(version, config, endpoint=endpoint)
-                parse_parquet(self._download(url, f"lmsys {config}"), config=config, origin=url, batch=batch,
-                              seen=seen)
+                parse_parquet(self._download(url, f"lmsys {config}"), config=config, origin=redact_url(url),
+                              batch=batch, seen=seen)
             batch.details["configs"] = list(self.configs)
         elif self._is_url(mirror):
             parts = urlsplit(mirror).path.split("/")
             if self._remote_kind(mirror) == "parquet":
                 config = self._config_of(parts, self.configs[0])
-                parse_parquet(self._download(mirror, "lmsys parquet"), config=config, origin=mirror, batch=batch)
+                parse_parquet(self._download(mirror, "lmsys parquet"), config=config, origin=redact_url(mirror),
+                              batch=batch)
             else:
                 query = dict(parse_qsl(urlsplit(mirror).query))
                 config = query.get("config") or self.configs[0]
                 if not _CONFIG_NAME.match(config):
-                    raise SourceError(f"{NAME}: {config!r} in {mirror} is not a dataset config name.", source=NAME)
-                parse_rows_page(self._rows_document(mirror), config=config, origin=mirror, batch=batch)
+                    raise SourceError(f"{NAME}: {config!r} in {redact_url(mirror)} is not a dataset config name.",
+                                      source=NAME)
+                parse_rows_page(self._rows_document(mirror), config=config, origin=redact_url(mirror), batch=batch)
             batch.details["configs"] = [config]
         else:
             path = self._local_path(mirror)
@@ -570,8 +573,8 @@ class LmsysSource(Source):
         document = self.http().get_json(url)
         sha = document.get("sha") if isinstance(document, dict) else None
         if not isinstance(sha, str) or not _SHA.match(sha):
-            raise SourceSchemaError(f"{NAME}: {url} answered without a dataset commit sha; the Hub API changed "
-                                    "or the URL is not a dataset.", source=NAME, url=url)
+            raise SourceSchemaError(f"{NAME}: {redact_url(url)} answered without a dataset commit sha; the Hub API "
+                                    "changed or the URL is not a dataset.", source=NAME, url=url)
         return sha
 
     def _folder_version(self, folder: Path) -> str:
@@ -616,8 +619,8 @@ class LmsysSource(Source):
             page_url = urlunsplit(parts._replace(query=urlencode(query)))
             page = self.http().get_json(page_url)
             if not isinstance(page, dict) or not isinstance(page.get("rows"), list):
-                raise SourceSchemaError(f"{NAME}: {page_url} is not a datasets-server /rows page (no 'rows' list).",
-                                        source=NAME, url=page_url)
+                raise SourceSchemaError(f"{NAME}: {redact_url(page_url)} is not a datasets-server /rows page "
+                                        "(no 'rows' list).", source=NAME, url=page_url)
             if merged is None:
                 merged = page
             else:
