@@ -254,6 +254,11 @@ def test_folder_versions_and_missing_config(tmp_path: Path, memory_store: Store)
     (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     (folder / ".git" / "refs" / "heads" / "main").write_text("b" * 40 + "\n")
     assert ingest(memory_store, str(folder)).source_version == "b" * 40
+    (folder / ".git" / "HEAD").write_bytes(b"\xff\xfe")  # a clone broken beyond reading: hashed, not a crash
+    assert ingest(memory_store, str(folder)).source_version == first.source_version
+    (folder / C.VERSION_FILE).write_bytes(b"\xffnightly\n")
+    assert ingest(memory_store, str(folder)).source_version == "\ufffdnightly"
+    (folder / C.VERSION_FILE).unlink()
     source, _ = make_source(configs=["text", "webdev"])
     with pytest.raises(SourceError, match=r"has no webdev/latest-00000-of-00001.parquet; lay it out like"):
         source.run(memory_store, IngestOptions(mirror=str(folder), force=True))

@@ -201,6 +201,11 @@ def test_mirror_fingerprint_and_git_head(tmp_path: Path) -> None:
     (git / "packed-refs").write_text("# pack-refs with: peeled\n0123456789abcdef0123456789abcdef01234567 "
                                      "refs/heads/main\n")
     assert mirror_version(mirror) == "0123456789abcdef0123456789abcdef01234567"
+    # A broken clone (no HEAD: an interrupted init container) is fingerprinted, not a crash.
+    (git / "HEAD").unlink()
+    assert mirror_version(mirror).startswith("files:")
+    (mirror / "RECSYS_MIRROR_VERSION").write_bytes(b"\xffnightly\n")  # not UTF-8: still a version
+    assert mirror_version(mirror) == "\ufffdnightly"
 
 
 def test_a_file_name_that_is_not_utf8_is_one_rejected_file(store: Store, tmp_path: Path) -> None:

@@ -347,7 +347,7 @@ def _read_git_head(folder: Path) -> str | None:
                 parts = line.split()
                 if len(parts) == 2 and parts[1] == ref:
                     return parts[0]
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
     return None
 
@@ -580,7 +580,7 @@ class LmsysSource(Source):
     def _folder_version(self, folder: Path) -> str:
         pinned = folder / C.VERSION_FILE
         if pinned.is_file():
-            text = pinned.read_text("utf-8").strip().splitlines()
+            text = pinned.read_text("utf-8", errors="replace").strip().splitlines()
             if text and text[0].strip():
                 return text[0].strip()[:256]
         head = _read_git_head(folder)

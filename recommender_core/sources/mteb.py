@@ -403,6 +403,14 @@ def _results_dir(root: Path) -> Path:
 
 
 def _git_head(root: Path) -> str | None:
+    """The clone's HEAD commit, or None when ``root`` is not a readable clone (then its files are fingerprinted)."""
+    try:
+        return _read_git_head(root)
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _read_git_head(root: Path) -> str | None:
     git = root / ".git"
     if git.is_file():  # a worktree or submodule: "gitdir: <path>"
         text = git.read_text(encoding="utf-8").strip()
@@ -450,7 +458,7 @@ def mirror_version(root: Path) -> str:
     """A mirror's version: the override file, else git HEAD, else a fingerprint of its file list."""
     override = root / MIRROR_VERSION_FILE
     if override.is_file():
-        first = override.read_text(encoding="utf-8").strip().splitlines()
+        first = override.read_text(encoding="utf-8", errors="replace").strip().splitlines()
         if first and first[0].strip():
             return first[0].strip()
     head = _git_head(root)
