@@ -18,7 +18,7 @@ import vcr
 from typer.testing import CliRunner
 
 from recommender_core.config import Settings
-from recommender_core.errors import ConfigError, SourceHTTPError, SourceSchemaError
+from recommender_core.errors import ConfigError, SourceError, SourceHTTPError, SourceSchemaError
 from recommender_core.evidence import list_evidence
 from recommender_core.policy import load_policy
 from recommender_core.sources.base import SOURCES, IngestOptions
@@ -631,4 +631,29 @@ def test_all_models_with_a_corrupt_parquet_page_fails_cleanly(store: Store, monk
     with pytest.raises(SourceSchemaError, match=r"^mteb: data/train-00000-of-00001.parquet is corrupt \("):
         source.run(store, IngestOptions(all_models=True))
     source.close()
+    assert list_runs(store, source="mteb")[0].status == RunStatus.FAILED
+
+
+@pytest.mark.parametrize("where", ["version", "load"])
+def test_a_mirror_folder_that_cannot_be_listed_is_a_clear_error(store: Store, tmp_path: Path, where: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import recommender_core.sources.mteb as module
+
+    mirror = _copy_sample(tmp_path)
+    blocked = next(mirror.rglob("NFCorpus.json")).parent
+    real_scandir = os.scandir
+    listed = {"n": 0}
+
+    def scandir(path: Any) -> Any:
+        if Path(path) == blocked:
+            listed["n"] += 1
+            # The fingerprint lists the folder first; "load" lets that pass and fails while reading.
+            if where == "version" or listed["n"] > 1:
+                raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(module.os, "scandir", scandir)
+    with pytest.raises(SourceError, match=r"^mteb: the mirror .* cannot be read \(Permission denied: .*"
+                                          r"; check that it is complete and readable"):
+        _source().run(store, IngestOptions(mirror=str(mirror)))
     assert list_runs(store, source="mteb")[0].status == RunStatus.FAILED

@@ -514,6 +514,12 @@ def _parquet_batches(parquet: Any, path: str) -> Iterator[dict[str, list[Any]]]:
         yield part.to_pydict()
 
 
+def _unreadable_mirror(root: Path, exc: OSError) -> SourceError:
+    return SourceError(f"mteb: the mirror {root} cannot be read ({exc.strerror or exc}: {exc.filename}); check "
+                       "that it is complete and readable (not being updated right now), then run again.",
+                       source="mteb")
+
+
 def _json_object(http: SourceClient, url: str) -> dict[str, Any]:
     """A JSON object from ``url``; anything else (a list, a string) is a clear error, not a crash."""
     document = http.get_json(url)
@@ -617,7 +623,11 @@ class MtebSource(Source):
             if options.all_models:
                 raise ConfigError("mteb: --all reads the Hugging Face dataset; it cannot be combined with a mirror "
                                   "(--source, or RECSYS_MTEB_URL: unset it for this run).")
-            return mirror_version(_mirror_path(mirror))
+            root = _mirror_path(mirror)
+            try:
+                return mirror_version(root)
+            except OSError as exc:
+                raise _unreadable_mirror(root, exc) from exc
         token = self.settings.hf_token if options.all_models else self.settings.github_token
         secret = token.get_secret_value() if token is not None and hasattr(token, "get_secret_value") else token
         http = self._http(secret if isinstance(secret, str) else None)
@@ -638,7 +648,11 @@ class MtebSource(Source):
     def load(self, version: str, options: IngestOptions) -> Batch:
         mirror = self._mirror(options)
         if mirror:
-            return self._load_mirror(_mirror_path(mirror))
+            root = _mirror_path(mirror)
+            try:
+                return self._load_mirror(root)
+            except OSError as exc:  # a folder that vanished or cannot be listed (one file is only rejected)
+                raise _unreadable_mirror(root, exc) from exc
         if options.all_models:
             return self._load_parquet(version.removeprefix("hf:"))
         return self._load_github(version, force=options.force)
