@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 
@@ -15,14 +15,18 @@ def format_value(value: Any) -> str:
 
 
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
-                empty: str = "(none)") -> None:
-    """A rich table on stdout that fits an 80-column terminal (cells wrap, never truncate values)."""
+                empty: str = "(none)", no_wrap: Collection[str] = ()) -> None:
+    """A rich table on stdout that fits an 80-column terminal (cells wrap, never truncate values).
+
+    Columns named in ``no_wrap`` keep their values on one line while others can give way (they still
+    fold if the terminal is too narrow for them alone).
+    """
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title, title_justify="left", expand=False)
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column in no_wrap)
     count = 0
     for row in rows:
         table.add_row(*(format_value(v) for v in row))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ._base import JsonOption, PolicyOption, print_json, state
-from ._render import print_table
+from ._render import format_value, print_table
+
+if TYPE_CHECKING:
+    from recommender_core.evidence import EvidenceRow
 
 
 def register(app: typer.Typer) -> None:
@@ -27,19 +31,54 @@ def evidence_command(
     json_output: JsonOption = False,
 ) -> None:
     """List the current evidence: one row per model and category, with bounds and sample sizes."""
+    from recommender_core.errors import UsageError
     from recommender_core.evidence import list_evidence
+    from recommender_core.sources import available_sources
 
     app_state = state(ctx, json_output=json_output)
+    if source is not None and source not in available_sources():
+        raise UsageError(f"--source {source!r} is not an evidence source; use one of: "
+                         f"{', '.join(available_sources())}.")
     rows = list_evidence(app_state.store(), app_state.policy(policy_path), source=source, model=model,
                          category=category, limit=limit)
     if app_state.json_output:
         print_json([row.to_json() for row in rows])
         return
-    print_table(
-        "Evidence", ["source", "model", "candidate", "category", "value", "lower", "upper", "samples"],
-        ([r.source, r.model, r.candidate, r.category, r.value, r.lower, r.upper, r.samples] for r in rows),
-        empty="no evidence stored yet; run 'recsys ingest lmsys' or 'recsys ingest mteb'",
-    )
+    if not rows:
+        filtered = any(v is not None for v in (source, model, category)) and bool(
+            list_evidence(app_state.store(), app_state.policy(policy_path), limit=1))
+        typer.echo("Evidence: " + ("no current evidence matches these filters" if filtered else
+                                   "no evidence stored yet; run 'recsys ingest lmsys' or 'recsys ingest mteb'"))
+        return
+    for name in sorted({r.source for r in rows}):
+        headers, cells = _COLUMNS.get(name, _COLUMNS[""])
+        print_table(f"Evidence: {name}", headers, (cells(r) for r in rows if r.source == name),
+                    no_wrap=headers[1:])
+
+
+def _who(row: EvidenceRow) -> str:
+    """The upstream name, and the candidate it maps to on a line of its own (saves a column at 80)."""
+    if row.candidate is None or row.candidate.lower() == row.model.lower():
+        return row.model
+    return f"{row.model}\n\u2192{row.candidate}"
+
+
+def _bounds(row: EvidenceRow) -> str | None:
+    if row.lower is None and row.upper is None:
+        return None
+    return f"{format_value(row.lower)}..{format_value(row.upper)}"
+
+
+# Per source, the columns a person needs (the JSON output has every field): at most five, so a table
+# fits an 80-column terminal with only long model names wrapping.
+_COLUMNS: dict[str, tuple[list[str], Callable[[EvidenceRow], Sequence[Any]]]] = {
+    "lmsys": (["model \u2192 candidate", "category", "rating", "lower..upper", "votes"],
+              lambda r: [_who(r), r.category, r.value, _bounds(r), r.samples]),
+    "mteb": (["model \u2192 candidate", "task", "type", "score"],
+             lambda r: [_who(r), r.category, r.task_type, r.value]),
+    "": (["model \u2192 candidate", "category", "value", "lower..upper", "samples"],
+         lambda r: [_who(r), r.category, r.value, _bounds(r), r.samples]),
+}
 
 
 def runs_command(

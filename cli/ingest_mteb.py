@@ -15,7 +15,8 @@ from .ingest import app
 def ingest_mteb(
     ctx: typer.Context,
     source: Annotated[str | None, typer.Option(
-        "--source", help="A local clone or mirror of embeddings-benchmark/results; env RECSYS_MTEB_URL."
+        "--source", help="A local folder: a clone or mirror of embeddings-benchmark/results (not a URL); "
+        "env RECSYS_MTEB_URL."
     )] = None,
     all_models: Annotated[bool, typer.Option("--all", help="Every model, from the bulk mteb/results dataset.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Ingest even if the source version is unchanged.")] = False,
@@ -42,8 +43,13 @@ def ingest_mteb(
     if app_state.json_output:
         print_json(summary)
         return
+    if result.status == "unchanged":
+        typer.echo(f"mteb: source version {result.source_version} is already ingested; nothing to do "
+                   "(use --force to ingest it again).")
+        return
+    what = (f"as run {result.run_id}" if result.run_id is not None else "(dry run, nothing written)")
     typer.echo(f"mteb: {result.status}, version {result.source_version}, {result.rows_accepted} rows, "
-               f"{result.rows_rejected} rejected (run {result.run_id}).")
+               f"{result.rows_rejected} rejected {what}.")
     for reason, count in summary["rejected"].items():
         typer.echo(f"  rejected {reason}: {count}")
     for reason, count in result.skipped.items():

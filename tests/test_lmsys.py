@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -253,9 +254,35 @@ def test_folder_versions_and_missing_config(tmp_path: Path, memory_store: Store)
     (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     (folder / ".git" / "refs" / "heads" / "main").write_text("b" * 40 + "\n")
     assert ingest(memory_store, str(folder)).source_version == "b" * 40
+    (folder / ".git" / "HEAD").write_bytes(b"\xff\xfe")  # a clone broken beyond reading: hashed, not a crash
+    assert ingest(memory_store, str(folder)).source_version == first.source_version
+    (folder / C.VERSION_FILE).write_bytes(b"\xffnightly\n")
+    assert ingest(memory_store, str(folder)).source_version == "\ufffdnightly"
+    (folder / C.VERSION_FILE).unlink()
     source, _ = make_source(configs=["text", "webdev"])
     with pytest.raises(SourceError, match=r"has no webdev/latest-00000-of-00001.parquet; lay it out like"):
         source.run(memory_store, IngestOptions(mirror=str(folder), force=True))
+
+
+def test_a_new_config_is_ingested_at_once_even_if_the_version_is_unchanged(tmp_path: Path, store: Store) -> None:
+    folder = tmp_path / "mirror"
+    for config in ("text", "vision"):
+        (folder / config).mkdir(parents=True)
+        (folder / config / C.PARQUET_FILE).write_bytes(parquet_bytes(board_rows()))
+    (folder / C.VERSION_FILE).write_text("pinned\n")
+    assert ingest(store, str(folder)).status == RunStatus.SUCCESS
+    # A run asking for another config is not "unchanged": the version is the same, the scope is not.
+    source, _ = make_source(configs=["text", "vision", "text"])  # a config named twice is read once
+    try:
+        wider = source.run(store, IngestOptions(mirror=str(folder)))
+        again = source.run(store, IngestOptions(mirror=str(folder)))
+    finally:
+        source.close()
+    assert (wider.status, again.status) == (RunStatus.SUCCESS, RunStatus.UNCHANGED)
+    assert {category.split("/")[0] for category, _ in current(store)} == {"text", "vision"}
+    # ...and going back to the default configs is not "unchanged" either (vision would stay current).
+    assert ingest(store, str(folder)).status == RunStatus.SUCCESS
+    assert {category.split("/")[0] for category, _ in current(store)} == {"text"}
 
 
 # --- validation -----------------------------------------------------------------------------------
@@ -336,6 +363,47 @@ def test_csv_named_otherwise_is_versioned_by_hash(tmp_path: Path, memory_store: 
     assert current(memory_store)[("text/overall", "alpha")].published_on is None
 
 
+@pytest.mark.parametrize("mirror", ["https://user:pw1234@hub.mirror.internal",
+                                    "https://user:pw1234@mirror.internal/text/latest-00000-of-00001.parquet",
+                                    "https://user:pw1234@mirror.internal/rows?config=text",
+                                    "https://user:pw1234@mirror.internal/rows?config=Text"])
+def test_mirror_credentials_never_reach_a_message_or_the_run_record(mirror: str, memory_store: Store) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/api/datasets/" + C.DATASET_ID):
+            return httpx.Response(200, json={"id": C.DATASET_ID, "sha": 7})
+        return httpx.Response(200, headers={"Content-Type": "text/html"}, text="<!DOCTYPE html><html>login</html>")
+
+    source, _ = make_source(transport=httpx.MockTransport(handler))
+    with pytest.raises(SourceError) as info:
+        source.run(memory_store, IngestOptions(mirror=mirror))
+    source.close()
+    failed = list_runs(memory_store, source="lmsys")[0]
+    assert failed.status == RunStatus.FAILED and "user:***@" in str(info.value)
+    assert "pw1234" not in str(info.value) and "pw1234" not in (failed.error or "")
+
+
+@pytest.mark.parametrize("url", ["http://[::1/x.parquet", "https://example.invalid:port/x.parquet",
+                                 "https://example.invalid/rows?dataset=d&config=text&split=latest&offset=abc"])
+def test_a_malformed_mirror_url_is_a_clear_error(url: str, memory_store: Store) -> None:
+    with pytest.raises(SourceError, match=r"is not a valid mirror URL \(.*\); check the --source URL"):
+        ingest(memory_store, url)
+    assert list_runs(memory_store, source="lmsys")[0].status == RunStatus.FAILED
+
+
+def test_a_csv_the_csv_module_cannot_read_is_a_clear_error(tmp_path: Path, memory_store: Store) -> None:
+    path = tmp_path / "leaderboard_table_20231220.csv"
+    path.write_text("Model,Arena Elo rating\nGPT-4," + "1" * 200_000 + "\n")
+    with pytest.raises(SourceSchemaError, match=r"is not a well-formed CSV \(field larger than field limit"):
+        ingest(memory_store, str(path))
+
+
+def test_a_rows_page_nested_too_deep_is_a_clear_error(tmp_path: Path, memory_store: Store) -> None:
+    path = tmp_path / "rows.json"
+    path.write_bytes(b'{"rows": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    with pytest.raises(SourceSchemaError, match="is not valid JSON"):
+        ingest(memory_store, str(path))
+
+
 def test_unsupported_inputs(tmp_path: Path, memory_store: Store) -> None:
     junk = tmp_path / "notes.txt"
     junk.write_text("hello")
@@ -389,6 +457,32 @@ def test_cli_ingest_json_unchanged_and_evidence(database_url: str, monkeypatch: 
     assert row["lower"] < row["value"] < row["upper"] and row["published_on"] == "2026-11-20"
 
 
+def test_cli_evidence_table_fits_80_columns_and_refuses_unknown_sources(tmp_path: Path) -> None:
+    base = ["--database-url", f"sqlite:///{tmp_path / 'cli.db'}"]
+    runner.invoke(app, [*base, "db", "upgrade"])
+    assert runner.invoke(app, [*base, "evidence", "--category", "text/coding"]).stdout.startswith(
+        "Evidence: no evidence stored yet; run 'recsys ingest lmsys'")
+    runner.invoke(app, [*base, "ingest", "lmsys", "--source", str(SAMPLE)])
+    runner.invoke(app, [*base, "ingest", "mteb", "--source", str(REPO_ROOT / "sample_mirror" / "mteb")])
+    table = runner.invoke(app, [*base, "evidence"], env={"COLUMNS": "80"})
+    assert table.exit_code == 0, table.output
+    lines = [line.rstrip() for line in table.stdout.splitlines()]
+    assert max(len(line) for line in lines) <= 80
+    # One table per source; numbers and categories never wrap, only long model names may.
+    assert "Evidence: lmsys" in lines and "Evidence: mteb" in lines
+    arena = [line for line in lines if re.search(r"│ text/\w+ +│ \d+(\.\d+)? +│ [\d.]+\.\.[\d.]+ +│ \d+ +│$", line)]
+    mteb = [line for line in lines if re.search(r"│ [A-Z]\w+ +│ [A-Z]\w+ +│ 0\.\d+ +│$", line)]
+    assert (len(arena), len(mteb)) == (78, 32)  # every category, type and number on one line
+    assert any("text/coding" in line and "1446.28..1455.72" in line for line in arena)
+    assert any("TwentyNewsgroupsClustering" in line and "Clustering" in line for line in mteb)
+    assert all(name in table.stdout for name in ("candidate", "category", "rating", "lower..upper", "votes"))
+    assert runner.invoke(app, [*base, "evidence", "--category", "nope"]).stdout.startswith(
+        "Evidence: no current evidence matches these filters")
+    unknown = runner.invoke(app, [*base, "evidence", "--source", "lmsyss"])
+    assert unknown.exit_code == 2 and unknown.stderr.count("\n") == 1
+    assert "not an evidence source; use one of: lmsys, mteb" in unknown.stderr
+
+
 def test_cli_dry_run_writes_nothing(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     runner.invoke(app, ["--database-url", url, "db", "upgrade"])
@@ -423,3 +517,28 @@ def test_cassettes_and_sample_mirror_are_reproducible(tmp_path: Path) -> None:
             SAMPLE / path.relative_to(tmp_path / "m"))
         assert committed.read_bytes() == path.read_bytes(), f"{committed} differs: run cassettes/make_lmsys.py"
     assert len(SAMPLE_MODELS) >= 11
+
+
+def test_progress_bar_only_on_a_terminal_and_on_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    from recsys_cli.ingest_lmsys import download_progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    piped, terminal = io.StringIO(), Terminal()
+    monkeypatch.setattr(sys, "stderr", piped)
+    with download_progress(True) as progress:
+        assert progress is None  # a CronJob's log gets no bar
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with download_progress(False) as progress:
+        assert progress is None  # --json: nothing but the document
+    with download_progress(True) as progress:
+        assert progress is not None
+        update = progress("lmsys text")
+        update(512, 1024)
+        update(1024, 1024)
+    assert "lmsys text" in terminal.getvalue() and piped.getvalue() == ""

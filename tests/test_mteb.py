@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tarfile
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import vcr
 from typer.testing import CliRunner
 
 from recommender_core.config import Settings
-from recommender_core.errors import ConfigError, SourceHTTPError, SourceSchemaError
+from recommender_core.errors import ConfigError, SourceError, SourceHTTPError, SourceSchemaError
 from recommender_core.evidence import list_evidence
 from recommender_core.policy import load_policy
 from recommender_core.sources.base import SOURCES, IngestOptions
@@ -102,6 +103,7 @@ def test_split_rules() -> None:
 
 @pytest.mark.parametrize(("raw", "reason"), [
     (b"{not json", "malformed_json"),
+    (b"[" * 100_000 + b"]" * 100_000, "malformed_json"),  # nested deeper than the parser recurses
     (b"[1, 2]", "not_a_result_file"),
     (b'{"task_name": "NoSuchTask", "scores": {"test": []}}', "unknown_task"),
     (b'{"task_name": "NFCorpus", "scores": {}}', "missing_split"),
@@ -199,6 +201,22 @@ def test_mirror_fingerprint_and_git_head(tmp_path: Path) -> None:
     (git / "packed-refs").write_text("# pack-refs with: peeled\n0123456789abcdef0123456789abcdef01234567 "
                                      "refs/heads/main\n")
     assert mirror_version(mirror) == "0123456789abcdef0123456789abcdef01234567"
+    # A broken clone (no HEAD: an interrupted init container) is fingerprinted, not a crash.
+    (git / "HEAD").unlink()
+    assert mirror_version(mirror).startswith("files:")
+    (mirror / "RECSYS_MIRROR_VERSION").write_bytes(b"\xffnightly\n")  # not UTF-8: still a version
+    assert mirror_version(mirror) == "\ufffdnightly"
+
+
+def test_a_file_name_that_is_not_utf8_is_one_rejected_file(store: Store, tmp_path: Path) -> None:
+    mirror = _copy_sample(tmp_path)
+    folder = next(mirror.rglob("NFCorpus.json")).parent
+    with open(os.fsencode(folder) + b"/\xffTask.json", "wb") as handle:
+        handle.write(b"{}")
+    version = mirror_version(mirror)
+    assert version.startswith("files:") and version == mirror_version(mirror)
+    result = _source().run(store, IngestOptions(mirror=str(mirror)))
+    assert (result.status, result.rows_accepted, result.rejected_reasons) == ("success", 32, {"unknown_task": 1})
 
 
 def test_bad_files_are_counted_and_odd_paths_handled(store: Store, tmp_path: Path) -> None:
@@ -248,10 +266,16 @@ def test_too_many_rejects_fail_and_keep_the_previous_evidence(store: Store, tmp_
 
 
 def test_a_missing_or_url_mirror_is_a_clear_config_error(store: Store, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not a directory"):
+    with pytest.raises(ConfigError, match="nope does not exist; pass a clone or mirror"):
         _source().run(store, IngestOptions(mirror=str(tmp_path / "nope")))
-    with pytest.raises(ConfigError, match="local clone or mirror"):
+    (tmp_path / "results.tar.gz").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"results.tar.gz is not a directory; .* \(an unpacked folder\)"):
+        _source().run(store, IngestOptions(mirror=str(tmp_path / "results.tar.gz")))
+    with pytest.raises(ConfigError, match=r"is a URL, but an MTEB mirror \(--source or RECSYS_MTEB_URL\) must be a "
+                       r"local folder: clone https://github.com/embeddings-benchmark/results"):
         _source().run(store, IngestOptions(mirror="https://example.invalid/results"))
+    with pytest.raises(ConfigError, match=r"cannot be combined with a mirror \(--source, or RECSYS_MTEB_URL: unset"):
+        _source().run(store, IngestOptions(mirror=str(SAMPLE), all_models=True))
     empty = tmp_path / "empty"
     (empty / "results").mkdir(parents=True)
     with pytest.raises(SourceSchemaError, match="no model folders"):
@@ -396,6 +420,13 @@ def test_registered_and_cli_prints_evidence(tmp_path: Path, database_url: str) -
     sts22 = next(r for r in rows if r["category"] == "STS22")
     assert sts22["task_type"] == "STS" and sts22["subset_count"] == 5 and sts22["split"] == "test"
     assert sts22["revision"] and sts22["source_version"] == "sample"
+    dry = runner.invoke(app, ["--database-url", database_url, "ingest", "mteb", "--source", str(SAMPLE), "--dry-run"])
+    assert dry.stdout.startswith("mteb: dry-run, version sample, 32 rows, 0 rejected (dry run, nothing written).")
+    again = runner.invoke(app, ["--database-url", database_url, "ingest", "mteb", "--source", str(SAMPLE)])
+    assert again.exit_code == 0 and again.stdout == (
+        "mteb: source version sample is already ingested; nothing to do (use --force to ingest it again).\n")
+    forced = runner.invoke(app, ["--database-url", database_url, "ingest", "mteb", "--source", str(SAMPLE), "--force"])
+    assert re.match(r"mteb: success, version sample, 32 rows, 0 rejected as run \d+\.\n", forced.stdout)
     bad = runner.invoke(app, ["--database-url", database_url, "ingest", "mteb", "--source", str(tmp_path / "x")])
     assert bad.exit_code == 1 and "Traceback" not in bad.output and bad.stderr.count("\n") == 1
 
@@ -410,6 +441,30 @@ def test_transport_errors_on_raw_files_fail_the_run(store: Store) -> None:
     with pytest.raises(SourceHTTPError, match="HTTP 404"):
         source.run(store, IngestOptions())
     source.close()
+
+
+def test_a_new_candidate_is_fetched_at_once_at_an_unchanged_commit(store: Store) -> None:
+    full = load_policy(None)
+    narrow = full.model_copy(update={"candidates": {
+        name: c for name, c in full.candidates.items() if name != "ollama/nomic-embed-text"}})
+
+    def run(policy: Any) -> Any:
+        client = SourceClient(source="mteb", settings=HttpSettings(max_attempts=1, backoff_base=0.0))
+        source = MtebSource(settings=Settings.load(), policy=policy, client=client)
+        try:
+            return source.run(store, IngestOptions())
+        finally:
+            source.close()
+
+    with _vcr().use_cassette("mteb_github_first.yaml", allow_playback_repeats=True):
+        first = run(narrow)
+        assert first.status == RunStatus.SUCCESS and first.details["models_fetched"] == 4
+        assert run(narrow).status == RunStatus.UNCHANGED
+        # The policy gained a candidate: same commit, but only the new model's tree is walked and read.
+        wider = run(full)
+    assert wider.status == RunStatus.SUCCESS and wider.source_version == first.source_version
+    assert (wider.details["models_fetched"], wider.details["models_unchanged"]) == (1, 4)
+    assert "nomic-ai/nomic-embed-text-v1.5" in {m for m, _ in _evidence(store, wider.run_id)}
 
 
 def test_only_commit_evidence_stands_in_for_an_unchanged_tree(store: Store) -> None:
@@ -472,3 +527,133 @@ def test_github_token_is_sent_and_never_printed(store: Store, monkeypatch: pytes
     assert seen[0].headers["authorization"] == "Bearer ghp_secretvalue"
     assert str(seen[0].url) == "https://api.github.com/repos/embeddings-benchmark/results/commits/main"
     assert "ghp_secretvalue" not in str(info.value) and "HTTP 401" in str(info.value)
+
+
+@pytest.mark.parametrize("answer", [[], "main", {"sha": 42}])
+def test_an_api_answer_of_the_wrong_shape_is_a_clear_error(store: Store, answer: Any,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=answer)
+
+    def factory(source: str, token: str | None) -> SourceClient:
+        return SourceClient(source=source, token=token, transport=httpx.MockTransport(handler),
+                            settings=HttpSettings(max_attempts=1))
+
+    monkeypatch.setattr(MtebSource, "client_factory", staticmethod(factory))
+    for options in (IngestOptions(), IngestOptions(all_models=True)):
+        source = _source()
+        with pytest.raises(SourceSchemaError, match=r"^mteb: https://"):
+            source.run(store, options)
+        source.close()
+    assert [r.status for r in list_runs(store, source="mteb")] == [RunStatus.FAILED] * 2
+
+
+def test_malformed_tree_entries_are_left_out(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    commit = "c" * 40
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/commits/main"):
+            return httpx.Response(200, json={"sha": commit})
+        if path.endswith(f"/git/trees/{commit}"):
+            return httpx.Response(200, json={"tree": ["results", {"path": "results", "type": "tree", "sha": "r" * 40}]})
+        return httpx.Response(200, json={"tree": [None, {"type": "tree"}, {"path": 3, "type": "tree", "sha": "x"}]})
+
+    def factory(source: str, token: str | None) -> SourceClient:
+        return SourceClient(source=source, token=token, transport=httpx.MockTransport(handler),
+                            settings=HttpSettings(max_attempts=1))
+
+    monkeypatch.setattr(MtebSource, "client_factory", staticmethod(factory))
+    source = _source()
+    with pytest.raises(SourceSchemaError, match="no model folder in the results repository matches"):
+        source.run(store, IngestOptions())
+    source.close()
+
+
+@pytest.mark.parametrize("job", ["lmsys", "mteb"])
+def test_a_held_lock_exits_75_before_any_source_io(database_url: str, job: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from recsys_cli.app import app
+
+    from recommender_core.sources.lmsys import LmsysSource
+
+    requests: list[httpx.Request] = []
+
+    def factory(source: str, token: str | None) -> SourceClient:
+        return SourceClient(source=source, token=token, settings=HttpSettings(max_attempts=1),
+                            transport=httpx.MockTransport(lambda r: requests.append(r) or httpx.Response(500)))
+
+    monkeypatch.setattr(MtebSource, "client_factory", staticmethod(factory))
+    original = LmsysSource.http
+    monkeypatch.setattr(LmsysSource, "http", lambda self: requests.append(None) or original(self))  # type: ignore
+    store = Store(database_url)
+    store.upgrade()
+    try:
+        with store.job_lock(f"ingest-{job}"):
+            result = CliRunner().invoke(app, ["--database-url", database_url, "ingest", job])
+        assert result.exit_code == 75, result.output
+        assert result.stderr.startswith(f"LockHeldError: Another 'ingest-{job}' run holds its lock")
+        assert result.stderr.count("\n") == 1 and requests == []
+        assert list_runs(store, source=job) == []
+    finally:
+        store.dispose()
+
+
+def test_all_models_with_a_corrupt_parquet_page_fails_cleanly(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = ("model_name", "model_revision", "task_name", "split", "subset", "language", "score", "is_public")
+    table = pa.table({c: [f"{c}-{i}" for i in range(1000)] for c in columns[:6]}
+                     | {"score": [0.5] * 1000, "is_public": [True] * 1000})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="snappy")
+    body = bytearray(buffer.getvalue())
+    body[40:140] = b"\xff" * 100  # a data page, not the footer: the file opens, reading it fails
+    sha = "d" * 40
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/datasets/mteb/results":
+            return httpx.Response(200, json={"id": "mteb/results", "sha": sha})
+        if request.url.path.startswith("/api/datasets/mteb/results/tree/"):
+            return httpx.Response(200, json=[{"type": "file", "oid": "1", "size": len(body),
+                                              "path": "data/train-00000-of-00001.parquet"}])
+        return httpx.Response(200, content=bytes(body))
+
+    def factory(source: str, token: str | None) -> SourceClient:
+        return SourceClient(source=source, token=token, transport=httpx.MockTransport(handler),
+                            settings=HttpSettings(max_attempts=1))
+
+    monkeypatch.setattr(MtebSource, "client_factory", staticmethod(factory))
+    source = _source()
+    with pytest.raises(SourceSchemaError, match=r"^mteb: data/train-00000-of-00001.parquet is corrupt \("):
+        source.run(store, IngestOptions(all_models=True))
+    source.close()
+    assert list_runs(store, source="mteb")[0].status == RunStatus.FAILED
+
+
+@pytest.mark.parametrize("where", ["version", "load"])
+def test_a_mirror_folder_that_cannot_be_listed_is_a_clear_error(store: Store, tmp_path: Path, where: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import recommender_core.sources.mteb as module
+
+    mirror = _copy_sample(tmp_path)
+    blocked = next(mirror.rglob("NFCorpus.json")).parent
+    real_scandir = os.scandir
+    listed = {"n": 0}
+
+    def scandir(path: Any) -> Any:
+        if Path(path) == blocked:
+            listed["n"] += 1
+            # The fingerprint lists the folder first; "load" lets that pass and fails while reading.
+            if where == "version" or listed["n"] > 1:
+                raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(module.os, "scandir", scandir)
+    with pytest.raises(SourceError, match=r"^mteb: the mirror .* cannot be read \(Permission denied: .*"
+                                          r"; check that it is complete and readable"):
+        _source().run(store, IngestOptions(mirror=str(mirror)))
+    assert list_runs(store, source="mteb")[0].status == RunStatus.FAILED

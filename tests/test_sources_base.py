@@ -99,6 +99,13 @@ def test_html_where_json_was_expected() -> None:
         c.get_json("https://hub.invalid/api")
 
 
+def test_json_nested_too_deep_is_a_clear_error() -> None:
+    c, _ = client(lambda r: httpx.Response(200, headers={"Content-Type": "application/json"},
+                                           content=b"[" * 100_000 + b"]" * 100_000))
+    with c, pytest.raises(SourceError, match=r"returned non-JSON content \(application/json\) where JSON"):
+        c.get_json("https://hub.invalid/api")
+
+
 def test_redirects_are_followed_and_github_rate_limit_explained() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.host == "hub.invalid":
@@ -195,7 +202,8 @@ def test_dry_run_writes_nothing(store: Store) -> None:
 
 
 def test_empty_source_is_refused(store: Store) -> None:
-    with pytest.raises(SourceSchemaError, match="holds no rows"):
+    with pytest.raises(SourceSchemaError, match=r"holds no rows; nothing was written. Check that --source \(or "
+                       r"RECSYS_FAKE_URL\) points at fake data"):
         FakeSource("v1", []).run(store, IngestOptions())
 
 

@@ -131,6 +131,15 @@ class Source(abc.ABC):
     def load(self, version: str, options: IngestOptions) -> Batch:
         """Read, parse and validate every row of ``version``."""
 
+    def scope(self, options: IngestOptions) -> str | None:
+        """What part of the source a run covers (configs, tracked models), or None when it is always all.
+
+        A run is ``unchanged`` only when both the version and the scope equal the current run's, so
+        asking for more (a new config, a new candidate) is ingested at once, not at the next upstream
+        change. Computed without I/O: it is compared before anything is fetched.
+        """
+        return None
+
     def save_state(self, session: Session) -> None:  # noqa: B027 - an optional hook
         """Write incremental cursors (``SourceState``) inside the run's write transaction, atomically."""
 
@@ -142,7 +151,9 @@ class Source(abc.ABC):
     def _check_rejections(self, batch: Batch) -> None:
         total = len(batch.records) + batch.rows_rejected
         if total == 0:
-            raise SourceSchemaError(f"{self.name}: the source holds no rows; nothing was written.", source=self.name)
+            raise SourceSchemaError(f"{self.name}: the source holds no rows; nothing was written. Check that "
+                                    f"--source (or RECSYS_{self.name.upper()}_URL) points at {self.name} data.",
+                                    source=self.name)
         if batch.rows_rejected / total > MAX_REJECTED_FRACTION:
             reasons = ", ".join(f"{reason}: {n}" for reason, n in batch.rejected.most_common(5))
             raise SourceSchemaError(
@@ -174,12 +185,16 @@ class Source(abc.ABC):
         with ingest_job(store, job=self.job, source=self.name, keep_runs=options.keep_runs) as handle:
             version = self.resolve_version(options)
             handle.source_version = version
+            scope = self.scope(options)
             current = current_ingest_run(store, self.name)
-            if current is not None and current.source_version == version and not options.force:
+            if (current is not None and current.source_version == version and not options.force
+                    and (scope is None or (current.details or {}).get("scope") == scope)):
                 handle.status = RunStatus.UNCHANGED
                 handle.details = {"current_run_id": current.id}
                 return self._result(RunStatus.UNCHANGED, version, handle.run_id, None)
             batch = self.load(version, options)
+            if scope is not None:
+                batch.details["scope"] = scope
             self._fill(handle, batch)
             self._check_rejections(batch)
             with store.session() as session:

@@ -264,7 +264,7 @@ class SourceClient:
         content_type = response.headers.get("content-type", "")
         try:
             return json.loads(response.content)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             kind = "an HTML page" if "html" in content_type or response.content.lstrip()[:1] == b"<" else (
                 f"non-JSON content ({content_type or 'no content type'})")
             raise SourceError(f"{self.source}: {redact_url(url)} returned {kind} where JSON was expected.",

@@ -36,6 +36,7 @@ import httpx
 from ..config import Settings
 from ..errors import SourceError, SourceSchemaError
 from ..policy import Policy
+from ..redact import redact_url
 from . import lmsys_constants as C
 from .base import Batch, EvidenceRecord, IngestOptions, ProgressFactory, Source, register_source
 from .http import HttpSettings, SourceClient
@@ -290,7 +291,14 @@ def legacy_csv_version(path: Path, data: bytes) -> tuple[str, date | None]:
 
 def parse_legacy_csv(text: str, *, origin: str, batch: Batch, published_on: date | None) -> None:
     """A 2023 Space ``leaderboard_table_*.csv``: ``Model`` + ``Arena Elo rating`` (``-`` = unrated)."""
-    reader = csv.DictReader(io.StringIO(text))
+    try:
+        _parse_legacy_csv(csv.DictReader(io.StringIO(text)), origin=origin, batch=batch, published_on=published_on)
+    except csv.Error as exc:
+        raise SourceSchemaError(f"{NAME}: {origin} is not a well-formed CSV ({exc}); nothing was written.",
+                                source=NAME) from exc
+
+
+def _parse_legacy_csv(reader: csv.DictReader[str], *, origin: str, batch: Batch, published_on: date | None) -> None:
     fields = reader.fieldnames or []
     if C.LEGACY_RATING_COLUMN not in fields:
         raise SourceSchemaError(
@@ -340,7 +348,7 @@ def _read_git_head(folder: Path) -> str | None:
                 parts = line.split()
                 if len(parts) == 2 and parts[1] == ref:
                     return parts[0]
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
     return None
 
@@ -365,7 +373,7 @@ class LmsysSource(Source):
                  transport: httpx.BaseTransport | None = None, client: httpx.Client | None = None,
                  http_settings: HttpSettings | None = None, sleep: Callable[[float], None] | None = None) -> None:
         super().__init__(settings=settings, policy=policy, progress=progress)
-        chosen = tuple(configs) if configs else configs_from_policy(policy)
+        chosen = tuple(dict.fromkeys(configs)) if configs else configs_from_policy(policy)  # --config text twice
         for config in chosen:
             if not _CONFIG_NAME.match(config):
                 raise SourceError(f"{NAME}: {config!r} is not a dataset config name (e.g. text, vision, webdev).",
@@ -404,7 +412,19 @@ class LmsysSource(Source):
     @staticmethod
     def _mirror(options: IngestOptions, settings: Settings) -> str | None:
         mirror = options.mirror or settings.lmsys_url
-        return mirror.strip() if mirror and mirror.strip() else None
+        mirror = mirror.strip() if mirror and mirror.strip() else None
+        if mirror is not None and LmsysSource._is_url(mirror):
+            try:
+                parts = urlsplit(mirror)
+                parts.port  # noqa: B018 - parsing the port is what validates it
+                query = dict(parse_qsl(parts.query))
+                for key in ("offset", "length"):
+                    if key in query:
+                        int(query[key])
+            except ValueError as exc:
+                raise SourceError(f"{NAME}: {redact_url(mirror)} is not a valid mirror URL ({exc}); check the --source "
+                                  "URL (or RECSYS_LMSYS_URL).", source=NAME) from exc
+        return mirror
 
     @staticmethod
     def _is_url(mirror: str) -> bool:
@@ -468,6 +488,10 @@ class LmsysSource(Source):
 
     # --- Source ---
 
+    def scope(self, options: IngestOptions) -> str | None:
+        """The configs a run ingests: asking for another config re-reads an unchanged dataset sha."""
+        return "configs:" + ",".join(sorted(self.configs))
+
     def resolve_version(self, options: IngestOptions) -> str:
         mirror = self._mirror(options, self.settings)
         if mirror is None:
@@ -499,20 +523,22 @@ class LmsysSource(Source):
             endpoint = mirror or self.endpoint
             for config in self.configs:
                 url = C.parquet_url(version, config, endpoint=endpoint)
-                parse_parquet(self._download(url, f"lmsys {config}"), config=config, origin=url, batch=batch,
-                              seen=seen)
+                parse_parquet(self._download(url, f"lmsys {config}"), config=config, origin=redact_url(url),
+                              batch=batch, seen=seen)
             batch.details["configs"] = list(self.configs)
         elif self._is_url(mirror):
             parts = urlsplit(mirror).path.split("/")
             if self._remote_kind(mirror) == "parquet":
                 config = self._config_of(parts, self.configs[0])
-                parse_parquet(self._download(mirror, "lmsys parquet"), config=config, origin=mirror, batch=batch)
+                parse_parquet(self._download(mirror, "lmsys parquet"), config=config, origin=redact_url(mirror),
+                              batch=batch)
             else:
                 query = dict(parse_qsl(urlsplit(mirror).query))
                 config = query.get("config") or self.configs[0]
                 if not _CONFIG_NAME.match(config):
-                    raise SourceError(f"{NAME}: {config!r} in {mirror} is not a dataset config name.", source=NAME)
-                parse_rows_page(self._rows_document(mirror), config=config, origin=mirror, batch=batch)
+                    raise SourceError(f"{NAME}: {config!r} in {redact_url(mirror)} is not a dataset config name.",
+                                      source=NAME)
+                parse_rows_page(self._rows_document(mirror), config=config, origin=redact_url(mirror), batch=batch)
             batch.details["configs"] = [config]
         else:
             path = self._local_path(mirror)
@@ -548,14 +574,14 @@ class LmsysSource(Source):
         document = self.http().get_json(url)
         sha = document.get("sha") if isinstance(document, dict) else None
         if not isinstance(sha, str) or not _SHA.match(sha):
-            raise SourceSchemaError(f"{NAME}: {url} answered without a dataset commit sha; the Hub API changed "
-                                    "or the URL is not a dataset.", source=NAME, url=url)
+            raise SourceSchemaError(f"{NAME}: {redact_url(url)} answered without a dataset commit sha; the Hub API "
+                                    "changed or the URL is not a dataset.", source=NAME, url=url)
         return sha
 
     def _folder_version(self, folder: Path) -> str:
         pinned = folder / C.VERSION_FILE
         if pinned.is_file():
-            text = pinned.read_text("utf-8").strip().splitlines()
+            text = pinned.read_text("utf-8", errors="replace").strip().splitlines()
             if text and text[0].strip():
                 return text[0].strip()[:256]
         head = _read_git_head(folder)
@@ -569,7 +595,7 @@ class LmsysSource(Source):
     def _local_rows_document(self, path: Path) -> Any:
         try:
             document = json.loads(self._read_local(path))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise SourceSchemaError(f"{NAME}: {path} is not valid JSON. {_UNSUPPORTED}", source=NAME) from exc
         if isinstance(document, dict) and isinstance(document.get("rows"), list):
             total = document.get("num_rows_total")
@@ -594,8 +620,8 @@ class LmsysSource(Source):
             page_url = urlunsplit(parts._replace(query=urlencode(query)))
             page = self.http().get_json(page_url)
             if not isinstance(page, dict) or not isinstance(page.get("rows"), list):
-                raise SourceSchemaError(f"{NAME}: {page_url} is not a datasets-server /rows page (no 'rows' list).",
-                                        source=NAME, url=page_url)
+                raise SourceSchemaError(f"{NAME}: {redact_url(page_url)} is not a datasets-server /rows page "
+                                        "(no 'rows' list).", source=NAME, url=page_url)
             if merged is None:
                 merged = page
             else:

@@ -215,7 +215,7 @@ def parse_result(raw: bytes, *, file_task: str, tasks: Mapping[str, TaskInfo]) -
     """One result file's task score; raises ``Rejected`` with a reason for anything else."""
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise Rejected(REJECT_MALFORMED, str(exc)) from exc
     if not isinstance(data, dict):
         raise Rejected(REJECT_NOT_A_RESULT)
@@ -258,7 +258,7 @@ def _model_name(folder: str, meta_raw: bytes | None) -> str:
         try:
             meta = json.loads(meta_raw)
             name = meta.get("name") if isinstance(meta, dict) else None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             name = None
     if not isinstance(name, str) or not name.strip():
         return folder_model_name(folder)
@@ -403,6 +403,14 @@ def _results_dir(root: Path) -> Path:
 
 
 def _git_head(root: Path) -> str | None:
+    """The clone's HEAD commit, or None when ``root`` is not a readable clone (then its files are fingerprinted)."""
+    try:
+        return _read_git_head(root)
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _read_git_head(root: Path) -> str | None:
     git = root / ".git"
     if git.is_file():  # a worktree or submodule: "gitdir: <path>"
         text = git.read_text(encoding="utf-8").strip()
@@ -450,7 +458,7 @@ def mirror_version(root: Path) -> str:
     """A mirror's version: the override file, else git HEAD, else a fingerprint of its file list."""
     override = root / MIRROR_VERSION_FILE
     if override.is_file():
-        first = override.read_text(encoding="utf-8").strip().splitlines()
+        first = override.read_text(encoding="utf-8", errors="replace").strip().splitlines()
         if first and first[0].strip():
             return first[0].strip()
     head = _git_head(root)
@@ -461,7 +469,7 @@ def mirror_version(root: Path) -> str:
     count = 0
     for rel, entry in _walk(results):
         stat = entry.stat(follow_symlinks=False)
-        digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
         count += 1
     return f"files:{count}:{digest.hexdigest()[:16]}"
 
@@ -479,12 +487,53 @@ def _mirror_path(value: str) -> Path:
         value = value[len("file://"):]
     elif "://" in value:
         raise ConfigError(
-            f"mteb: {value!r} is a URL; the MTEB source accepts a local clone or mirror of "
-            "embeddings-benchmark/results (--source PATH), or no --source for the GitHub API.")
+            f"mteb: {value!r} is a URL, but an MTEB mirror (--source or RECSYS_MTEB_URL) must be a local folder: "
+            "clone https://github.com/embeddings-benchmark/results and pass its path, or set neither to read "
+            "the policy's candidates through the GitHub API (--all: every model from the Hugging Face dataset).")
     path = Path(value).expanduser()
     if not path.is_dir():
-        raise ConfigError(f"mteb: {value} is not a directory; pass a clone or mirror of embeddings-benchmark/results.")
+        what = "does not exist" if not path.exists() else "is not a directory"
+        raise ConfigError(f"mteb: {value} {what}; pass a clone or mirror of embeddings-benchmark/results "
+                          "(an unpacked folder).")
     return path
+
+
+def _parquet_batches(parquet: Any, path: str) -> Iterator[dict[str, list[Any]]]:
+    """The parquet's rows in column batches; a corrupt page past the footer is a clear error, not a crash."""
+    import pyarrow as pa
+
+    batches = parquet.iter_batches(columns=list(PARQUET_COLUMNS), batch_size=65536)
+    while True:
+        try:
+            part = next(batches)
+        except StopIteration:
+            return
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise SourceSchemaError(f"mteb: {path} is corrupt ({exc}); nothing was written, run again later.",
+                                    source="mteb") from exc
+        yield part.to_pydict()
+
+
+def _unreadable_mirror(root: Path, exc: OSError) -> SourceError:
+    return SourceError(f"mteb: the mirror {root} cannot be read ({exc.strerror or exc}: {exc.filename}); check "
+                       "that it is complete and readable (not being updated right now), then run again.",
+                       source="mteb")
+
+
+def _json_object(http: SourceClient, url: str) -> dict[str, Any]:
+    """A JSON object from ``url``; anything else (a list, a string) is a clear error, not a crash."""
+    document = http.get_json(url)
+    if not isinstance(document, dict):
+        raise SourceSchemaError(f"mteb: {url} answered {type(document).__name__} JSON where an object was "
+                                "expected; the API changed or the URL is wrong.", source="mteb", url=url)
+    return document
+
+
+def _tree_entries(document: dict[str, Any], kind: str) -> list[tuple[str, str]]:
+    """(path, sha) of a GitHub tree listing's entries of ``kind`` (``tree`` or ``blob``), malformed ones left out."""
+    entries = document.get("tree")
+    return [(e["path"], e.get("sha") or "") for e in entries if isinstance(e, dict) and e.get("type") == kind
+            and isinstance(e.get("path"), str)] if isinstance(entries, list) else []
 
 
 # --- the source --------------------------------------------------------------------------------------
@@ -559,22 +608,36 @@ class MtebSource(Source):
 
     # -- versions --
 
+    def scope(self, options: IngestOptions) -> str | None:
+        """Network mode tracks the policy's embedding candidates: a new candidate (or alias) is fetched at
+        once, not at the next upstream commit. A mirror and ``--all`` always cover every model."""
+        if self._mirror(options) or options.all_models:
+            return None
+        lines = [f"{name}={','.join(sorted(self.policy.candidates[name].aliases.get(self.name, ())))}"
+                 for name in sorted(self.policy.candidates_of_kind("embedding"))]
+        return "candidates:" + hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
     def resolve_version(self, options: IngestOptions) -> str:
         mirror = self._mirror(options)
         if mirror:
             if options.all_models:
-                raise ConfigError("mteb: --all reads the Hugging Face dataset; it cannot be combined with --source.")
-            return mirror_version(_mirror_path(mirror))
+                raise ConfigError("mteb: --all reads the Hugging Face dataset; it cannot be combined with a mirror "
+                                  "(--source, or RECSYS_MTEB_URL: unset it for this run).")
+            root = _mirror_path(mirror)
+            try:
+                return mirror_version(root)
+            except OSError as exc:
+                raise _unreadable_mirror(root, exc) from exc
         token = self.settings.hf_token if options.all_models else self.settings.github_token
         secret = token.get_secret_value() if token is not None and hasattr(token, "get_secret_value") else token
         http = self._http(secret if isinstance(secret, str) else None)
         if options.all_models:
-            sha = http.get_json(HF_API).get("sha")
+            sha = _json_object(http, HF_API).get("sha")
             if not isinstance(sha, str) or not sha:
                 raise SourceSchemaError(f"mteb: {HF_API} answered without a 'sha'; the Hub API changed?",
                                         source=self.name)
             return f"hf:{sha}"
-        sha = http.get_json(f"{GITHUB_API}/commits/{GITHUB_BRANCH}").get("sha")
+        sha = _json_object(http, f"{GITHUB_API}/commits/{GITHUB_BRANCH}").get("sha")
         if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{40}", sha):
             raise SourceSchemaError(f"mteb: {GITHUB_API}/commits/{GITHUB_BRANCH} answered without a commit sha.",
                                     source=self.name)
@@ -585,7 +648,11 @@ class MtebSource(Source):
     def load(self, version: str, options: IngestOptions) -> Batch:
         mirror = self._mirror(options)
         if mirror:
-            return self._load_mirror(_mirror_path(mirror))
+            root = _mirror_path(mirror)
+            try:
+                return self._load_mirror(root)
+            except OSError as exc:  # a folder that vanished or cannot be listed (one file is only rejected)
+                raise _unreadable_mirror(root, exc) from exc
         if options.all_models:
             return self._load_parquet(version.removeprefix("hf:"))
         return self._load_github(version, force=options.force)
@@ -633,14 +700,13 @@ class MtebSource(Source):
     def _load_github(self, commit: str, *, force: bool) -> Batch:
         http = self._http(None)
         batch = Batch()
-        root = http.get_json(f"{GITHUB_API}/git/trees/{commit}")
-        results_sha = next((e.get("sha") for e in root.get("tree", [])
-                            if e.get("path") == "results" and e.get("type") == "tree"), None)
+        root = _json_object(http, f"{GITHUB_API}/git/trees/{commit}")
+        results_sha = next((sha for path, sha in _tree_entries(root, "tree") if path == "results"), None)
         if not results_sha:
             raise SourceSchemaError(f"mteb: commit {commit} has no results/ tree; the repository layout changed?",
                                     source=self.name)
-        listing = http.get_json(f"{GITHUB_API}/git/trees/{results_sha}")
-        trees = {e["path"]: e["sha"] for e in listing.get("tree", []) if e.get("type") == "tree"}
+        listing = _json_object(http, f"{GITHUB_API}/git/trees/{results_sha}")
+        trees = dict(_tree_entries(listing, "tree"))
         tracked = self._tracked(sorted(trees))
         if not tracked:
             raise SourceSchemaError("mteb: no model folder in the results repository matches an embedding candidate "
@@ -664,11 +730,11 @@ class MtebSource(Source):
                     batch.skipped[SKIP_UNCHANGED_TREE] += 1
                     reused += 1
                     continue
-            tree = http.get_json(f"{GITHUB_API}/git/trees/{trees[folder]}?recursive=1")
+            tree = _json_object(http, f"{GITHUB_API}/git/trees/{trees[folder]}?recursive=1")
             if tree.get("truncated"):
                 raise SourceSchemaError(f"mteb: the GitHub tree of {folder} was truncated; use --source with a clone.",
                                         source=self.name)
-            blobs = [e["path"] for e in tree.get("tree", []) if e.get("type") == "blob"]
+            blobs = [path for path, _ in _tree_entries(tree, "blob")]
 
             def reader(path: str, folder: str = folder) -> FileReader:
                 url = f"{GITHUB_RAW}/{commit}/results/{quote(folder)}/{quote(path)}"
@@ -716,8 +782,7 @@ class MtebSource(Source):
                 if missing:
                     raise SourceSchemaError(f"mteb: {path} lacks the columns {', '.join(missing)}; "
                                             "the dataset's format changed.", source=self.name)
-                for part in parquet.iter_batches(columns=list(PARQUET_COLUMNS), batch_size=65536):
-                    columns = part.to_pydict()
+                for columns in _parquet_batches(parquet, path):
                     for model, revision, task, split, _subset, score in zip(
                             *(columns[c] for c in PARQUET_COLUMNS), strict=True):
                         value = _number(score)
