@@ -1,7 +1,7 @@
 """MTEB mirror ingest: rate vs a bare read + json.loads loop, flat memory, and an unchanged re-run.
 
 The mirror replicates the real 9-model slice (``../shared/data/real/mteb/results-slice-9-models.tar.gz``)
-under new model names in a temporary folder, up to ``RECSYS_BENCH_MTEB_FILES`` result files (default 10,000
+under new model names in a temporary folder, up to ``RECSYS_BENCH_MTEB_FILES`` result files (default 30,000
 so ``make bench`` stays short; the issue's figure is 100,000). Ingest goes into Postgres when
 ``RECSYS_TEST_DATABASE_URL`` is set (a fresh database, dropped afterwards), else into SQLite (noted).
 
@@ -28,7 +28,7 @@ __all__ = ["run"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SLICE = ROOT.parent / "shared" / "data" / "real" / "mteb" / "results-slice-9-models.tar.gz"
-DEFAULT_FILES = 10_000
+DEFAULT_FILES = 30_000
 
 
 def _build_mirror(target: Path, files: int, template: Path) -> int:

@@ -1,7 +1,5 @@
 """The root ``recsys`` command: global options and the command tree of DESIGN.md section 3."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,5 @@
 """``recsys db``: migrations."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

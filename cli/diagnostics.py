@@ -1,8 +1,5 @@
 """``recsys snapshot`` and ``recsys serve``."""
 
-from __future__ import annotations
-
-import json
 import sys
 from typing import Annotated, Any
 
@@ -46,6 +43,8 @@ def snapshot_command(
     if app_state.json_output:
         # Compact, unlike print_json: json's C encoder only runs without indent, and a full snapshot
         # (every ranked model of every task) is large enough for that to matter (bench_snapshot).
+        import json
+
         sys.stdout.write(json.dumps(snapshot.document, allow_nan=False) + "\n")
         return
     render_snapshot(snapshot.document, stale_after_hours=settings.stale_after_hours)

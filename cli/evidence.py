@@ -1,7 +1,5 @@
 """``recsys evidence`` and ``recsys runs``: read the store."""
 
-from __future__ import annotations
-
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -56,14 +54,14 @@ def evidence_command(
                     no_wrap=headers[1:])
 
 
-def _who(row: EvidenceRow) -> str:
+def _who(row: "EvidenceRow") -> str:
     """The upstream name, and the candidate it maps to on a line of its own (saves a column at 80)."""
     if row.candidate is None or row.candidate.lower() == row.model.lower():
         return row.model
     return f"{row.model}\n\u2192{row.candidate}"
 
 
-def _bounds(row: EvidenceRow) -> str | None:
+def _bounds(row: "EvidenceRow") -> str | None:
     if row.lower is None and row.upper is None:
         return None
     return f"{format_value(row.lower)}..{format_value(row.upper)}"
@@ -71,7 +69,7 @@ def _bounds(row: EvidenceRow) -> str | None:
 
 # Per source, the columns a person needs (the JSON output has every field): at most five, so a table
 # fits an 80-column terminal with only long model names wrapping.
-_COLUMNS: dict[str, tuple[list[str], Callable[[EvidenceRow], Sequence[Any]]]] = {
+_COLUMNS: "dict[str, tuple[list[str], Callable[[EvidenceRow], Sequence[Any]]]]" = {
     "lmsys": (["model \u2192 candidate", "category", "rating", "lower..upper", "votes"],
               lambda r: [_who(r), r.category, r.value, _bounds(r), r.samples]),
     "mteb": (["model \u2192 candidate", "task", "type", "score"],

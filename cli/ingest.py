@@ -1,7 +1,5 @@
 """``recsys ingest``: one subcommand per source (each in its own module)."""
 
-from __future__ import annotations
-
 from ._base import RecsysTyper
 
 app = RecsysTyper()

@@ -1,7 +1,5 @@
 """``recsys ingest litellm``: a LiteLLM proxy's SpendLogs into telemetry."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 from typing import Annotated
 

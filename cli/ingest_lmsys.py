@@ -1,7 +1,5 @@
 """``recsys ingest lmsys``: LMArena ratings into evidence."""
 
-from __future__ import annotations
-
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,7 +37,7 @@ def download_progress(enabled: bool) -> Iterator[Callable[[str], Callable[[int, 
         yield factory
 
 
-def render(result: IngestResult) -> None:
+def render(result: "IngestResult") -> None:
     """One summary for people: what happened, how many rows, why rows were rejected or skipped."""
     if result.status == "unchanged":
         typer.echo(f"lmsys: source version {result.source_version} is already ingested; nothing to do "

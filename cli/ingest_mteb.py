@@ -1,7 +1,5 @@
 """``recsys ingest mteb``: MTEB results into evidence."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,5 @@
 """``recsys policy check``: validate a policy and show what its names map to."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,5 @@
 """Scoring and routing commands: ``score``, ``route``, ``route-test``, ``export litellm-router``."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -121,7 +119,7 @@ def route_command(
     print_table("Excluded", ["model", "reason"], ([e["model"], e["reason"]] for e in doc["excluded"]))
 
 
-def _table(app_state: Any, scores: str | None) -> tuple[UtilityTable | None, Any]:
+def _table(app_state: Any, scores: str | None) -> "tuple[UtilityTable | None, Any]":
     """(table, store): from a snapshot file (no database), else the store's current run."""
     from recommender_core.routing.table import load_current_table, table_from_snapshot
 

@@ -1,7 +1,5 @@
 """``recsys telemetry``: maintenance of raw telemetry."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

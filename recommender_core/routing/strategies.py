@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from .table import TaskTable
+if TYPE_CHECKING:
+    # Annotations only: the CLI lists strategy names at start-up and must not pay for the table.
+    from .table import TaskTable
 
 __all__ = ["STRATEGIES", "CascadeStrategy", "RouteConstraints", "Strategy", "UtilityStrategy"]
 
