@@ -13,6 +13,8 @@ import pytest
 
 from recommender_core.store import Store
 
+from ._relay import TcpRelay
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_REAL_DATA = REPO_ROOT.parent / "shared" / "data" / "real"
 REQUIRE_ALL = os.environ.get("RECSYS_REQUIRE_ALL_TESTS") == "1"
@@ -134,3 +136,21 @@ def memory_store() -> Iterator[Store]:
         yield s
     finally:
         s.dispose()
+
+
+@pytest.fixture
+def relayed_postgres(postgres_url: str) -> Iterator[tuple[str, TcpRelay]]:
+    """A migrated Postgres database reached through a relay the test can cut and restore."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(postgres_url)
+    setup = Store(postgres_url)
+    setup.upgrade()
+    setup.dispose()
+    relay = TcpRelay((parts.hostname or "127.0.0.1", parts.port or 5432))
+    relay.start()
+    url = postgres_url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{relay.port}")
+    try:
+        yield url, relay
+    finally:
+        relay.stop()

@@ -569,33 +569,16 @@ def test_database_down_at_start_for_a_job(capsys: pytest.CaptureFixture[str]) ->
 
 # --- the telemetry writer's database gone for a while and back -----------------------------------
 
-@pytest.fixture
-def relayed(postgres_url: str) -> Iterator[tuple[str, Any]]:
-    from urllib.parse import urlsplit
-
-    from .test_telemetry import _TcpRelay
-
-    parts = urlsplit(postgres_url)
-    setup = Store(postgres_url)
-    setup.upgrade()
-    setup.dispose()
-    relay = _TcpRelay((parts.hostname or "127.0.0.1", parts.port or 5432))
-    relay.start()
-    try:
-        yield postgres_url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{relay.port}"), relay
-    finally:
-        relay.stop()
-
 
 @pytest.mark.postgres
 def test_telemetry_db_gone_then_back_callers_never_wait_and_loss_is_counted(
-        relayed: tuple[str, Any], postgres_url: str) -> None:
+        relayed_postgres: tuple[str, Any], postgres_url: str) -> None:
     from recommender_core.store.tables import TelemetryEvent
     from recommender_core.telemetry.writer import BatchWriter, write_records
 
     from .test_telemetry import _record
 
-    url, relay = relayed
+    url, relay = relayed_postgres
     store = Store(url)
     writer = BatchWriter(sink=lambda b: write_records(store, b), queue_size=100, batch_size=20,
                          flush_interval=0.02, backoff_initial=0.05, backoff_max=0.2)
