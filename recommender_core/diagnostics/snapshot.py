@@ -22,6 +22,7 @@ from sqlmodel import col, select
 from ..errors import UsageError
 from ..evidence import current_run_ids, unmatched_models
 from ..policy import EvidenceRef, Policy
+from ..routing.table import order_key
 from ..store import Store
 from ..store.tables import (
     BenchmarkEvidence,
@@ -40,7 +41,6 @@ SCHEMA_VERSION = 1
 TELEMETRY_WINDOW_HOURS = 24
 # The task label of telemetry events that carry no task tag.
 UNTAGGED_TASK = "untagged"
-_ROUND = 9
 
 
 @dataclass(frozen=True)
@@ -114,9 +114,8 @@ class Score(NamedTuple):
 
 
 def _order_key(s: Score) -> tuple[float, float, float, str]:
-    # DESIGN.md section 6 order: utility desc, quality desc, cost asc, name asc (9 decimals).
-    return (-round(s.utility or 0.0, _ROUND), -round(s.quality or 0.0, _ROUND),
-            round(s.cost_per_1k_tokens or 0.0, _ROUND), s.model)
+    # Routing's own total order (DESIGN.md section 6), so a saved snapshot reproduces its decisions.
+    return order_key(s.utility or 0.0, s.quality or 0.0, s.cost_per_1k_tokens or 0.0, s.model)
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,18 @@ from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["ROUND_DIGITS", "OrderIndex", "ScoreRow", "TaskTable", "UtilityTable", "load_current_table",
-           "table_from_scored", "table_from_snapshot", "total_order_key"]
+__all__ = [
+    "ROUND_DIGITS",
+    "OrderIndex",
+    "ScoreRow",
+    "TaskTable",
+    "UtilityTable",
+    "load_current_table",
+    "order_key",
+    "table_from_scored",
+    "table_from_snapshot",
+    "total_order_key",
+]
 
 ROUND_DIGITS = 9
 
@@ -43,13 +53,19 @@ class ScoreRow:
                 "cost_per_1k_tokens": self.cost_per_1k_tokens, "latency_p95_ms": self.latency_p95_ms}
 
 
-def total_order_key(row: ScoreRow) -> tuple[float, float, float, str]:
+def order_key(utility: float, quality: float, cost_per_1k_tokens: float, model: str) -> tuple[float, float, float, str]:
     """DESIGN.md section 6: utility desc, quality desc, cost asc, name asc, on values rounded to 9 decimals.
 
-    "cost" is the cost per 1k tokens (the money), so cheaper wins a tie, as in the snapshot.
+    "cost" is the cost per 1k tokens (the money), so cheaper wins a tie. The snapshot ranks with
+    this same key, so a saved snapshot reproduces the decisions.
     """
-    return (-round(row.utility, ROUND_DIGITS), -round(row.quality, ROUND_DIGITS),
-            round(row.cost_per_1k_tokens, ROUND_DIGITS), row.model)
+    return (-round(utility, ROUND_DIGITS), -round(quality, ROUND_DIGITS),
+            round(cost_per_1k_tokens, ROUND_DIGITS), model)
+
+
+def total_order_key(row: ScoreRow) -> tuple[float, float, float, str]:
+    """``order_key`` of a table row."""
+    return order_key(row.utility, row.quality, row.cost_per_1k_tokens, row.model)
 
 
 def _cost_key(row: ScoreRow) -> tuple[float, tuple[float, float, float, str]]:
