@@ -33,6 +33,7 @@ from ..store.tables import (
     UtilityScore,
     utcnow,
 )
+from ..telemetry.rollups import latency_percentiles
 
 __all__ = ["SCHEMA_VERSION", "TELEMETRY_WINDOW_HOURS", "UNTAGGED_TASK", "Snapshot", "build_snapshot",
            "current_scoring_run", "selection_counts", "source_status"]
@@ -253,34 +254,13 @@ def _telemetry(store: Store, now: datetime) -> dict[str, Any]:
     """
     since = now - timedelta(hours=TELEMETRY_WINDOW_HOURS)
     name = sa.func.coalesce(col(TelemetryEvent.model_group), col(TelemetryEvent.model))
-    in_window = col(TelemetryEvent.started_at) >= since
-    timed = sa.and_(in_window, col(TelemetryEvent.status) == "success", col(TelemetryEvent.cache_hit).is_(False),
-                    col(TelemetryEvent.latency_ms).is_not(None))
-    latency = col(TelemetryEvent.latency_ms)
-    ranked = sa.select(
-        name.label("name"), latency.label("latency"),
-        (sa.func.row_number().over(partition_by=name, order_by=latency) - 1).label("rn"),
-        sa.func.count().over(partition_by=name).label("n"),
-    ).where(timed).subquery()
-    wanted_ranks = []
-    for pct in _PERCENTILES:
-        # Integer arithmetic, the same in SQL and in _interpolate, so both pick the same ranks.
-        low = (ranked.c.n - 1) * pct // 100
-        wanted_ranks += [ranked.c.rn == low, ranked.c.rn == low + 1]
     with store.connect() as conn:
         selections = conn.execute(
             sa.select(col(TelemetryEvent.task), name, sa.func.count(),
                       sa.func.sum(sa.case((col(TelemetryEvent.status) != "success", 1), else_=0)))
-            .where(in_window).group_by(col(TelemetryEvent.task), name)
+            .where(col(TelemetryEvent.started_at) >= since).group_by(col(TelemetryEvent.task), name)
         ).all()
-        picked = conn.execute(
-            sa.select(ranked.c.name, ranked.c.n, ranked.c.rn, ranked.c.latency).where(sa.or_(*wanted_ranks))
-        ).all()
-    at_rank: dict[str, dict[int, float]] = defaultdict(dict)
-    sizes: dict[str, int] = {}
-    for model, n, rn, value in picked:
-        at_rank[model][int(rn)] = float(value)
-        sizes[model] = int(n)
+        latencies = latency_percentiles(conn, since=since, percentiles=_PERCENTILES)
     calls: dict[str, int] = defaultdict(int)
     errors: dict[str, int] = defaultdict(int)
     for _task, model, count, failed in selections:
@@ -288,8 +268,8 @@ def _telemetry(store: Store, now: datetime) -> dict[str, Any]:
         errors[model] += int(failed or 0)
     models = []
     for model in sorted(calls):
-        values = at_rank.get(model, {})
-        p50, p95 = (_interpolate(values, sizes.get(model, 0), pct) for pct in _PERCENTILES)
+        timed = latencies.get(model)
+        p50, p95 = (timed.values[pct] if timed else None for pct in _PERCENTILES)
         models.append({"model": model, "calls": calls[model], "errors": errors[model],
                        "error_rate": errors[model] / calls[model], "latency_p50_ms": p50, "latency_p95_ms": p95})
     return {
@@ -301,15 +281,6 @@ def _telemetry(store: Store, now: datetime) -> dict[str, Any]:
 
 
 _PERCENTILES = (50, 95)
-
-
-def _interpolate(at_rank: Mapping[int, float], n: int, pct: int) -> float | None:
-    """``stats.percentile`` (linear interpolation) from only the two ranked values it reads."""
-    if n == 0:
-        return None
-    low, remainder = divmod((n - 1) * pct, 100)
-    high = min(low + 1, n - 1)
-    return at_rank[low] + (at_rank[high] - at_rank[low]) * remainder / 100
 
 
 def selection_counts(store: Store) -> dict[tuple[str, str], int]:

@@ -1,21 +1,20 @@
 """The telemetry rollup that scoring reads: per model, over a window, in two SQL queries.
 
 The model key is the LiteLLM ``model_group`` when set, else the model name (as in the snapshot).
-``calls`` counts successes and failures; cache hits are left out of latency only. The p95 uses the
-same definition as ``recommender_core.stats.percentile`` (linear interpolation between ranks),
-computed with window functions so SQLite and Postgres give the same figure without fetching
-every latency into Python.
+``calls`` counts successes and failures; cache hits are left out of latency only. The p95 comes from
+``telemetry.rollups.latency_percentiles`` (the same query the snapshot uses): exact, with the same
+definition as ``recommender_core.stats.percentile``, without fetching every latency into Python.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 
 from ..store import Store
+from ..telemetry.rollups import latency_percentiles
 
 __all__ = ["ModelTelemetry", "telemetry_by_model"]
 
@@ -50,47 +49,20 @@ WHERE started_at >= :since
 GROUP BY COALESCE(model_group, model)
 """)
 
-# Rank every eligible latency within its model, and keep only the two ranks around the 95th
-# percentile: the database sorts, Python interpolates.
-_P95 = sa.text("""
-WITH ranked AS (
-  SELECT COALESCE(model_group, model) AS key, latency_ms,
-         ROW_NUMBER() OVER (PARTITION BY COALESCE(model_group, model) ORDER BY latency_ms) - 1 AS rn,
-         COUNT(*) OVER (PARTITION BY COALESCE(model_group, model)) AS n
-  FROM telemetry_event
-  WHERE started_at >= :since AND status = 'success' AND latency_ms IS NOT NULL AND cache_hit = :no
-)
-SELECT key, rn, n, latency_ms FROM ranked
-WHERE rn = CAST(FLOOR((n - 1) * CAST(0.95 AS DOUBLE PRECISION)) AS INTEGER)
-   OR rn = CAST(FLOOR((n - 1) * CAST(0.95 AS DOUBLE PRECISION)) AS INTEGER) + 1
-""")
-
-
 def telemetry_by_model(store: Store, *, since: datetime) -> dict[str, ModelTelemetry]:
     """Per-model telemetry of events started at or after ``since``."""
     bind_since = since.replace(tzinfo=None) if store.dialect == "sqlite" else since
     with store.connect() as conn:
         counts = conn.execute(_COUNTS, {"since": bind_since}).all()
-        ranks = conn.execute(_P95, {"since": bind_since, "no": False}).all()
-    around: dict[str, dict[int, float]] = {}
-    sizes: dict[str, int] = {}
-    for key, rn, n, latency in ranks:
-        around.setdefault(key, {})[int(rn)] = float(latency)
-        sizes[key] = int(n)
+        latencies = latency_percentiles(conn, since=since, percentiles=(95,))
     result: dict[str, ModelTelemetry] = {}
     for key, calls, errors, cost_calls, cost_sum, token_sum in counts:
-        p95 = None
-        if key in sizes:
-            position = (sizes[key] - 1) * 0.95
-            low = math.floor(position)
-            values = around[key]
-            lo = values.get(low, values[min(values)])
-            hi = values.get(low + 1, lo)
-            p95 = lo + (hi - lo) * (position - low)
+        timed = latencies.get(key)
         tokens = int(token_sum or 0)
         result[key] = ModelTelemetry(
-            model=key, calls=int(calls), errors=int(errors or 0), latency_p95_ms=p95,
-            cost_calls=int(cost_calls or 0), latency_samples=sizes.get(key, 0),
+            model=key, calls=int(calls), errors=int(errors or 0),
+            latency_p95_ms=timed.values[95] if timed else None,
+            cost_calls=int(cost_calls or 0), latency_samples=timed.samples if timed else 0,
             cost_per_1k_tokens=(float(cost_sum) / tokens * 1000.0) if tokens > 0 else None,
         )
     return result

@@ -23,15 +23,17 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import col
 
-from ..stats import percentile
+from ..stats import percentile, percentile_from_ranks
 from ..store import Store
 from ..store.tables import TelemetryEvent, TelemetryRollup, utcnow
 
 __all__ = [
     "DEFAULT_WINDOWS_HOURS",
+    "LatencyPercentiles",
     "PruneResult",
     "Rollup",
     "compute_rollups",
+    "latency_percentiles",
     "model_rollups",
     "prune_events",
     "refresh_rollups",
@@ -182,3 +184,43 @@ def prune_events(
                 break
     refresh_rollups(store, now=now)
     return PruneResult(cutoff=cutoff, deleted=deleted, batches=batches)
+
+
+@dataclass(frozen=True)
+class LatencyPercentiles:
+    """Latency percentiles of one model's timed calls (successes, not cache hits, with a latency)."""
+
+    samples: int
+    values: dict[int, float | None]  # percentile -> milliseconds
+
+
+def latency_percentiles(conn: sa.Connection, *, since: datetime,
+                        percentiles: Sequence[int]) -> dict[str, LatencyPercentiles]:
+    """Per model (``model_group``, else the model name), exact latency percentiles of the calls
+    started at or after ``since``, without fetching every latency: the database ranks the latencies
+    with window functions and returns only the two ranks each percentile reads; Python interpolates
+    (``stats.percentile_from_ranks``, the same figures as ``stats.percentile`` on both backends).
+    """
+    name = sa.func.coalesce(col(TelemetryEvent.model_group), col(TelemetryEvent.model))
+    latency = col(TelemetryEvent.latency_ms)
+    ranked = sa.select(
+        name.label("name"), latency.label("latency"),
+        (sa.func.row_number().over(partition_by=name, order_by=latency) - 1).label("rn"),
+        sa.func.count().over(partition_by=name).label("n"),
+    ).where(col(TelemetryEvent.started_at) >= since, col(TelemetryEvent.status) == "success",
+            col(TelemetryEvent.cache_hit).is_(False), latency.is_not(None)).subquery()
+    wanted_ranks = []
+    for pct in percentiles:
+        # Integer arithmetic, the same in SQL and in percentile_from_ranks, so both pick the same ranks.
+        low = (ranked.c.n - 1) * pct // 100
+        wanted_ranks += [ranked.c.rn == low, ranked.c.rn == low + 1]
+    picked = conn.execute(
+        sa.select(ranked.c.name, ranked.c.n, ranked.c.rn, ranked.c.latency).where(sa.or_(*wanted_ranks))
+    ).all()
+    at_rank: dict[str, dict[int, float]] = defaultdict(dict)
+    sizes: dict[str, int] = {}
+    for model, n, rn, value in picked:
+        at_rank[model][int(rn)] = float(value)
+        sizes[model] = int(n)
+    return {model: LatencyPercentiles(samples=n, values={
+        pct: percentile_from_ranks(at_rank[model], n, pct) for pct in percentiles}) for model, n in sizes.items()}
