@@ -33,7 +33,11 @@ __all__ = [
     "Weights",
     "default_policy_text",
     "load_policy",
+    "located_error",
     "parse_policy",
+    "parse_yaml",
+    "read_config_file",
+    "validation_error",
     "yaml_line_of",
 ]
 
@@ -222,11 +226,45 @@ def yaml_line_of(text: str, loc: Sequence[int | str]) -> int | None:
     return int(node.start_mark.line) + 1
 
 
-def _fail(path: str, text: str, loc: Sequence[int | str], message: str) -> PolicyError:
+def located_error(path: str, text: str, loc: Sequence[int | str], message: str, *,
+                  label: str = "policy") -> PolicyError:
+    """A PolicyError naming the file, the line of the YAML node at ``loc``, and the field."""
     line = yaml_line_of(text, loc)
     field = ".".join(str(p) for p in loc) or "(top level)"
     where = f"{path}, line {line}" if line else path
-    return PolicyError(f"Invalid policy {where}, field '{field}': {message}.", path=path, line=line, field=field)
+    return PolicyError(f"Invalid {label} {where}, field '{field}': {message}.", path=path, line=line, field=field)
+
+
+def validation_error(exc: ValidationError, *, path: str, text: str, label: str = "policy") -> PolicyError:
+    """The first pydantic error of ``exc`` as a located PolicyError."""
+    first = exc.errors()[0]
+    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    return located_error(path, text, loc, first["msg"][0].lower() + first["msg"][1:], label=label)
+
+
+def parse_yaml(text: str, *, path: str, label: str = "policy") -> Any:
+    """``yaml.safe_load`` whose syntax errors name the file and the line."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = int(mark.line) + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        where = f"{path}, line {line}" if line else path
+        raise PolicyError(f"Invalid {label} {where}: not valid YAML ({problem}).", path=path, line=line) from exc
+
+
+def read_config_file(path: Path | str, *, noun: str = "Policy") -> str:
+    """The text of a policy or case file; a missing or unreadable file is a PolicyError saying so."""
+    file = Path(path)
+    try:
+        return file.read_text("utf-8")
+    except FileNotFoundError as exc:
+        raise PolicyError(f"{noun} file {file} does not exist.", path=str(file)) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{noun} file {file} cannot be read: {exc}.", path=str(file)) from exc
 
 
 def _cross_check(policy: Policy) -> tuple[tuple[int | str, ...], str] | None:
@@ -263,27 +301,16 @@ def _cross_check(policy: Policy) -> tuple[tuple[int | str, ...], str] | None:
 
 def parse_policy(text: str, *, path: str = "<policy>") -> Policy:
     """Validate policy YAML ``text``; raise PolicyError naming ``path``, the line and the field."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = int(mark.line) + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        where = f"{path}, line {line}" if line else path
-        raise PolicyError(f"Invalid policy {where}: not valid YAML ({problem}).", path=path, line=line) from exc
+    data = parse_yaml(text, path=path)
     if not isinstance(data, dict):
-        raise _fail(path, text, (), "the file must be a mapping with 'candidates' and 'tasks'")
+        raise located_error(path, text, (), "the file must be a mapping with 'candidates' and 'tasks'")
     try:
         policy = Policy.model_validate({**data, "source_path": path})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        raise _fail(path, text, loc, first["msg"][0].lower() + first["msg"][1:]) from exc
+        raise validation_error(exc, path=path, text=text) from exc
     problem = _cross_check(policy)
     if problem is not None:
-        raise _fail(path, text, problem[0], problem[1])
+        raise located_error(path, text, problem[0], problem[1])
     return policy
 
 
@@ -291,11 +318,4 @@ def load_policy(path: Path | str | None = None) -> Policy:
     """Load the policy at ``path``, or the default shipped in the package when it is None."""
     if path is None:
         return parse_policy(default_policy_text(), path=f"<default {DEFAULT_POLICY_NAME}>")
-    file = Path(path)
-    try:
-        text = file.read_text("utf-8")
-    except FileNotFoundError as exc:
-        raise PolicyError(f"Policy file {file} does not exist.", path=str(file)) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"Policy file {file} cannot be read: {exc}.", path=str(file)) from exc
-    return parse_policy(text, path=str(file))
+    return parse_policy(read_config_file(path), path=str(Path(path)))

@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape, quoteattr
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import NoCandidateError, PolicyError, RecsysError
-from ..policy import Constraints, Policy, yaml_line_of
+from ..policy import Constraints, Policy, parse_yaml, read_config_file, validation_error
 from .decision import RouteDecision, route
 from .strategies import STRATEGIES
 from .table import UtilityTable
@@ -107,35 +107,16 @@ class RouteTestReport:
 
 def load_cases(path: str | Path) -> tuple[RouteTestCase, ...]:
     """Parse and validate a case file; PolicyError names the file, the line and the field."""
-    import yaml
-
     file = Path(path)
-    try:
-        text = file.read_text("utf-8")
-    except FileNotFoundError as exc:
-        raise PolicyError(f"Route-test file {file} does not exist.", path=str(file)) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"Route-test file {file} cannot be read: {exc}.", path=str(file)) from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = int(mark.line) + 1 if mark is not None else None
-        raise PolicyError(f"Invalid route-test file {file}, line {line}: not valid YAML.", path=str(file),
-                          line=line) from exc
+    text = read_config_file(file, noun="Route-test")
+    data = parse_yaml(text, path=str(file), label="route-test file")
     if not isinstance(data, dict):
         raise PolicyError(f"Invalid route-test file {file}, line 1, field 'cases': the file must be a mapping "
                           "with a 'cases' list.", path=str(file), line=1, field="cases")
     try:
         return _CaseFile.model_validate(data).cases
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        line = yaml_line_of(text, loc)
-        field = ".".join(str(p) for p in loc) or "(top level)"
-        message = first["msg"][0].lower() + first["msg"][1:]
-        raise PolicyError(f"Invalid route-test file {file}, line {line}, field '{field}': {message}.",
-                          path=str(file), line=line, field=field) from exc
+        raise validation_error(exc, path=str(file), text=text, label="route-test file") from exc
 
 
 def _check(case: RouteTestCase, decision: RouteDecision, base: Path, update_golden: bool) -> list[str]:
