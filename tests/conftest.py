@@ -13,6 +13,7 @@ import pytest
 
 from recommender_core.store import Store
 
+from ._pushgateway import PASSWORD, PASSWORD_BCRYPT, USER, Gateway, start_pushgateway
 from ._relay import TcpRelay
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -154,3 +155,17 @@ def relayed_postgres(postgres_url: str) -> Iterator[tuple[str, TcpRelay]]:
         yield url, relay
     finally:
         relay.stop()
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[Gateway]:
+    for url in start_pushgateway(tmp_path):
+        yield Gateway(url)
+
+
+@pytest.fixture
+def auth_gateway(tmp_path: Path) -> Iterator[Gateway]:
+    config = tmp_path / "web.yml"
+    config.write_text(f"basic_auth_users:\n  {USER}: '{PASSWORD_BCRYPT}'\n")
+    for url in start_pushgateway(tmp_path, f"--web.config.file={config}"):
+        yield Gateway(url, auth=(USER, PASSWORD))

@@ -13,7 +13,6 @@ import json
 import os
 import tarfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +27,8 @@ from typer.testing import CliRunner
 from recommender_core.store import Store
 from recommender_core.store.tables import TelemetryEvent
 
+from ._pushgateway import Gateway
 from .conftest import REPO_ROOT, SHARED_REAL_DATA
-from .test_pushgateway import Gateway, _start
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 litellm = pytest.importorskip("litellm")
@@ -46,12 +45,6 @@ DEFAULT_POLICY = REPO_ROOT / "recommender_core" / "data" / "default_policy.yaml"
 PROMPT = "E2E-PROMPT-TEXT-NOT-TO-BE-STORED"
 ANSWER = "E2E-ANSWER-TEXT-NOT-TO-BE-STORED"
 V2 = {"ENABLE_MODEL_RECOMMENDER_V2": "true"}
-
-
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[Gateway]:
-    for url in _start(tmp_path):
-        yield Gateway(url)
 
 
 @pytest.fixture

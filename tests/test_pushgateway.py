@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import http.client
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Annotated
 
 import pytest
 import typer
-from prometheus_client.parser import text_string_to_metric_families
 from recsys_cli._base import RecsysTyper, cronjob, state
 from recsys_cli.app import app
 from typer.testing import CliRunner
@@ -24,95 +19,11 @@ from typer.testing import CliRunner
 from recommender_core.diagnostics.metrics import LATENCY_BUCKETS, METRICS, JobReport, push_job_report
 from recommender_core.store import Store
 
-from .conftest import require_binary
+from ._pushgateway import PASSWORD, USER, Gateway
 from .test_snapshot import fill
 
 pytestmark = pytest.mark.pushgateway
 runner = CliRunner()
-
-USER = "recsys"
-PASSWORD = "recsys-push-secret"
-# bcrypt hash of PASSWORD (cost 10), made once with libxcrypt through Python's crypt module:
-# crypt.crypt(PASSWORD, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=2**10)). A fixed value keeps the
-# test free of a bcrypt dependency; the gateway itself checks it (wrong passwords are refused below).
-PASSWORD_BCRYPT = "$2b$10$S.49G38Cu58K2fBNau3l6uAH1PQqhMxrTJx2EOe4VdeRyt5Yt4Zqa"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class Gateway:
-    url: str
-    auth: tuple[str, str] | None = None
-
-    def scrape(self) -> dict[str, list[tuple[dict[str, str], float]]]:
-        """Every sample of job "recsys", by sample name."""
-        host, port = self.url.removeprefix("http://").split(":")
-        conn = http.client.HTTPConnection(host, int(port), timeout=10)
-        headers = {}
-        if self.auth:
-            headers["Authorization"] = "Basic " + base64.b64encode(":".join(self.auth).encode()).decode()
-        try:
-            conn.request("GET", "/metrics", headers=headers)
-            response = conn.getresponse()
-            body = response.read().decode()
-            assert response.status == 200, body
-        finally:
-            conn.close()
-        samples: dict[str, list[tuple[dict[str, str], float]]] = {}
-        for family in text_string_to_metric_families(body):
-            for sample in family.samples:
-                if sample.labels.get("job") == "recsys":
-                    samples.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
-        return samples
-
-
-def _start(tmp_path: Path, *extra: str) -> Iterator[str]:
-    binary = require_binary("prometheus-pushgateway",
-                            "install Debian's package: apt-get install prometheus-pushgateway")
-    port = free_port()
-    log = (tmp_path / f"pushgateway-{port}.log").open("w")
-    proc = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file=", *extra],
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    pytest.fail(f"pushgateway did not start: {(tmp_path / log.name).read_text()}")
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[Gateway]:
-    for url in _start(tmp_path):
-        yield Gateway(url)
-
-
-@pytest.fixture
-def auth_gateway(tmp_path: Path) -> Iterator[Gateway]:
-    config = tmp_path / "web.yml"
-    config.write_text(f"basic_auth_users:\n  {USER}: '{PASSWORD_BCRYPT}'\n")
-    for url in _start(tmp_path, f"--web.config.file={config}"):
-        yield Gateway(url, auth=(USER, PASSWORD))
-
 
 def _by(samples: list[tuple[dict[str, str], float]], *keys: str) -> dict[tuple[str, ...], float]:
     return {tuple(labels[k] for k in keys): value for labels, value in samples}

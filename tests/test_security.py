@@ -19,9 +19,9 @@ from psycopg import sql
 
 from recommender_core.store import Store
 
+from ._pushgateway import PASSWORD, USER, Gateway
 from .conftest import REPO_ROOT
 from .lmsys_data import board_rows, parquet_bytes
-from .test_pushgateway import PASSWORD, PASSWORD_BCRYPT, USER, Gateway, _start
 
 RECSYS = str(Path(sys.executable).with_name("recsys"))
 SAMPLE = REPO_ROOT / "sample_mirror" / "lmsys"
@@ -147,14 +147,6 @@ def secret_db_url(postgres_url: str) -> Iterator[str]:
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
-@pytest.fixture
-def auth_pushgateway(tmp_path: Path) -> Iterator[Gateway]:
-    config = tmp_path / "web.yml"
-    config.write_text(f"basic_auth_users:\n  {USER}: '{PASSWORD_BCRYPT}'\n")
-    for url in _start(tmp_path, f"--web.config.file={config}"):
-        yield Gateway(url, auth=(USER, PASSWORD))
-
-
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([RECSYS, "-vv", *args], capture_output=True, text=True, env=env, timeout=180,
                           check=False)
@@ -163,9 +155,9 @@ def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.postgres
 @pytest.mark.pushgateway
 def test_credentials_never_appear_in_outputs_logs_snapshots_or_metrics(
-        secret_db_url: str, auth_pushgateway: Gateway, tmp_path: Path) -> None:
+        secret_db_url: str, auth_gateway: Gateway, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")}
-    host = auth_pushgateway.url.removeprefix("http://")
+    host = auth_gateway.url.removeprefix("http://")
     env.update(RECSYS_DATABASE_URL=secret_db_url, RECSYS_LOG_FORMAT="json",
                # credentials in the URL: recsys must send them as basic auth and never print them
                RECSYS_PUSHGATEWAY_URL=f"http://{USER}:{PASSWORD}@{host}")
@@ -195,7 +187,7 @@ def test_credentials_never_appear_in_outputs_logs_snapshots_or_metrics(
     assert snapshot["unmatched_models"] is not None
     outputs.append(json.dumps(snapshot))
     # the pushed metrics: pushed at all (URL credentials became basic auth), and free of secrets
-    samples = auth_pushgateway.scrape()
+    samples = auth_gateway.scrape()
     pushed = {labels["command"] for labels, value in samples["recsys_job_success"]}
     assert {"ingest-lmsys", "ingest-mteb", "score", "snapshot"} <= pushed
     outputs.append(json.dumps(samples))
