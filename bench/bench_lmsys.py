@@ -18,33 +18,12 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from ._common import Result
+from ._common import Result, scratch_postgres
 
 ROWS = 50_000
 ROUNDS = 3
-
-
-@contextmanager
-def scratch_database(admin_url: str) -> Iterator[str]:
-    from urllib.parse import urlsplit, urlunsplit
-
-    import psycopg
-    from psycopg import sql
-
-    admin = admin_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    name = f"recsys_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _board(path: Path) -> None:
@@ -71,7 +50,7 @@ def run() -> list[Result]:
     from recommender_core.store import Store
     from recommender_core.store.bulk import EVIDENCE_COLUMNS, _rows
 
-    with tempfile.TemporaryDirectory() as tmp, scratch_database(admin) as url:
+    with tempfile.TemporaryDirectory() as tmp, scratch_postgres(admin) as url:
         board = Path(tmp) / "latest-00000-of-00001.parquet"
         _board(board)
         store = Store(url)

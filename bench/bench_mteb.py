@@ -19,10 +19,11 @@ import sys
 import tarfile
 import tempfile
 import time
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from ._common import Result
+from ._common import Result, scratch_postgres
 
 __all__ = ["run"]
 
@@ -101,35 +102,21 @@ def _child_main(argv: list[str]) -> None:
                       "status": status, "count": files}))
 
 
-def _database(tmp: Path) -> tuple[str, str, object]:
+@contextmanager
+def _database(tmp: Path) -> Iterator[tuple[str, str]]:
+    """(url, backend): a scratch Postgres database when RECSYS_TEST_DATABASE_URL is set, else SQLite."""
     admin = os.environ.get("RECSYS_TEST_DATABASE_URL")
     if not admin:
-        return f"sqlite:///{tmp / 'bench.db'}", "SQLite (set RECSYS_TEST_DATABASE_URL for Postgres)", None
-    import psycopg
-
-    name = f"bench_mteb_{uuid.uuid4().hex[:8]}"
-    libpq = admin.replace("postgresql+psycopg://", "postgresql://", 1)
-    with psycopg.connect(libpq, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = libpq.rsplit("/", 1)[0]
-    return f"{base}/{name}", "Postgres", (libpq, name)
-
-
-def _drop(handle: object) -> None:
-    if handle is None:
+        yield f"sqlite:///{tmp / 'bench.db'}", "SQLite (set RECSYS_TEST_DATABASE_URL for Postgres)"
         return
-    import psycopg
-
-    libpq, name = handle  # type: ignore[misc]
-    with psycopg.connect(libpq, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres(admin) as url:
+        yield url, "Postgres"
 
 
 def _ingest(mirror: Path, files: int, tmp: Path, template: Path) -> tuple[dict[str, float], dict[str, float],
                                                                               dict[str, float], str]:
     _build_mirror(mirror, files, template)
-    url, backend, handle = _database(tmp)
-    try:
+    with _database(tmp) as (url, backend):
         from recommender_core.store import Store
 
         store = Store(url)
@@ -142,8 +129,6 @@ def _ingest(mirror: Path, files: int, tmp: Path, template: Path) -> tuple[dict[s
         loop_again = _child(["loop", str(mirror)])
         if loop_again["seconds"] < loop["seconds"]:
             loop = loop_again
-    finally:
-        _drop(handle)
     return loop, first, again, backend
 
 

@@ -30,7 +30,6 @@ import statistics
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -52,7 +51,7 @@ from recommender_core.store.tables import (
     utcnow,
 )
 
-from ._common import Result
+from ._common import Result, scratch_postgres
 
 MODELS = 500
 TASKS = 30
@@ -155,21 +154,13 @@ def _typed(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _store() -> Iterator[Store]:
     admin = os.environ.get("RECSYS_BENCH_DATABASE_URL")
     if admin:
-        import psycopg
-        from psycopg import sql
-
-        name = f"recsys_bench_{uuid.uuid4().hex[:10]}"
-        libpq = admin.replace("postgresql+psycopg://", "postgresql://", 1)
-        with psycopg.connect(libpq, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        store = Store(libpq.rsplit("/", 1)[0] + "/" + name)
-        try:
-            store.upgrade()
-            yield store
-        finally:
-            store.dispose()
-            with psycopg.connect(libpq, autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        with scratch_postgres(admin) as url:
+            store = Store(url)
+            try:
+                store.upgrade()
+                yield store
+            finally:
+                store.dispose()
         return
     with tempfile.TemporaryDirectory() as folder:
         store = Store(f"sqlite:///{folder}/bench.db")

@@ -22,13 +22,11 @@ import tempfile
 import threading
 import time
 import tracemalloc
-import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ._common import Result
+from ._common import Result, scratch_postgres
 
 ROUNDS = 600
 THROUGHPUT_EVENTS = 50_000
@@ -92,22 +90,6 @@ def _hook_overhead() -> Result:
                   notes=f"{ROUNDS} interleaved call pairs (A B A B ...); writer running; {written} events written")
 
 
-@contextmanager
-def _scratch_postgres(admin_url: str) -> Iterator[str]:
-    import psycopg
-    from psycopg import sql
-
-    admin = admin_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    name = f"recsys_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield admin.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 def _throughput(admin_url: str) -> list[Result]:
     import json
 
@@ -116,7 +98,7 @@ def _throughput(admin_url: str) -> list[Result]:
     from recommender_core.store import Store
     from recommender_core.telemetry.writer import BatchWriter, write_records
 
-    with _scratch_postgres(admin_url) as url:
+    with scratch_postgres(admin_url) as url:
         store = Store(url)
         store.upgrade()
         try:
