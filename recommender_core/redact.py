@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["redact_text", "redact_url"]
+__all__ = ["first_line", "redact_text", "redact_url"]
 
 REDACTED = "***"
 
@@ -45,3 +45,14 @@ def redact_text(text: str) -> str:
     """Redact every URL password and libpq ``password=`` value found anywhere in ``text``."""
     text = _URL_PASSWORD.sub(lambda m: m.group("prefix") + REDACTED, text)
     return _KEYWORD_PASSWORD.sub(lambda m: m.group("prefix") + REDACTED, text)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of ``exc``'s message, redacted; the class name when it has none.
+
+    For one-line error messages and log lines built from third-party exceptions.
+    """
+    for line in str(exc).splitlines():
+        if line.strip():
+            return redact_text(line.strip())
+    return type(exc).__name__

@@ -91,3 +91,12 @@ def test_redact_text_finds_urls_and_keyword_passwords() -> None:
     out = redact_text(text)
     assert "b1" not in out and "hunter2" not in out and "x y" not in out
     assert out.count("***") == 3
+
+
+def test_first_line_of_an_exception_is_redacted_and_never_empty() -> None:
+    from recommender_core.redact import first_line
+
+    assert first_line(ValueError("\n  connection to postgresql://a:pw@h/d failed\nDETAIL: x")) == (
+        "connection to postgresql://a:***@h/d failed")
+    assert first_line(RuntimeError("")) == "RuntimeError"
+    assert first_line(OSError("\n \n")) == "OSError"

@@ -276,7 +276,7 @@ def push_job_report(report: JobReport, *, gateway_url: str | None, username: str
     from prometheus_client import pushadd_to_gateway
     from prometheus_client.exposition import basic_auth_handler, default_handler
 
-    from ..redact import redact_text, redact_url
+    from ..redact import first_line, redact_url
 
     display_url = redact_url(gateway_url)
     gateway_url, username, password = _split_credentials(gateway_url, username, password)
@@ -292,6 +292,6 @@ def push_job_report(report: JobReport, *, gateway_url: str | None, username: str
                         grouping_key={"command": report.command}, timeout=timeout, handler=handler)
     except Exception as exc:
         log.warning("could not push metrics to the Pushgateway at %s: %s", display_url,
-                    redact_text(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__)
+                    first_line(exc))
         return False
     return True

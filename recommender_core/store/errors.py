@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import sqlalchemy.exc as sa_exc
 
 from ..errors import ConfigError, StoreError, StoreSchemaError, StoreUnavailableError, StoreWriteError
-from ..redact import redact_text
+from ..redact import first_line
 
 __all__ = ["EXCEPTION_MAP", "translate_db_errors", "translate_exception"]
 
@@ -22,9 +22,8 @@ _CONNECT_HINTS = (
 
 
 def _first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip().splitlines()
-    return redact_text(text[0] if text else type(orig).__name__)
+    # The driver's own error when SQLAlchemy wrapped one (its message names no SQL statement).
+    return first_line(getattr(exc, "orig", None) or exc)
 
 
 # Postgres SQLSTATE classes (locale-independent, unlike the message text the hints read).

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..errors import SourceError, SourceSchemaError
-from ..redact import redact_text, redact_url
+from ..redact import first_line, redact_url
 from ..store import Store
 from ..store.runs import finish_ingest_run, ingest_job
 from ..store.tables import SourceState, utcnow
@@ -155,7 +155,7 @@ def _pages(dsn: str, start: datetime) -> Iterator[list[dict[str, Any]]]:
         conn = psycopg.connect(_libpq(dsn), connect_timeout=10, row_factory=dict_row)
     except psycopg.Error as exc:
         raise SourceError(f"Cannot connect to the LiteLLM proxy database at {shown}: "
-                          f"{redact_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}. "
+                          f"{first_line(exc)}. "
                           "Check the DSN and that the database accepts connections.") from exc
     with conn:
         # A read-only transaction per run: a consistent view, and no way to write to the proxy's database.
@@ -171,11 +171,11 @@ def _pages(dsn: str, start: datetime) -> Iterator[list[dict[str, Any]]]:
                                         "Point the DSN at the LiteLLM proxy's database.") from exc
             except psycopg.errors.UndefinedColumn as exc:
                 raise SourceSchemaError(f"\"{SPEND_LOGS_TABLE}\" at {shown} lacks a column recsys reads "
-                                        f"({redact_text(str(exc).splitlines()[0])}); "
+                                        f"({first_line(exc)}); "
                                         "is the proxy's litellm version supported?") from exc
             except psycopg.Error as exc:
                 raise SourceError(f"Reading \"{SPEND_LOGS_TABLE}\" at {shown} failed: "
-                                  f"{redact_text(str(exc).splitlines()[0])}") from exc
+                                  f"{first_line(exc)}") from exc
             if not rows:
                 return
             yield rows

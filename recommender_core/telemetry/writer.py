@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 
+from ..redact import first_line
 from ..store import Store
 from ..store.tables import TelemetryEvent
 from .events import TelemetryRecord
@@ -225,10 +226,10 @@ class BatchWriter:
                     written = self._sink(batch)
                 except Exception as exc:  # any store failure: keep the events and retry later
                     self._failed += 1
-                    self._last_error = f"{type(exc).__name__}: {exc}"
+                    # Redacted: a driver message may carry the DSN, and library users' logs have no filter.
+                    self._last_error = f"{type(exc).__name__}: {first_line(exc)}"
                     if backoff == 0.0:
-                        log.warning("telemetry writer: store unavailable, buffering events: %s",
-                                    self._last_error.splitlines()[0])
+                        log.warning("telemetry writer: store unavailable, buffering events: %s", self._last_error)
                     self._give_back(batch)
                     backoff = min(max(backoff * 2, self.backoff_initial), self.backoff_max)
                     break
