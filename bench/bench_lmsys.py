@@ -76,7 +76,7 @@ def run() -> list[Result]:
             with psycopg.connect(url) as conn:
                 run_id = conn.execute(
                     "INSERT INTO ingest_run (source, status, started_at, rows_accepted, rows_rejected, details) "
-                    "VALUES ('bench-copy', 'running', now(), 0, 0, '{}') RETURNING id").fetchone()
+                    "VALUES ('bench-copy', 'running', %s, 0, 0, '{}') RETURNING id", (store.clock.now(),)).fetchone()
                 conn.commit()
                 assert run_id is not None
                 rows = [(run_id[0], *row[1:]) for row in tuples]

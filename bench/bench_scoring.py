@@ -39,9 +39,9 @@ def _policy_text() -> str:
     return "\n".join(lines)
 
 
-def _fill(path: Path) -> None:
+def _fill(path: Path, now: datetime) -> None:
     rng = random.Random(5)
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = now.astimezone(UTC).replace(tzinfo=None)  # SQLite stores UTC, naive
     conn = sqlite3.connect(path)
     try:
         conn.execute("INSERT INTO ingest_run (source, status, started_at, finished_at, rows_accepted, rows_rejected,"
@@ -77,8 +77,8 @@ def run() -> list[Result]:
         store = Store(f"sqlite:///{path}")
         try:
             store.upgrade()
-            _fill(path)
-            since = datetime.now(UTC) - timedelta(days=7)
+            _fill(path, store.clock.now())
+            since = store.clock.now() - timedelta(days=7)
             import time
 
             def rollup() -> float:

@@ -48,7 +48,6 @@ from recommender_core.store.tables import (
     ScoringRun,
     TelemetryEvent,
     UtilityScore,
-    utcnow,
 )
 
 from ._common import Result, scratch_postgres
@@ -72,7 +71,7 @@ def _policy() -> Policy:
 
 
 def _fill(store: Store, rng: random.Random) -> None:
-    now = utcnow()
+    now = store.clock.now()
     with store.session() as s:
         runs = []
         for source in ("lmsys", "mteb"):

@@ -26,7 +26,7 @@ import os
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,7 @@ def soak(url: str, seconds: float, *, outage_seconds: float = OUTAGE_SECONDS) ->
         tick = 0.01
         per_tick = max(1, int(RATE_PER_SECOND * tick))
         while not stop.is_set():
-            now = datetime.now(UTC)
+            now = store.clock.now()
             for _ in range(per_tick):
                 writer.enqueue(_record(produced[0], now))
                 produced[0] += 1

@@ -23,7 +23,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from ._common import Result, scratch_postgres
@@ -36,9 +36,10 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
 def _records(n: int, prefix: str) -> list:  # type: ignore[type-arg]
+    from recommender_core.clock import SYSTEM_CLOCK
     from recommender_core.telemetry.events import TelemetryRecord
 
-    t0 = datetime.now(UTC)
+    t0 = SYSTEM_CLOCK.now()
     return [TelemetryRecord(
         event_id=f"{prefix}-{i}", trace_id=f"t-{i}", model="gpt-4o-mini", model_group="gpt-4o-mini",
         provider="openai", task="coding", status="success", started_at=t0 - timedelta(milliseconds=i),

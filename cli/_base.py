@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 if TYPE_CHECKING:
+    from recommender_core.clock import Clock
     from recommender_core.config import Settings
     from recommender_core.diagnostics.metrics import JobReport
     from recommender_core.policy import Policy
@@ -64,13 +65,25 @@ class RecsysTyper(typer.Typer):
         return decorator
 
 
+def _system_clock() -> Clock:
+    from recommender_core.clock import SYSTEM_CLOCK
+
+    return SYSTEM_CLOCK
+
+
 @dataclass
 class AppState:
-    """What the root callback parsed; commands read it through ``state(ctx)``."""
+    """What the root callback parsed; commands read it through ``state(ctx)``.
+
+    ``clock`` is where every command gets "now" (through the store it opens). An embedding program
+    or a test seeds it: ``app(obj=AppState(clock=FixedClock(...)))`` or ``CliRunner().invoke(app, args,
+    obj=...)``; the root callback keeps the seeded clock.
+    """
 
     database_url: str | None = None
     json_output: bool = False
     verbose: int = 0
+    clock: Clock = field(default_factory=_system_clock)
     _settings: Settings | None = None
 
     def settings(self, **overrides: object) -> Settings:
@@ -91,7 +104,7 @@ class AppState:
         """The configured store; closed with the command (``close``)."""
         from recommender_core.store import Store
 
-        store = Store.from_settings(self.settings())
+        store = Store.from_settings(self.settings(), clock=self.clock)
         self._stores.append(store)
         return store
 
@@ -133,7 +146,7 @@ def cronjob(command: str) -> Callable[[F], F]:
 
             ctx = kwargs.get("ctx") or next((a for a in args if isinstance(a, typer.Context)), None)
             app_state = state(ctx) if ctx is not None else AppState()
-            report = app_state.report = JobReport(command=command)
+            report = app_state.report = JobReport(command=command, clock=app_state.clock)
             success = False
             try:
                 result = func(*args, **kwargs)

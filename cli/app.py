@@ -34,7 +34,9 @@ def root(
     )] = False,
 ) -> None:
     """Global options apply to every command."""
-    ctx.obj = AppState(database_url=database_url, json_output=json_output, verbose=verbose)
+    # A caller may seed the state (a test passing a clock); the options parsed here fill in the rest.
+    seeded = ctx.obj if isinstance(ctx.obj, AppState) else AppState()
+    ctx.obj = AppState(database_url=database_url, json_output=json_output, verbose=verbose, clock=seeded.clock)
     ctx.call_on_close(ctx.obj.close)
     if ctx.resilient_parsing:
         return

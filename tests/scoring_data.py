@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from recommender_core.policy import Policy, parse_policy
 from recommender_core.store import Store
-from recommender_core.store.tables import BenchmarkEvidence, IngestRun, RunStatus, TelemetryEvent, utcnow
+from recommender_core.store.tables import BenchmarkEvidence, IngestRun, RunStatus, TelemetryEvent
 
 # (model, category, rating, lower)
 ArenaRow = tuple[str, str, float, float | None]
@@ -52,8 +52,9 @@ def small_policy() -> Policy:
 
 
 def add_ingest_run(store: Store, source: str, version: str = "test") -> int:
+    now = store.clock.now()
     with store.session() as session:
-        run = IngestRun(source=source, status=RunStatus.SUCCESS, started_at=utcnow(), finished_at=utcnow(),
+        run = IngestRun(source=source, status=RunStatus.SUCCESS, started_at=now, finished_at=now,
                         source_version=version)
         session.add(run)
         session.flush()
@@ -85,7 +86,7 @@ def add_calls(store: Store, model: str, *, latencies: Sequence[float], failures:
               cost: float | None = None, tokens: int = 1000, at: datetime | None = None,
               cache_hit: bool = False) -> None:
     """One successful event per latency, and ``failures`` failed ones."""
-    at = at or utcnow() - timedelta(hours=1)
+    at = at or store.clock.now() - timedelta(hours=1)
     with store.session() as session:
         for i, latency in enumerate(latencies):
             session.add(TelemetryEvent(

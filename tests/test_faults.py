@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -245,7 +246,7 @@ class _KillingSource(LmsysSource):
     admin_url: str = ""
     killed: int | None = None
 
-    def save_state(self, session: Session) -> None:
+    def save_state(self, session: Session, *, now: datetime) -> None:
         raw = session.connection().connection.dbapi_connection
         assert raw is not None
         pid = raw.info.backend_pid  # type: ignore[attr-defined]
@@ -392,7 +393,7 @@ class _DiskFullSource(LmsysSource):
 
     store: Store | None = None
 
-    def save_state(self, session: Session) -> None:
+    def save_state(self, session: Session, *, now: datetime) -> None:
         store = self.store
         assert store is not None
         fired: list[bool] = []

@@ -6,21 +6,23 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Annotated
 
 import pytest
 import typer
-from recsys_cli._base import RecsysTyper, cronjob, state
+from recsys_cli._base import AppState, RecsysTyper, cronjob, state
 from recsys_cli.app import app
 from typer.testing import CliRunner
 
+from recommender_core.clock import FixedClock
 from recommender_core.diagnostics.metrics import LATENCY_BUCKETS, METRICS, JobReport, push_job_report
 from recommender_core.store import Store
 
 from ._pushgateway import PASSWORD, USER, Gateway
-from .test_snapshot import fill
+from .test_snapshot import NOW, fill
 
 pytestmark = pytest.mark.pushgateway
 runner = CliRunner()
@@ -42,14 +44,15 @@ def test_snapshot_job_pushes_every_metric(gateway: Gateway, store: Store, databa
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     fill(store)
     monkeypatch.setenv("RECSYS_PUSHGATEWAY_URL", gateway.url)
-    before = time.time()
-    result = runner.invoke(app, ["--database-url", database_url, "snapshot", "--json"])
+    # The store was filled at NOW; the job runs five minutes later by its own clock, whatever the date.
+    clock = FixedClock(NOW + timedelta(minutes=5))
+    result = runner.invoke(app, ["--database-url", database_url, "snapshot", "--json"], obj=AppState(clock=clock))
     assert result.exit_code == 0, result.output
     samples = gateway.scrape()
     _assert_grouping(samples, "snapshot")
     assert samples["recsys_job_success"] == [({"job": "recsys", "command": "snapshot", "instance": ""}, 1.0)]
     [(_, success_at)] = samples["recsys_job_last_success_timestamp_seconds"]
-    assert before <= success_at <= time.time()
+    assert success_at == clock.now().timestamp()  # the job's clock, like every time it reports
     assert "recsys_job_last_failure_timestamp_seconds" not in samples
     [(_, duration)] = samples["recsys_job_duration_seconds"]
     assert 0 < duration < 60
@@ -57,7 +60,7 @@ def test_snapshot_job_pushes_every_metric(gateway: Gateway, store: Store, databa
     assert set(ages) == {("lmsys",), ("mteb",)}
     assert ages[("lmsys",)] - ages[("mteb",)] == pytest.approx(28 * 3600)
     assert _by(samples["recsys_source_stale"], "source")[("lmsys",)] == 1.0
-    assert samples["recsys_scoring_run_age_seconds"][0][1] > 0
+    assert samples["recsys_scoring_run_age_seconds"][0][1] == 300
     assert _by(samples["recsys_utility_score"], "task", "model") == {("coding", "gpt-5"): 0.7,
                                                                        ("coding", "gpt-4.1"): 0.7}
     assert _by(samples["recsys_model_selected_total"], "task", "model") == {

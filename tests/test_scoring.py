@@ -22,7 +22,7 @@ from recommender_core.scoring.run import (
     run_scoring,
 )
 from recommender_core.store import Store
-from recommender_core.store.tables import RunStatus, ScoringRun, UtilityScore, utcnow
+from recommender_core.store.tables import RunStatus, ScoringRun, UtilityScore
 
 from .scoring_data import add_arena, add_calls, add_mteb, small_policy
 
@@ -116,7 +116,7 @@ def test_telemetry_latency_reliability_and_observed_cost(filled: Store) -> None:
     add_calls(filled, "alpha", latencies=latencies, failures=5, cost=0.01)
     add_calls(filled, "beta", latencies=[100.0] * (MIN_CALLS_FOR_LATENCY - 1), cost=0.0)
     # Events older than the window and cache hits do not count.
-    add_calls(filled, "delta", latencies=[5.0] * 30, at=utcnow() - timedelta(days=30))
+    add_calls(filled, "delta", latencies=[5.0] * 30, at=filled.clock.now() - timedelta(days=30))
     chat = _by(run_scoring(filled, small_policy()).scores, "chat")
     alpha, beta, delta = chat["alpha"], chat["beta"], chat["delta"]
     assert alpha.latency_p95_ms == pytest.approx(95.05)  # linear interpolation of ranks 94 and 95

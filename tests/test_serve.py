@@ -18,6 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from recommender_core import __version__
+from recommender_core.clock import FixedClock
 from recommender_core.diagnostics.metrics import METRICS
 from recommender_core.diagnostics.server import DiagnosticsApp, make_server
 from recommender_core.errors import ConfigError
@@ -29,7 +30,9 @@ from .test_snapshot import NOW, fill, validate
 
 
 @dataclass
-class FakeClock:
+class FakeMonotonic:
+    """A monotonic clock (seconds) the test moves by hand, for cache expiry."""
+
     value: float = 1000.0
 
     def __call__(self) -> float:
@@ -72,9 +75,11 @@ def get(address: tuple[str, int], path: str, method: str = "GET") -> Reply:
         conn.close()
 
 
-def make_app(store: Store, clock: FakeClock | None = None) -> DiagnosticsApp:
-    return DiagnosticsApp(store=store, policy=load_policy(), v2_enabled=True, version=__version__,
-                          clock=clock or FakeClock(), now=lambda: NOW)
+def make_app(store: Store, monotonic: FakeMonotonic | None = None) -> DiagnosticsApp:
+    """The app over ``store`` read at the fixed ``NOW`` (a second Store on the same engine carries that clock)."""
+    at_now = Store(store.url, engine=store.engine, clock=FixedClock(NOW))
+    return DiagnosticsApp(store=at_now, policy=load_policy(), v2_enabled=True, version=__version__,
+                          monotonic=monotonic or FakeMonotonic())
 
 
 @pytest.fixture
@@ -192,7 +197,7 @@ def test_metrics_endpoint(served: tuple[str, int]) -> None:
 
 def test_route_decision_histogram_and_cache_expiry(store: Store) -> None:
     fill(store)
-    clock = FakeClock()
+    clock = FakeMonotonic()
     with running(make_app(store, clock)) as address:
         first = get(address, "/snapshot").json()
         with store.session() as s:
@@ -251,7 +256,7 @@ def test_recsys_serve_command_end_to_end(tmp_path: Path) -> None:
 
 
 def test_an_expired_entry_is_served_while_another_thread_rebuilds(memory_store: Store) -> None:
-    clock = FakeClock()
+    clock = FakeMonotonic()
     app = make_app(memory_store, clock)
     first = app.handle("GET", "/snapshot")
     assert first.status == 200

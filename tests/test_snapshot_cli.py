@@ -6,12 +6,14 @@ import json
 import re
 
 import pytest
+from recsys_cli._base import AppState
 from recsys_cli.app import app
 from typer.testing import CliRunner
 
+from recommender_core.clock import FixedClock
 from recommender_core.store import Store
 
-from .test_snapshot import fill, validate
+from .test_snapshot import NOW, fill, validate
 
 runner = CliRunner()
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -38,7 +40,8 @@ def test_tables_fit_80_columns_and_highlight_problems(database_url: str, store: 
     monkeypatch.setenv("COLUMNS", "80")
     monkeypatch.setenv("FORCE_COLOR", "1")  # rich then styles even though the runner is not a terminal
     monkeypatch.setenv("ENABLE_MODEL_RECOMMENDER_V2", "true")
-    result = runner.invoke(app, ["--database-url", database_url, "snapshot"])
+    # The store was filled at NOW, so the command reads the same clock, whatever the date today.
+    result = runner.invoke(app, ["--database-url", database_url, "snapshot"], obj=AppState(clock=FixedClock(NOW)))
     assert result.exit_code == 0, result.output
     styled = result.stdout
     plain = ANSI.sub("", styled)
@@ -46,8 +49,9 @@ def test_tables_fit_80_columns_and_highlight_problems(database_url: str, store: 
     assert "ENABLE_MODEL_RECOMMENDER_V2: on (scores route)" in plain
     # the stale source and the failed run are red (bold red: ESC[1;31m)
     assert re.search(r"\x1b\[1;31mfailed", styled)
-    assert re.search(r"\x1b\[1;31m\d+\.\d [hd] STALE", styled)
-    assert re.search(r"\x1b\[32m\d+\.\d h *\x1b", styled)  # the fresh source is green, no STALE
+    assert re.search(r"\x1b\[1;31m30\.0 h STALE", styled)  # lmsys last succeeded 30 h before NOW
+    assert re.search(r"\x1b\[32m2\.0 h *\x1b", styled)  # mteb, 2 h old, is green, no STALE
+    assert f"recsys snapshot at {NOW.isoformat().replace('+00:00', 'Z')}" in plain
     assert "last error lmsys: SourceHTTPError: 500" in plain
     # rankings with their components and the evidence behind them
     assert re.search(r"│ ?1 *│ gpt-5 *│ 0\.700 *│ 0\.900 *│", plain)
@@ -62,10 +66,11 @@ def test_tables_fit_80_columns_and_highlight_problems(database_url: str, store: 
 def test_task_and_top_narrow_the_json_document(database_url: str, store: Store) -> None:
     fill(store)
     result = runner.invoke(app, ["--database-url", database_url, "snapshot", "--task", "coding", "--top", "1",
-                                 "--json"])
+                                 "--json"], obj=AppState(clock=FixedClock(NOW)))
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     validate(doc)
+    assert doc["generated_at"] == "2026-11-26T03:00:00Z"  # the clock the command was given
     assert list(doc["tasks"]) == ["coding"] and [m["model"] for m in doc["tasks"]["coding"]] == ["gpt-5"]
 
 

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from sqlmodel import select
 
+from recommender_core.clock import FixedClock
 from recommender_core.config import Settings
 from recommender_core.errors import SourceError, SourceHTTPError, SourceSchemaError, SourceTimeout
 from recommender_core.policy import load_policy
@@ -126,10 +127,22 @@ def test_redirects_are_followed_and_github_rate_limit_explained() -> None:
 
 def test_parse_retry_after() -> None:
     now = datetime(2026, 11, 26, 3, 0, 0, tzinfo=UTC)
-    assert parse_retry_after({"retry-after": "12"}) == 12
+    assert parse_retry_after({"retry-after": "12"}, now=now) == 12
     assert parse_retry_after({"retry-after": "Thu, 26 Nov 2026 03:00:30 GMT"}, now=now) == 30
-    assert parse_retry_after({"ratelimit": '"api";r=0;t=55'}) == 55
-    assert parse_retry_after({}) is None
+    assert parse_retry_after({"retry-after": "Thu, 26 Nov 2026 02:00:00 GMT"}, now=now) == 0  # already past
+    assert parse_retry_after({"ratelimit": '"api";r=0;t=55'}, now=now) == 55
+    assert parse_retry_after({}, now=now) is None
+
+
+def test_retry_after_as_a_date_is_measured_on_the_clients_clock() -> None:
+    """An HTTP-date Retry-After is compared with the injected clock, not the machine's."""
+    responses = iter([httpx.Response(503, headers={"Retry-After": "Thu, 26 Nov 2026 03:00:45 GMT"}),
+                      httpx.Response(200, json={"ok": True})])
+    c, sleeps = client(lambda request: next(responses),
+                       clock=FixedClock(datetime(2026, 11, 26, 3, 0, 0, tzinfo=UTC)))
+    with c:
+        assert c.get_json("https://hub.invalid/x") == {"ok": True}
+    assert sleeps == [45.0]
 
 
 class FakeSource(Source):

@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..clock import SYSTEM_CLOCK, Clock
+
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
@@ -103,7 +105,9 @@ class JobReport:
     """What one job run reports; commands fill it in, the CLI pushes it when the job ends."""
 
     command: str
-    started: float = field(default_factory=time.time)
+    # Where the pushed timestamps come from (the CLI passes its clock); durations are monotonic.
+    clock: Clock = field(default=SYSTEM_CLOCK, repr=False, compare=False)
+    started: float = field(init=False)  # Unix time, from ``clock``
     finished: float | None = None
     success: bool | None = None
     # per source: rows accepted / rejected by an ingest, and the age of its current data
@@ -123,6 +127,9 @@ class JobReport:
     def __post_init__(self) -> None:
         if self.command not in CRONJOB_COMMANDS:
             raise ValueError(f"unknown command label {self.command!r}; use one of {CRONJOB_COMMANDS}")
+        self.started = self.clock.now().timestamp()
+        self._started_monotonic = time.monotonic()
+        self._finished_monotonic: float | None = None
 
     def record_ingest(self, source: str, *, rows: int, rejected: int) -> None:
         self.ingest_rows[source] = rows
@@ -147,12 +154,13 @@ class JobReport:
                     self.utility_score[(task, entry["model"])] = float(entry["utility"])
 
     def finish(self, *, success: bool) -> None:
-        self.finished = time.time()
+        self.finished = self.clock.now().timestamp()
+        self._finished_monotonic = time.monotonic()
         self.success = success
 
     @property
     def duration_seconds(self) -> float:
-        return (self.finished or time.time()) - self.started
+        return (self._finished_monotonic or time.monotonic()) - self._started_monotonic
 
 
 def _help(name: str) -> str:
@@ -208,7 +216,7 @@ def _registry(report: JobReport) -> CollectorRegistry:
     Gauge("recsys_job_duration_seconds", _help("recsys_job_duration_seconds"),
           registry=registry).set(report.duration_seconds)
     Gauge("recsys_job_success", _help("recsys_job_success"), registry=registry).set(1 if report.success else 0)
-    finished = report.finished or time.time()
+    finished = report.finished if report.finished is not None else report.clock.now().timestamp()
     if report.success:
         Gauge("recsys_job_last_success_timestamp_seconds", _help("recsys_job_last_success_timestamp_seconds"),
               registry=registry).set(finished)

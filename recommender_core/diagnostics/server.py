@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -24,7 +24,6 @@ from ..errors import ConfigError, RecsysError, StoreError, UsageError
 from ..policy import Policy
 from ..redact import redact_text
 from ..store import Store
-from ..store.tables import utcnow
 from .metrics import LATENCY_BUCKETS, METRICS, StaticCollector, counter_family
 from .snapshot import build_snapshot, current_scoring_run, selection_counts, source_status
 
@@ -57,7 +56,7 @@ class DiagnosticsApp:
 
     def __init__(self, *, store: Store, policy: Policy, v2_enabled: bool, stale_after_hours: float = 26.0,
                  version: str, cache_seconds: float = DEFAULT_CACHE_SECONDS,
-                 clock: Callable[[], float] = time.monotonic, now: Callable[[], datetime] = utcnow) -> None:
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         from prometheus_client import CollectorRegistry, Histogram
 
         self.store = store
@@ -66,8 +65,8 @@ class DiagnosticsApp:
         self.stale_after_hours = stale_after_hours
         self.version = version
         self.cache_seconds = cache_seconds
-        self._clock = clock
-        self._now = now
+        # The cache expires on monotonic time (an interval); "now" in documents is the store's clock.
+        self._monotonic = monotonic
         self._cache: dict[tuple[str, ...], tuple[float, Response]] = {}
         # One builder at a time: concurrent misses wait for the first and reuse its result.
         self._build_lock = threading.Lock()
@@ -114,7 +113,7 @@ class DiagnosticsApp:
         if self.cache_seconds <= 0:  # caching off: every request builds (the uncached benchmark)
             return build()
         hit = self._cache.get(key)
-        if hit is not None and hit[0] > self._clock():
+        if hit is not None and hit[0] > self._monotonic():
             return hit[1]
         if not self._build_lock.acquire(blocking=hit is None):
             assert hit is not None  # noqa: S101 - a non-blocking acquire only fails with a stale copy
@@ -123,11 +122,11 @@ class DiagnosticsApp:
             if hit is None:
                 # We waited for another builder: it may have just built this very entry.
                 fresh = self._cache.get(key)
-                if fresh is not None and fresh[0] > self._clock():
+                if fresh is not None and fresh[0] > self._monotonic():
                     return fresh[1]
             response = build()
             if response.status == 200:
-                self._cache[key] = (self._clock() + self.cache_seconds, response)
+                self._cache[key] = (self._monotonic() + self.cache_seconds, response)
             return response
         finally:
             self._build_lock.release()
@@ -153,8 +152,7 @@ class DiagnosticsApp:
 
         def build() -> Response:
             snapshot = build_snapshot(self.store, self.policy, v2_enabled=self.v2_enabled,
-                                      stale_after_hours=self.stale_after_hours, task=task, top=top,
-                                      now=self._now())
+                                      stale_after_hours=self.stale_after_hours, task=task, top=top)
             for name, seconds in snapshot.decision_seconds.items():
                 self._decision_latency.labels(task=name).observe(seconds)
             return _json(200, snapshot.document)
@@ -189,7 +187,7 @@ class DiagnosticsApp:
 
         gauge("recsys_build_info", ("version",)).labels(version=self.version).set(1)
         up = gauge("recsys_store_up")
-        now = self._now()
+        now = self.store.clock.now()
         try:
             sources = source_status(self.store, now, timedelta(hours=self.stale_after_hours))
             run = current_scoring_run(self.store, now)

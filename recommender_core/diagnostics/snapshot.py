@@ -31,7 +31,6 @@ from ..store.tables import (
     ScoringRun,
     TelemetryEvent,
     UtilityScore,
-    utcnow,
 )
 from ..telemetry.rollups import latency_percentiles
 
@@ -319,7 +318,7 @@ def build_snapshot(
     """
     if top is not None and top < 1:
         raise UsageError(f"top must be at least 1, got {top}.")
-    now = now or utcnow()
+    now = now or store.clock.now()
     sources = source_status(store, now, timedelta(hours=stale_after_hours))
     scoring = _scoring(store, now, task, top)
     if task is not None and task not in policy.tasks and task not in scoring.ranked \

@@ -30,7 +30,7 @@ from ..evidence import current_run_ids
 from ..policy import Policy, Task
 from ..redact import redact_text
 from ..store import Store
-from ..store.tables import BenchmarkEvidence, RunStatus, ScoringRun, UtilityScore, utcnow
+from ..store.tables import BenchmarkEvidence, RunStatus, ScoringRun, UtilityScore
 from .normalise import MTEB_MIN_COVERAGE, beta_smoothed, elo_win_rate, median, relative_score
 from .prices import PriceTable, load_price_table
 from .telemetry_stats import ModelTelemetry, telemetry_by_model
@@ -339,7 +339,7 @@ def run_scoring(
 
     Runs under the ``score`` job lock. A failure records a failed run and leaves the current run as it was.
     """
-    now = now or utcnow()
+    now = now or store.clock.now()
     prices = prices if prices is not None else load_price_table()
     with store.job_lock(SCORE_JOB):
         if dry_run:
@@ -350,7 +350,7 @@ def run_scoring(
         with store.session() as session:
             session.execute(
                 sa.update(ScoringRun).where(col(ScoringRun.status) == RunStatus.RUNNING)
-                .values(status=RunStatus.ABANDONED, finished_at=utcnow(),
+                .values(status=RunStatus.ABANDONED, finished_at=now,
                         error="abandoned: the process running it stopped before recording an outcome"))
             run = ScoringRun(status=RunStatus.RUNNING, started_at=now, policy_hash=policy.hash)
             session.add(run)
@@ -368,7 +368,7 @@ def run_scoring(
                 session.execute(sa.update(ScoringRun).where(col(ScoringRun.is_current).is_(True))
                                 .values(is_current=False))
                 session.execute(sa.update(ScoringRun).where(col(ScoringRun.id) == run_id).values(
-                    status=RunStatus.SUCCESS, is_current=True, finished_at=utcnow(),
+                    status=RunStatus.SUCCESS, is_current=True, finished_at=store.clock.now(),
                     details={"scored": included, "excluded": len(scores) - included,
                              "tasks": sorted(policy.tasks), "evidence_rows": len(evidence),
                              "telemetry_models": len(telemetry), "price_table": prices.path}))
@@ -377,7 +377,7 @@ def run_scoring(
             try:
                 with store.session() as session:
                     session.execute(sa.update(ScoringRun).where(col(ScoringRun.id) == run_id).values(
-                        status=RunStatus.FAILED, finished_at=utcnow(), error=redact_text(message)))
+                        status=RunStatus.FAILED, finished_at=store.clock.now(), error=redact_text(message)))
             except RecsysError:
                 pass  # the store itself failed; the next run marks this one abandoned
             raise

@@ -13,7 +13,7 @@ import abc
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any, ClassVar
 
 from sqlmodel import Session
@@ -140,8 +140,8 @@ class Source(abc.ABC):
         """
         return None
 
-    def save_state(self, session: Session) -> None:  # noqa: B027 - an optional hook
-        """Write incremental cursors (``SourceState``) inside the run's write transaction, atomically."""
+    def save_state(self, session: Session, *, now: datetime) -> None:  # noqa: B027 - an optional hook
+        """Write incremental cursors (``SourceState``, updated at ``now``) inside the run's write transaction."""
 
     def close(self) -> None:  # noqa: B027 - an optional hook: most sources hold nothing to release
         """Release network clients and temporary files."""
@@ -200,9 +200,10 @@ class Source(abc.ABC):
             with store.session() as session:
                 insert_evidence(session, run_id=handle.run_id, source=self.name, source_version=version,
                                 records=batch.records)
-                self.save_state(session)
+                now = store.clock.now()
+                self.save_state(session, now=now)
                 handle.status = RunStatus.SUCCESS
-                finish_ingest_run(session, handle)
+                finish_ingest_run(session, handle, now=now)
             return self._result(RunStatus.SUCCESS, version, handle.run_id, batch)
 
 

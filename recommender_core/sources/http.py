@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from .. import __version__
+from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import SourceError, SourceHTTPError, SourceTimeout
 from ..redact import redact_url
 
@@ -87,8 +88,9 @@ def _translate(exc: Exception, *, source: str, url: str) -> SourceError:
 _RATELIMIT_RESET = re.compile(r"(?:^|[;,\s])t=(\d+)")
 
 
-def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from ``Retry-After`` (seconds or HTTP date), else the ``RateLimit`` header's ``t=``."""
+def parse_retry_after(headers: Mapping[str, str], *, now: datetime) -> float | None:
+    """Seconds to wait from ``Retry-After`` (seconds, or an HTTP date compared with ``now``), else the
+    ``RateLimit`` header's ``t=``."""
     value = headers.get("retry-after")
     if value:
         value = value.strip()
@@ -101,7 +103,7 @@ def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None
         if when is not None:
             if when.tzinfo is None:
                 when = when.replace(tzinfo=UTC)
-            return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+            return max(0.0, (when - now).total_seconds())
     ratelimit = headers.get("ratelimit")
     if ratelimit:
         match = _RATELIMIT_RESET.search(ratelimit)
@@ -129,10 +131,12 @@ class SourceClient:
         transport: httpx.BaseTransport | None = None,
         settings: HttpSettings | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.source = source
         self.settings = settings or HttpSettings()
         self._sleep = sleep
+        self._clock = clock
         headers = {"User-Agent": USER_AGENT}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -161,7 +165,7 @@ class SourceClient:
     def _backoff(self, attempt: int, response: httpx.Response | None) -> float:
         delay = min(self.settings.backoff_max, self.settings.backoff_base * 2.0 ** (attempt - 1))
         if response is not None:
-            asked = parse_retry_after(response.headers)
+            asked = parse_retry_after(response.headers, now=self._clock.now())
             if asked is not None:
                 if asked > self.settings.max_retry_after:
                     raise SourceHTTPError(

@@ -34,6 +34,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -46,7 +47,7 @@ from sqlmodel import Session
 from ..errors import ConfigError, SourceError, SourceSchemaError
 from ..store import Store
 from ..store.runs import current_ingest_run
-from ..store.tables import BenchmarkEvidence, SourceState, utcnow
+from ..store.tables import BenchmarkEvidence, SourceState
 from .base import Batch, EvidenceRecord, IngestOptions, IngestResult, Source, register_source
 from .http import SourceClient
 from .mteb_constants import (
@@ -593,11 +594,10 @@ class MtebSource(Source):
         finally:
             self._store = None
 
-    def save_state(self, session: Session) -> None:
+    def save_state(self, session: Session, *, now: datetime) -> None:
         """Store the per-model tree shas seen by this run, inside the run's own write transaction."""
         if not self._state:
             return
-        now = utcnow()
         for key, value in self._state.items():
             row = session.get(SourceState, (self.name, key))
             if row is None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import StoreSchemaError
 from ..redact import redact_url
 from . import locks
@@ -46,29 +47,34 @@ def _sqlite_on_connect(dbapi_conn: object, _record: object) -> None:
 
 
 class Store:
-    """A recsys database.
+    """A recsys database, and the clock that dates what is written to it and measures ages from it.
+
+    ``clock`` is the one source of "now" for everything that works on this store (run timestamps,
+    staleness, telemetry windows, retention): tests pass a ``FixedClock``.
 
     >>> store = Store("sqlite://")          # in-memory, for tests
     >>> store.upgrade().to_revision is not None
     True
     """
 
-    def __init__(self, url: str, *, engine: sa.Engine | None = None, auto_migrate: bool = False) -> None:
+    def __init__(self, url: str, *, engine: sa.Engine | None = None, auto_migrate: bool = False,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         from ..config import normalise_database_url
 
         self.url = normalise_database_url(url)
         self.display_url = redact_url(url)
         self.auto_migrate = auto_migrate
+        self.clock = clock
         self._engine = engine
         self._ready = False
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Store:
+    def from_settings(cls, settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Store:
         """Open the configured store; the embedded SQLite default migrates itself on first use."""
         from ..config import default_database_url
 
         raw = settings.database_url or default_database_url()
-        return cls(raw, auto_migrate=settings.resolved_database_url.startswith("sqlite"))
+        return cls(raw, auto_migrate=settings.resolved_database_url.startswith("sqlite"), clock=clock)
 
     @property
     def engine(self) -> sa.Engine:

@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from ..errors import RecsysError
 from ..redact import redact_text
 from .engine import Store
-from .tables import IngestRun, RunStatus, ScoringRun, utcnow
+from .tables import IngestRun, RunStatus, ScoringRun
 
 __all__ = [
     "RunHandle",
@@ -67,27 +67,28 @@ class RunSummary:
 
 def start_ingest_run(store: Store, source: str) -> int:
     """Mark dead ``running`` runs of ``source`` abandoned and record a new running run."""
+    now = store.clock.now()
     with store.session() as session:
         session.execute(
             sa.update(IngestRun)
             .where(col(IngestRun.source) == source, col(IngestRun.status) == RunStatus.RUNNING)
-            .values(status=RunStatus.ABANDONED, finished_at=utcnow(),
+            .values(status=RunStatus.ABANDONED, finished_at=now,
                     error="abandoned: the process running it stopped before recording an outcome")
         )
-        run = IngestRun(source=source, status=RunStatus.RUNNING, started_at=utcnow())
+        run = IngestRun(source=source, status=RunStatus.RUNNING, started_at=now)
         session.add(run)
         session.flush()
         assert run.id is not None  # noqa: S101 - flush assigns the key
         return run.id
 
 
-def finish_ingest_run(session: Session, handle: RunHandle, *, error: str | None = None) -> None:
-    """Record the outcome of a run inside ``session`` (so data and outcome commit together)."""
+def finish_ingest_run(session: Session, handle: RunHandle, *, now: datetime, error: str | None = None) -> None:
+    """Record the outcome of a run inside ``session`` (so data and outcome commit together), finished at ``now``."""
     run = session.get(IngestRun, handle.run_id)
     if run is None:
         raise RuntimeError(f"ingest run {handle.run_id} vanished")
     run.status = RunStatus.FAILED if error is not None else handle.status
-    run.finished_at = utcnow()
+    run.finished_at = now
     run.source_version = handle.source_version
     run.rows_accepted = handle.rows_accepted
     run.rows_rejected = handle.rows_rejected
@@ -146,7 +147,7 @@ def ingest_job(store: Store, *, job: str, source: str, keep_runs: int = 30) -> I
             message = str(exc) if isinstance(exc, RecsysError) else f"{type(exc).__name__}: {exc}"
             try:
                 with store.session() as session:
-                    finish_ingest_run(session, handle, error=message or type(exc).__name__)
+                    finish_ingest_run(session, handle, now=store.clock.now(), error=message or type(exc).__name__)
             except RecsysError:
                 # The store itself is what failed; the original error is the one to report, and
                 # the next run will mark this one abandoned.
@@ -154,7 +155,7 @@ def ingest_job(store: Store, *, job: str, source: str, keep_runs: int = 30) -> I
             raise
         if not handle.finished:
             with store.session() as session:
-                finish_ingest_run(session, handle)
+                finish_ingest_run(session, handle, now=store.clock.now())
         prune_ingest_runs(store, source, keep_runs)
 
 

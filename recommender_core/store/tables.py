@@ -25,12 +25,7 @@ __all__ = [
     "TelemetryRollup",
     "UTCDateTime",
     "UtilityScore",
-    "utcnow",
 ]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

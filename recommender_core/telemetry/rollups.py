@@ -25,7 +25,7 @@ from sqlmodel import col
 
 from ..stats import percentile, percentile_from_ranks
 from ..store import Store
-from ..store.tables import TelemetryEvent, TelemetryRollup, utcnow
+from ..store.tables import TelemetryEvent, TelemetryRollup
 
 __all__ = [
     "DEFAULT_WINDOWS_HOURS",
@@ -81,8 +81,9 @@ class _Acc:
 def compute_rollups(
     store: Store, *, now: datetime | None = None, windows_hours: Sequence[int] = DEFAULT_WINDOWS_HOURS
 ) -> list[Rollup]:
-    """Rollups of every (model, task) seen in each window, ordered by window, model, task."""
-    now = now or utcnow()
+    """Rollups of every (model, task) seen in each window ending at ``now`` (default: the store's clock),
+    ordered by window, model, task."""
+    now = now or store.clock.now()
     widest = max(windows_hours)
     since = now - timedelta(hours=widest)
     with store.session() as session:
@@ -166,7 +167,8 @@ def prune_events(
     and refreshes the stored rollups afterwards."""
     if older_than_days < 1:
         raise ValueError("older_than_days must be at least 1")
-    cutoff = (now or utcnow()) - timedelta(days=older_than_days)
+    now = now or store.clock.now()
+    cutoff = now - timedelta(days=older_than_days)
     deleted = batches = 0
     with store.job_lock(PRUNE_JOB):
         while True:

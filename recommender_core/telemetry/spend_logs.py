@@ -23,7 +23,7 @@ from ..errors import SourceError, SourceSchemaError
 from ..redact import first_line, redact_url
 from ..store import Store
 from ..store.runs import finish_ingest_run, ingest_job
-from ..store.tables import SourceState, utcnow
+from ..store.tables import SourceState
 from .events import TelemetryRecord, clean_tags, task_from
 from .rollups import refresh_rollups
 from .writer import write_records
@@ -220,10 +220,11 @@ def ingest_spend_logs(
         handle.rows_rejected = rejected
         handle.details = {"read": read, "skipped_existing": read - rejected - inserted,
                           "start": start.isoformat() if start else None}
+        now = store.clock.now()
         with store.session() as session:
             if cursor is not None and cursor != stored:
-                session.merge(SourceState(source=SOURCE, key=key, value=cursor.isoformat(), updated_at=utcnow()))
-            finish_ingest_run(session, handle)
+                session.merge(SourceState(source=SOURCE, key=key, value=cursor.isoformat(), updated_at=now))
+            finish_ingest_run(session, handle, now=now)
         run_id = handle.run_id
     refresh_rollups(store)
     return SpendLogsResult(run_id=run_id, read=read, inserted=inserted, skipped=read - rejected - inserted,
