@@ -58,7 +58,8 @@ def _record(i: int, now: datetime) -> Any:
         completion_tokens=20, cost=1.35e-05, tags=("task:coding",))
 
 
-def soak(url: str, seconds: float, *, outage_seconds: float = OUTAGE_SECONDS) -> dict[str, Any]:
+def soak(url: str, seconds: float, *, outage_seconds: float = OUTAGE_SECONDS,
+         queue_size: int = QUEUE_SIZE) -> dict[str, Any]:
     import sqlalchemy as sa
 
     from recommender_core.config import Settings
@@ -79,7 +80,7 @@ def soak(url: str, seconds: float, *, outage_seconds: float = OUTAGE_SECONDS) ->
             raise ConnectionError("soak: the telemetry database is away")
         return write_records(store, batch)
 
-    writer = BatchWriter(sink=sink, queue_size=QUEUE_SIZE, batch_size=500, flush_interval=0.05,
+    writer = BatchWriter(sink=sink, queue_size=queue_size, batch_size=500, flush_interval=0.05,
                          backoff_initial=0.05, backoff_max=0.5)
     stop = threading.Event()
     produced = [0]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from recommender_core.clock import Clock
 from recommender_core.store import Store
 
 from ._pushgateway import PASSWORD, PASSWORD_BCRYPT, USER, Gateway, start_pushgateway
@@ -126,6 +127,11 @@ def store(database_url: str) -> Iterator[Store]:
         yield s
     finally:
         s.dispose()
+
+
+def store_at(store: Store, clock: Clock) -> Store:
+    """The database of ``store`` (same engine) read and written with ``clock`` as "now"."""
+    return Store(store.url, engine=store.engine, clock=clock)
 
 
 @pytest.fixture

@@ -65,11 +65,15 @@ def test_every_fault_and_security_test_is_in_the_table() -> None:
 def test_a_short_soak_loses_nothing_and_stays_bounded(tmp_path: Path) -> None:
     from bench.bench_soak import soak
 
-    out = soak(f"sqlite:///{tmp_path / 'soak.db'}", 2.0, outage_seconds=1.5)
+    # A 500-event queue overflows during the outage even on a machine producing at a third of the
+    # nominal 2,000 events/s (CI's second pass runs every process under faketime, which slows threads).
+    out = soak(f"sqlite:///{tmp_path / 'soak.db'}", 2.0, outage_seconds=1.5, queue_size=500)
     assert out["flushed"] and out["errors"] == []
     assert out["dropped"] > 0  # the outage overflowed the bounded queue, and the drops were counted
     assert out["produced"] > 1000 and out["stored"] + out["dropped"] == out["produced"]
     assert out["stored"] == out["written"]
     assert out["ingests"]["succeeded"] == out["ingests"]["attempted"] >= 1
     rss = [s[1] for s in out["samples"]]
-    assert len(rss) == 10 and max(rss) < 1.5 * rss[0]
+    # Bounded once warm, as bench_soak judges it: the first samples still include start-up imports
+    # (pyarrow on the first ingest), which come later on a slower machine.
+    assert len(rss) == 10 and max(rss[5:]) < 1.25 * rss[4]

@@ -26,6 +26,7 @@ from recommender_core.policy import load_policy
 from recommender_core.store import Store
 from recommender_core.store.tables import TelemetryEvent
 
+from .conftest import store_at
 from .test_snapshot import NOW, fill, validate
 
 
@@ -76,10 +77,9 @@ def get(address: tuple[str, int], path: str, method: str = "GET") -> Reply:
 
 
 def make_app(store: Store, monotonic: FakeMonotonic | None = None) -> DiagnosticsApp:
-    """The app over ``store`` read at the fixed ``NOW`` (a second Store on the same engine carries that clock)."""
-    at_now = Store(store.url, engine=store.engine, clock=FixedClock(NOW))
-    return DiagnosticsApp(store=at_now, policy=load_policy(), v2_enabled=True, version=__version__,
-                          monotonic=monotonic or FakeMonotonic())
+    """The app over ``store``, read at the fixed ``NOW`` the test data was written around."""
+    return DiagnosticsApp(store=store_at(store, FixedClock(NOW)), policy=load_policy(), v2_enabled=True,
+                          version=__version__, monotonic=monotonic or FakeMonotonic())
 
 
 @pytest.fixture

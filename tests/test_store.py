@@ -194,7 +194,7 @@ def test_finish_inside_the_data_transaction(store: Store) -> None:
         with store.session() as session:
             session.add(BenchmarkEvidence(run_id=handle.run_id, source="mteb", model="m", category="T", value=0.5))
             handle.rows_accepted = 1
-            finish_ingest_run(session, handle)
+            finish_ingest_run(session, handle, now=store.clock.now())
     current = current_ingest_run(store, "mteb")
     assert current is not None and current.rows_accepted == 1 and current.status == RunStatus.SUCCESS
 

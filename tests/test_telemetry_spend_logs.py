@@ -17,9 +17,12 @@ import sqlalchemy as sa
 from recsys_cli.app import app
 from typer.testing import CliRunner
 
+from recommender_core.clock import FixedClock
 from recommender_core.store import Store
-from recommender_core.store.tables import IngestRun, TelemetryEvent, TelemetryRollup
+from recommender_core.store.tables import IngestRun, SourceState, TelemetryEvent, TelemetryRollup
 from recommender_core.telemetry.spend_logs import COLUMNS_READ, SPEND_LOGS_TABLE, ingest_spend_logs
+
+from .conftest import store_at
 
 runner = CliRunner()
 
@@ -175,6 +178,8 @@ def test_import_maps_fields_and_is_incremental_and_idempotent(store: Store, spen
         _row("req-cache", 3, cache_hit="True", spend=0.0, metadata={"requester_metadata": {"task": "math"}}),
         _row("req-no-model", 4, model=""),  # the column's default: not a usable event
     ])
+    # The import runs an hour after the calls by its clock, so the rollups' windows hold them on any date.
+    store = store_at(store, FixedClock(T0.replace(tzinfo=UTC) + timedelta(hours=1)))
     first = ingest_spend_logs(store, dsn=spend_logs_dsn)
     assert (first.read, first.inserted, first.skipped, first.rejected) == (5, 4, 0, 1)
     events = _events(store)
@@ -191,10 +196,14 @@ def test_import_maps_fields_and_is_incremental_and_idempotent(store: Store, spen
     with store.session() as session:
         dump = json.dumps([e.model_dump(mode="json") for e in session.execute(sa.select(TelemetryEvent)).scalars()])
         run = session.execute(sa.select(IngestRun).where(IngestRun.source == "litellm")).scalars().one()
-        rollups = session.execute(sa.select(sa.func.count()).select_from(TelemetryRollup)).scalar_one()
+        rollups = session.execute(sa.select(TelemetryRollup)).scalars().all()
+        cursor = session.execute(sa.select(SourceState).where(SourceState.source == "litellm")).scalars().one()
     assert SECRET not in dump
     assert (run.status, run.rows_accepted, run.rows_rejected) == ("success", 4, 1)
-    assert rollups > 0
+    now = store.clock.now()
+    assert run.started_at == run.finished_at == cursor.updated_at == now  # every time written is the clock's
+    assert rollups and {r.computed_at for r in rollups} == {now}
+    assert {(r.model, r.calls) for r in rollups if r.window_hours == 24 and r.task is None} == {("gpt-4o", 4)}
 
     again = ingest_spend_logs(store, dsn=spend_logs_dsn)
     assert again.inserted == 0 and again.read == 5  # the overlap window re-reads, request_id dedupes
