@@ -37,6 +37,21 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+def real_data(*parts: str) -> Path:
+    """A path under the real upstream samples (``../shared/data/real``, beside the repository).
+
+    The only way a test reaches them: call it inside the test or fixture (never at import or in a
+    parametrization), so a clone without the folder skips, with a reason naming the missing path,
+    and CI (RECSYS_REQUIRE_ALL_TESTS=1) fails instead.
+    """
+    path = SHARED_REAL_DATA.joinpath(*parts)
+    if not path.exists():
+        missing = SHARED_REAL_DATA if not SHARED_REAL_DATA.is_dir() else path
+        skip_or_fail(f"the real upstream samples are missing: {missing} does not exist (they live beside "
+                     "the repository, not in it; a clone elsewhere has no ../shared/data/real)")
+    return path
+
+
 def require_binary(name: str, how: str) -> str:
     path = shutil.which(name)
     if path is None:

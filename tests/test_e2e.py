@@ -28,7 +28,7 @@ from recommender_core.store import Store
 from recommender_core.store.tables import TelemetryEvent
 
 from ._pushgateway import Gateway
-from .conftest import REPO_ROOT, SHARED_REAL_DATA
+from .conftest import REPO_ROOT, real_data
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 litellm = pytest.importorskip("litellm")
@@ -39,7 +39,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Items? .* using the `ReadOnly` qualifier:UserWarning:pydantic"),
 ]
 
-SLICE = SHARED_REAL_DATA / "mteb" / "results-slice-9-models.tar.gz"
 SCHEMA = json.loads((REPO_ROOT / "docs" / "snapshot.schema.json").read_text())
 DEFAULT_POLICY = REPO_ROOT / "recommender_core" / "data" / "default_policy.yaml"
 PROMPT = "E2E-PROMPT-TEXT-NOT-TO-BE-STORED"
@@ -49,10 +48,9 @@ V2 = {"ENABLE_MODEL_RECOMMENDER_V2": "true"}
 
 @pytest.fixture
 def mteb_slice(tmp_path: Path) -> Path:
-    if not SLICE.exists():
-        pytest.fail(f"the real MTEB slice is missing at {SLICE}")
+    archive_path = real_data("mteb", "results-slice-9-models.tar.gz")
     target = tmp_path / "mteb-slice"
-    with tarfile.open(SLICE) as archive:
+    with tarfile.open(archive_path) as archive:
         archive.extractall(target, filter="data")
     return target
 

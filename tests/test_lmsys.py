@@ -29,12 +29,12 @@ from recommender_core.store import Store
 from recommender_core.store.runs import list_runs
 from recommender_core.store.tables import BenchmarkEvidence, RunStatus
 
-from .conftest import REPO_ROOT, SHARED_REAL_DATA
+from .conftest import REPO_ROOT, real_data
 from .lmsys_data import SAMPLE_MODELS, board_rows, parquet_bytes, rows_page
 
 CASSETTES = REPO_ROOT / "cassettes"
 SAMPLE = REPO_ROOT / "sample_mirror" / "lmsys"
-LEGACY = SHARED_REAL_DATA / "lmsys" / "hf-space-chatbot-arena-leaderboard"
+LEGACY_SPACE = ("lmsys", "hf-space-chatbot-arena-leaderboard")  # under the real upstream samples
 SHA = "05170bb206eda1ad46c9269b496d18d05c57535b"  # the cassettes' dataset sha (cassettes/make_lmsys.py)
 FAST = HttpSettings(max_attempts=3, backoff_base=0.01)
 runner = CliRunner()
@@ -333,7 +333,7 @@ def test_more_than_five_percent_rejected_writes_nothing(tmp_path: Path, store: S
 # --- the legacy Space CSV (real files, read in place) ---------------------------------------------
 
 def test_real_2023_csv(store: Store) -> None:
-    path = LEGACY / "leaderboard_table_20230717.csv"
+    path = real_data(*LEGACY_SPACE, "leaderboard_table_20230717.csv")
     result = ingest(store, str(path))
     assert (result.status, result.source_version) == ("success", "2023-07-17")
     rows = current(store)
@@ -349,8 +349,9 @@ def test_real_2023_csv(store: Store) -> None:
 @pytest.mark.parametrize("name", ["leaderboard_table_20240109.csv", "leaderboard_table_20240527.csv",
                                   "leaderboard_table_20250511.csv"])
 def test_later_csvs_carry_no_ratings_and_are_refused(name: str, store: Store) -> None:
+    path = real_data(*LEGACY_SPACE, name)
     with pytest.raises(SourceSchemaError, match="has no 'Arena Elo rating' column: it carries no ratings"):
-        ingest(store, str(LEGACY / name))
+        ingest(store, str(path))
     assert current(store) == {}
     assert list_runs(store, source="lmsys")[0].status == RunStatus.FAILED
 
@@ -497,7 +498,7 @@ def test_cli_refused_csv_is_one_line_exit_1(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     runner.invoke(app, ["--database-url", url, "db", "upgrade"])
     result = runner.invoke(app, ["--database-url", url, "ingest", "lmsys", "--source",
-                                 str(LEGACY / "leaderboard_table_20250511.csv")])
+                                 str(real_data(*LEGACY_SPACE, "leaderboard_table_20250511.csv"))])
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("SourceSchemaError: lmsys: ")
     assert "carries no ratings" in result.stderr and "Traceback" not in result.output

@@ -36,11 +36,9 @@ from recommender_core.store import Store
 from recommender_core.store.runs import current_ingest_run, list_runs
 from recommender_core.store.tables import BenchmarkEvidence, RunStatus, SourceState
 
-from .conftest import REPO_ROOT, SHARED_REAL_DATA
+from .conftest import REPO_ROOT, real_data
 
 SAMPLE = REPO_ROOT / "sample_mirror" / "mteb"
-REAL = SHARED_REAL_DATA / "mteb" / "embeddings-benchmark-results"
-SLICE = SHARED_REAL_DATA / "mteb" / "results-slice-9-models.tar.gz"
 CASSETTES = REPO_ROOT / "cassettes"
 TASKS = load_task_map()
 BGE = "BAAI/bge-base-en-v1.5"
@@ -131,9 +129,7 @@ def test_legacy_files_use_the_task_main_metric() -> None:
 
 
 def test_real_files_parse_to_values_worked_out_by_hand() -> None:
-    results = REAL / "results"
-    if not results.is_dir():
-        pytest.fail(f"the real MTEB samples are missing at {results}")
+    results = real_data("mteb", "embeddings-benchmark-results", "results")
     bge = results / "BAAI__bge-base-en-v1.5" / "a5beb1e3e68b9ab74eb54cfd186867f64f240e1a"
     score = parse_result((bge / "STSBenchmark.json").read_bytes(), file_task="STSBenchmark", tasks=TASKS)
     assert (score.value, score.task_type, score.subset_count) == (0.8641801045690194, "STS", 1)
@@ -284,10 +280,9 @@ def test_a_missing_or_url_mirror_is_a_clear_config_error(store: Store, tmp_path:
 
 @pytest.fixture(scope="module")
 def real_slice(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    if not SLICE.is_file():
-        pytest.fail(f"the real MTEB slice is missing at {SLICE}")
+    archive_path = real_data("mteb", "results-slice-9-models.tar.gz")
     target = tmp_path_factory.mktemp("mteb-slice")
-    with tarfile.open(SLICE) as archive:
+    with tarfile.open(archive_path) as archive:
         archive.extractall(target, filter="data")
     yield target
 
