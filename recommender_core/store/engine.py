@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from ..clock import SYSTEM_CLOCK, Clock
-from ..errors import StoreSchemaError
+from ..errors import StoreSchemaError, StoreWriteError
 from ..redact import redact_url
 from . import locks
 from .errors import translate_db_errors
@@ -91,7 +92,13 @@ class Store:
             url = sa.make_url(self.url)
             if url.get_backend_name() == "sqlite":
                 if url.database and url.database != ":memory:":
-                    Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                    folder = Path(url.database).expanduser().parent
+                    try:
+                        folder.mkdir(parents=True, exist_ok=True)
+                    except OSError as exc:
+                        raise StoreWriteError(f"Cannot create the folder {folder} for the database at "
+                                              f"{self.display_url}: {exc.strerror}. Create it, or choose "
+                                              "another database URL.") from None
                     engine = sa.create_engine(url, connect_args={"timeout": 30})
                 else:
                     # One shared connection, so every session sees the same in-memory database.
@@ -105,6 +112,33 @@ class Store:
                 pool_pre_ping=True,
                 connect_args={"connect_timeout": 5, "application_name": "recsys"},
             )
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The file of an embedded SQLite store; None for Postgres and in-memory SQLite."""
+        url = sa.make_url(self.url)
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return None
+        return Path(url.database).expanduser()
+
+    def require_writable(self) -> None:
+        """Raise StoreWriteError, naming the read-only place, when an SQLite store cannot be written.
+
+        Every write job calls it before it takes its lock, whose file lives beside the database, so a
+        store on a read-only mount fails in one line that says so. Read commands never call it: they
+        work on a read-only store. On Postgres the server decides, and its refusal is translated.
+        """
+        path = self.sqlite_path
+        if path is None:
+            return
+        for place, what in ((path.parent, "folder"), (path, "file")):
+            if place.exists() and not os.access(place, os.W_OK):
+                read_only_fs = bool(os.statvfs(place).f_flag & os.ST_RDONLY)
+                why = "is on a read-only file system" if read_only_fs else "is not writable by this user"
+                raise StoreWriteError(
+                    f"The database at {self.display_url} is in a read-only location: its {what} {place} {why}. "
+                    "Write commands (ingest, score, db upgrade, telemetry prune) need it writable; read "
+                    "commands (runs, evidence, snapshot, route, serve) work as they are.")
 
     def dispose(self) -> None:
         if self._engine is not None:
@@ -157,6 +191,7 @@ class Store:
         from alembic import command
         from alembic.config import Config
 
+        self.require_writable()
         with translate_db_errors(self.display_url):
             with locks.job_lock(self.engine, MIGRATION_LOCK, wait_seconds=wait_seconds):
                 before = self.current_revision()
@@ -171,13 +206,17 @@ class Store:
         return UpgradeResult(from_revision=before, to_revision=after)
 
     def ensure_ready(self) -> None:
-        """Migrate the embedded default on first use; elsewhere require the schema at head."""
+        """Require the schema at head; the embedded default migrates itself when it is not.
+
+        A store already at head is used as it is, without the migration lock, so read commands work on
+        a store in a read-only location.
+        """
         if self._ready:
             return
-        if self.auto_migrate:
+        current, head = self.current_revision(), self.head_revision()
+        if current != head and self.auto_migrate:
             self.upgrade()
             return
-        current, head = self.current_revision(), self.head_revision()
         if current != head:
             state = "has no recsys schema" if current is None else f"is at migration {current}, not {head}"
             raise StoreSchemaError(f"The database at {self.display_url} {state}. Run 'recsys db upgrade'.")
@@ -187,7 +226,11 @@ class Store:
 
     @contextmanager
     def job_lock(self, job: str, *, wait_seconds: float = 0.0) -> Iterator[None]:
-        """Hold ``job``'s lock for the block; raises LockHeldError (exit 75) if another run has it."""
+        """Hold ``job``'s lock for the block; raises LockHeldError (exit 75) if another run has it.
+
+        Every write job holds one, so a store in a read-only location is refused here, before any I/O.
+        """
+        self.require_writable()
         with translate_db_errors(self.display_url):
             with locks.job_lock(self.engine, job, wait_seconds=wait_seconds):
                 yield

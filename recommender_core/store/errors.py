@@ -38,6 +38,10 @@ def _classify_dbapi(exc: sa_exc.DBAPIError, where: str) -> StoreError:
     if sqlstate in _DISK_SQLSTATES or any(h in lowered for h in _DISK_HINTS):
         return StoreWriteError(f"The database at {where} is out of space: {reason}. Free space and re-run.")
     if sqlstate in _READ_ONLY_SQLSTATES or any(h in lowered for h in _READ_ONLY_HINTS):
+        if where.startswith("sqlite"):
+            return StoreWriteError(f"The database at {where} is read-only: {reason}. Make the file and its "
+                                   "folder writable; read commands (runs, evidence, snapshot, route, serve) "
+                                   "work as they are.")
         return StoreWriteError(
             f"The database at {where} refused a write: {reason}. Use a role with write access."
         )
