@@ -8,14 +8,17 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from recommender_core.clock import Clock
 from recommender_core.store import Store
 
 from ._pushgateway import PASSWORD, PASSWORD_BCRYPT, USER, Gateway, start_pushgateway
 from ._relay import TcpRelay
+
+if TYPE_CHECKING:
+    from recommender_core.clock import Clock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_REAL_DATA = REPO_ROOT.parent / "shared" / "data" / "real"
