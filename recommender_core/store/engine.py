@@ -91,8 +91,8 @@ class Store:
         with translate_db_errors(self.display_url):
             url = sa.make_url(self.url)
             if url.get_backend_name() == "sqlite":
-                if url.database and url.database != ":memory:":
-                    folder = Path(url.database).expanduser().parent
+                if self.sqlite_path is not None:
+                    folder = self.sqlite_path.parent
                     try:
                         folder.mkdir(parents=True, exist_ok=True)
                     except OSError as exc:
