@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -230,8 +231,11 @@ def test_recsys_serve_command_end_to_end(tmp_path: Path) -> None:
     env = {**os.environ, "RECSYS_DATABASE_URL": f"sqlite:///{tmp_path / 'recsys.db'}"}
     recsys = shutil.which("recsys", path=str(Path(sys.executable).parent))
     assert recsys is not None, "the recsys console script is installed next to the test interpreter"
+    # As from a terminal, where Ctrl-C is not ignored: a suite started in the background by a
+    # non-interactive shell (CI) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
     proc = subprocess.Popen([recsys, "serve", "--port", "0"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()
