@@ -572,6 +572,7 @@ def test_database_down_at_start_for_a_job(capsys: pytest.CaptureFixture[str]) ->
 
 
 @pytest.mark.postgres
+@pytest.mark.timing
 def test_telemetry_db_gone_then_back_callers_never_wait_and_loss_is_counted(
         relayed_postgres: tuple[str, Any], postgres_url: str) -> None:
     from recommender_core.store.tables import TelemetryEvent
