@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -37,8 +38,9 @@ from recommender_core.sources.base import IngestOptions
 from recommender_core.sources.http import HttpSettings
 from recommender_core.sources.lmsys import LmsysSource
 from recommender_core.store import Store
-from recommender_core.store.runs import list_runs
-from recommender_core.store.tables import BenchmarkEvidence, RunStatus, ScoringRun, UtilityScore
+from recommender_core.store.locks import advisory_key
+from recommender_core.store.runs import current_ingest_run, list_runs
+from recommender_core.store.tables import BenchmarkEvidence, IngestRun, RunStatus, ScoringRun, UtilityScore
 
 from .conftest import REPO_ROOT
 from .lmsys_data import board_rows, parquet_bytes
@@ -75,10 +77,10 @@ def lmsys(**kwargs: Any) -> LmsysSource:
     return LmsysSource(settings=Settings.load(), policy=load_policy(), **kwargs)
 
 
-def ingest(store: Store, mirror: str, **kwargs: Any) -> Any:
+def ingest(store: Store, mirror: str, *, force: bool = False, **kwargs: Any) -> Any:
     source = lmsys(**kwargs)
     try:
-        return source.run(store, IngestOptions(mirror=mirror))
+        return source.run(store, IngestOptions(mirror=mirror, force=force))
     finally:
         source.close()
 
@@ -278,10 +280,10 @@ def test_connection_killed_mid_ingest(postgres_url: str, capsys: pytest.CaptureF
 
 
 @pytest.mark.postgres
-def test_every_connection_killed_during_the_download(postgres_url: str) -> None:
-    """Postgres restarts while the job downloads: every session dies, the job lock's included. The
-    pool reconnects, so the run still writes its evidence once, records success and leaves nothing
-    running or locked (the server released the lock with its session)."""
+def test_every_connection_killed_during_the_download(postgres_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Postgres restarts while the job downloads: every session dies, the job lock's included, so
+    the run no longer holds its lock. It must not commit: it fails with one line, writes nothing,
+    is recorded failed, and leaves the job free for the next run, which succeeds."""
     store = Store(postgres_url)
     store.upgrade()
     dbname = postgres_url.rsplit("/", 1)[1]
@@ -297,13 +299,21 @@ def test_every_connection_killed_during_the_download(postgres_url: str) -> None:
         return httpx.Response(200, content=parquet_bytes(board_rows()))
 
     try:
-        result = ingest(store, MIRROR, transport=hub(fault))
+        before = good_store(store)
+        code, stderr = as_cli(lambda: ingest(store, MIRROR, transport=hub(fault)), capsys)
         assert killed  # the lock's session at least
-        assert (result.status, result.rows_accepted) == (RunStatus.SUCCESS, 78)
-        assert len(evidence(store)) == 78
-        assert [r.status for r in list_runs(store, source="lmsys")] == [RunStatus.SUCCESS]
+        assert code == 1
+        one_line(stderr, "LockLostError: The 'ingest-lmsys' run lost its job lock before committing (the "
+                         "database session ")
+        assert stderr.endswith("that held it ended); it wrote nothing. Run the job again.\n")
+        assert evidence(store) == before
+        runs = list_runs(store, source="lmsys")
+        assert [r.status for r in runs] == [RunStatus.FAILED, RunStatus.SUCCESS]
+        assert (runs[0].error or "").startswith("The 'ingest-lmsys' run lost its job lock")
         with store.job_lock("ingest-lmsys"):  # not left locked
             pass
+        assert ingest(store, MIRROR, transport=hub(lambda r: httpx.Response(
+            200, content=parquet_bytes(board_rows())))).status == RunStatus.SUCCESS
     finally:
         store.dispose()
 
@@ -323,18 +333,22 @@ def _scores(store: Store) -> tuple[int | None, list[tuple[Any, ...]]]:
         return current, [tuple(r) for r in rows]
 
 
-def _on_utility_insert(store: Store, action: Callable[[Any], None]) -> None:
-    """Call ``action(dbapi_cursor)`` just before the driver runs the first INSERT INTO utility_score."""
+def _before_first(store: Store, prefix: str, action: Callable[[Any], None]) -> None:
+    """Call ``action(dbapi_cursor)`` just before the driver runs the first statement starting with ``prefix``."""
     fired: list[bool] = []
 
     def hook(cursor: Any, statement: str, *args: Any) -> bool:
-        if not fired and statement.lstrip().upper().startswith("INSERT INTO UTILITY_SCORE"):
+        if not fired and " ".join(statement.split()).upper().startswith(prefix.upper()):
             fired.append(True)
             action(cursor)
         return False  # let the dialect run the statement as usual
 
     sa.event.listen(store.engine, "do_execute", hook)
     sa.event.listen(store.engine, "do_executemany", hook)
+
+
+def _on_utility_insert(store: Store, action: Callable[[Any], None]) -> None:
+    _before_first(store, "INSERT INTO utility_score", action)
 
 
 @pytest.mark.postgres
@@ -355,6 +369,105 @@ def test_connection_killed_mid_score(postgres_url: str, capsys: pytest.CaptureFi
         assert [r[0] for r in runs] == [RunStatus.SUCCESS, RunStatus.FAILED]
         assert "Cannot reach the database" in (runs[1][1] or "")
     finally:
+        store.dispose()
+
+
+@pytest.mark.postgres
+def test_score_that_lost_its_lock_stores_nothing(postgres_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The score job's lock session is killed (real ``pg_terminate_backend``) just before the run
+    claims its commit: the new table is not stored, the previous run stays current."""
+    store = _score_store(postgres_url)
+    try:
+        policy = load_policy()
+        run_scoring(store, policy)
+        before = _scores(store)
+        _before_first(store, "UPDATE scoring_run SET status=%(status)s::VARCHAR WHERE scoring_run.id",
+                      lambda cursor: terminate(postgres_url, lock_holders(postgres_url, "score")[0]))
+        code, stderr = as_cli(lambda: run_scoring(store, policy), capsys)
+        assert code == 1
+        one_line(stderr, "LockLostError: The 'score' run lost its job lock before committing (the database session ")
+        assert _scores(store) == before
+        with store.session() as session:
+            runs = session.exec(select(ScoringRun.status, ScoringRun.error).order_by(col(ScoringRun.id))).all()
+        assert [r[0] for r in runs] == [RunStatus.SUCCESS, RunStatus.FAILED]
+        assert "lost its job lock" in (runs[1][1] or "")
+    finally:
+        store.dispose()
+
+
+@pytest.mark.postgres
+def test_prune_that_lost_its_lock_stops_deleting(postgres_url: str) -> None:
+    """``telemetry prune`` deletes in batches, each its own transaction; once its lock session is
+    killed (real ``pg_terminate_backend``, during the first batch) no further batch commits."""
+    from datetime import timedelta
+
+    from recommender_core.errors import LockLostError
+    from recommender_core.store.tables import TelemetryEvent
+    from recommender_core.telemetry.rollups import prune_events
+    from recommender_core.telemetry.writer import write_records
+
+    from .test_telemetry import NOW, _record
+
+    store = Store(postgres_url)
+    store.upgrade()
+    try:
+        write_records(store, [_record(i) for i in range(6)])
+        _before_first(store, "DELETE FROM telemetry_event",
+                      lambda cursor: terminate(postgres_url, lock_holders(postgres_url, "telemetry-prune")[0]))
+        with pytest.raises(LockLostError, match=r"the database session .* that held it ended"):
+            prune_events(store, older_than_days=1, now=NOW + timedelta(days=10), batch_size=2)
+        with store.session() as session:
+            left = session.exec(select(sa.func.count()).select_from(TelemetryEvent)).one()
+        assert left == 4  # the first batch (checked before the kill) went; no other did
+    finally:
+        store.dispose()
+
+
+@pytest.mark.postgres
+def test_a_newer_run_waits_for_a_commit_that_claimed_the_job(postgres_url: str) -> None:
+    """The narrowest window: the lock session dies after the run claimed its commit, before the
+    COMMIT itself. A newer run then takes the lock, but its marking of the old run waits on the
+    old run's row lock, so it starts only after that commit: serial, never side by side."""
+    store = Store(postgres_url)
+    store.upgrade()
+    newer_store = Store(postgres_url)
+    dbname = postgres_url.rsplit("/", 1)[1]
+    newer: dict[str, Any] = {}
+    armed: list[bool] = []
+
+    class Source(LmsysSource):
+        def save_state(self, session: Session) -> None:
+            armed.append(True)  # the write transaction has claimed the run: the next COMMIT is its own
+
+    def before_commit(conn: sa.Connection) -> None:
+        if armed and "thread" not in newer:
+            armed.clear()
+            terminate(postgres_url, lock_holders(postgres_url, "ingest-lmsys")[0])
+            newer["thread"] = threading.Thread(target=lambda: newer.update(result=ingest(
+                newer_store, str(SAMPLE), force=True)))
+            newer["thread"].start()
+            deadline = time.monotonic() + 30
+            with pg_admin(postgres_url) as admin:  # until the newer run waits on our row lock
+                while not admin.execute("SELECT 1 FROM pg_stat_activity WHERE datname = %s AND "
+                                        "wait_event_type = 'Lock'", (dbname,)).fetchone():
+                    assert time.monotonic() < deadline, "the newer run never waited for this commit"
+                    time.sleep(0.05)
+
+    try:
+        sa.event.listen(store.engine, "commit", before_commit)
+        source = Source(settings=Settings.load(), policy=load_policy())
+        try:
+            old = source.run(store, IngestOptions(mirror=str(SAMPLE)))
+        finally:
+            source.close()
+        newer["thread"].join(60)
+        assert old.status == RunStatus.SUCCESS and newer["result"].status == RunStatus.SUCCESS
+        # the newer run waited (above), found the old run finished rather than running, and went on
+        runs = {r.id: r.status for r in list_runs(store, source="lmsys")}
+        assert runs == {old.run_id: RunStatus.SUCCESS, newer["result"].run_id: RunStatus.SUCCESS}
+        assert _evidence_runs(store) == {old.run_id: 78, newer["result"].run_id: 78}
+    finally:
+        newer_store.dispose()
         store.dispose()
 
 
@@ -551,6 +664,144 @@ def test_two_runs_of_one_job_and_two_jobs_at_once(database_url: str, gated_hub: 
             lmsys_rows = session.exec(select(sa.func.count()).select_from(BenchmarkEvidence)
                                       .where(col(BenchmarkEvidence.source) == "lmsys")).one()
         assert lmsys_rows == 78  # written once
+    finally:
+        store.dispose()
+
+
+# --- a run that lost its lock, in real processes -------------------------------------------------
+
+def lock_holders(url: str, job: str) -> list[int]:
+    """The backends holding ``job``'s advisory lock, read from pg_locks as an operator would."""
+    unsigned = advisory_key(job) & 0xFFFF_FFFF_FFFF_FFFF
+    with pg_admin(url) as admin:
+        return [r[0] for r in admin.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+            "AND classid = %s::oid AND objid = %s::oid AND database = (SELECT oid FROM pg_database "
+            "WHERE datname = current_database())", (unsigned >> 32, unsigned & 0xFFFF_FFFF))]
+
+
+def take_the_lock_away(database_url: str, job: str) -> str:
+    """The real fault that frees a running job's lock under it: on Postgres the lock's session is
+    killed (``pg_terminate_backend``, as a failover, a network cut or a pooler would); on SQLite the
+    lock file is deleted (the only way to free a live process's flock). Returns what was done."""
+    if database_url.startswith("postgresql"):
+        [pid] = lock_holders(database_url, job)
+        terminate(database_url, pid)
+        deadline = time.monotonic() + 10
+        while lock_holders(database_url, job):  # the server ends the backend asynchronously
+            assert time.monotonic() < deadline, "the killed backend still holds the lock"
+            time.sleep(0.05)
+        return "the database session"
+    database = database_url.removeprefix("sqlite:///")
+    os.unlink(f"{database}.{job}.lock")
+    return f"its lock file {database}.{job}.lock was deleted"
+
+
+def _evidence_runs(store: Store) -> dict[int, int]:
+    with store.session() as session:
+        rows = session.exec(select(BenchmarkEvidence.run_id, sa.func.count()).group_by(
+            col(BenchmarkEvidence.run_id))).all()
+    return {run_id: count for run_id, count in rows}
+
+
+def test_a_run_that_lost_its_lock_never_commits_beside_the_next_run(database_url: str, gated_hub: Any) -> None:
+    """Run A (a real process) loses its job lock mid-run (real fault, see ``take_the_lock_away``);
+    run B of the same job then starts, takes the lock and succeeds. When A reaches its write it
+    fails with one line and writes nothing: only one of the two overlapping runs ever commits."""
+    store = Store(database_url)
+    store.upgrade()
+    try:
+        assert ingest(store, str(SAMPLE)).status == RunStatus.SUCCESS
+        first = list_runs(store, source="lmsys")[0].id
+        a = _recsys(database_url, "ingest", "lmsys", "--source", gated_hub.url, "--json")
+        try:
+            assert gated_hub.waiting.wait(60), "run A never reached its download"
+            take_the_lock_away(database_url, "ingest-lmsys")
+            b = subprocess.run([RECSYS, "--database-url", database_url, "ingest", "lmsys", "--source", str(SAMPLE),
+                                "--force", "--json"], capture_output=True, text=True, timeout=120, check=False)
+            assert b.returncode == 0, b.stderr
+            b_run = json.loads(b.stdout)["run_id"]
+        finally:
+            gated_hub.gate.set()
+            _, err = a.communicate(timeout=120)
+        assert a.returncode == 1, err
+        a_run = next(r.id for r in list_runs(store, source="lmsys") if r.id not in (first, b_run))
+        assert err == (f"LockLostError: The 'ingest-lmsys' run lost its job lock before committing (a newer run "
+                       f"took the job over and marked run {a_run} abandoned); it wrote nothing. Run the job again.\n")
+        runs = {r.id: r for r in list_runs(store, source="lmsys")}
+        assert runs[b_run].status == RunStatus.SUCCESS and runs[a_run].status == RunStatus.FAILED
+        assert _evidence_runs(store) == {first: 78, b_run: 78}  # nothing of A's
+        current = current_ingest_run(store, "lmsys")
+        assert current is not None and current.id == b_run
+    finally:
+        store.dispose()
+
+
+def test_a_run_that_lost_its_lock_fails_and_writes_nothing(database_url: str, gated_hub: Any) -> None:
+    """The same real fault with no second run: the lock is simply gone when the run commits."""
+    store = Store(database_url)
+    store.upgrade()
+    try:
+        before = good_store(store)
+        a = _recsys(database_url, "ingest", "lmsys", "--source", gated_hub.url)
+        try:
+            assert gated_hub.waiting.wait(60), "the run never reached its download"
+            what = take_the_lock_away(database_url, "ingest-lmsys")
+        finally:
+            gated_hub.gate.set()
+            _, err = a.communicate(timeout=120)
+        assert a.returncode == 1, err
+        one_line(err, f"LockLostError: The 'ingest-lmsys' run lost its job lock before committing ({what}")
+        assert err.endswith("; it wrote nothing. Run the job again.\n")
+        assert evidence(store) == before
+        failed = list_runs(store, source="lmsys")[0]
+        assert failed.status == RunStatus.FAILED and "lost its job lock" in (failed.error or "")
+    finally:
+        store.dispose()
+
+
+def _shown(database_url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What an operator sees: the newest run in ``recsys runs --json`` and lmsys in ``snapshot --json``."""
+    runs = subprocess.run([RECSYS, "--database-url", database_url, "runs", "--json"], capture_output=True,
+                          text=True, timeout=120, check=True)
+    snapshot = subprocess.run([RECSYS, "--database-url", database_url, "snapshot", "--json"], capture_output=True,
+                              text=True, timeout=120, check=True)
+    [lmsys_source] = [s for s in json.loads(snapshot.stdout)["sources"] if s["source"] == "lmsys"]
+    return json.loads(runs.stdout)[0], lmsys_source
+
+
+def test_a_killed_run_shows_abandoned_at_once(database_url: str, gated_hub: Any) -> None:
+    """``kill -9`` of a running ingest (a real SIGKILL): ``runs`` and ``snapshot`` show its run
+    ``abandoned (process gone)`` as soon as its job lock is free, not at the job's next run. A live
+    run (its lock held by its process) still shows ``running``. Nothing is written to show it."""
+    store = Store(database_url)
+    store.upgrade()
+    try:
+        a = _recsys(database_url, "ingest", "lmsys", "--source", gated_hub.url)
+        try:
+            assert gated_hub.waiting.wait(60), "the run never reached its download"
+            run, source = _shown(database_url)
+            assert (run["status"], run["error"], source["last_status"]) == ("running", None, "running")
+            a.send_signal(signal.SIGKILL)
+            a.wait(30)
+        finally:
+            gated_hub.gate.set()
+            a.kill()
+            a.communicate()
+        assert a.returncode == -signal.SIGKILL
+        if database_url.startswith("postgresql"):
+            deadline = time.monotonic() + 10
+            while lock_holders(database_url, "ingest-lmsys"):  # the server ends the dead client's session
+                assert time.monotonic() < deadline, "the killed run's session still holds the lock"
+                time.sleep(0.05)
+        shown, source = _shown(database_url)
+        assert shown["id"] == run["id"] and shown["status"] == "abandoned"
+        assert shown["error"].startswith("abandoned (process gone): ")
+        assert source["last_status"] == "abandoned" and source["last_error"] == shown["error"]
+        with store.session() as session:  # only shown: the next run of the job records it
+            assert session.get(IngestRun, run["id"]).status == RunStatus.RUNNING
+        assert ingest(store, str(SAMPLE)).status == RunStatus.SUCCESS
+        assert {r.id: r.status for r in list_runs(store, source="lmsys")}[run["id"]] == RunStatus.ABANDONED
     finally:
         store.dispose()
 

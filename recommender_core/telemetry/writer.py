@@ -19,6 +19,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 
+import sqlalchemy as sa
+
 from ..redact import first_line
 from ..store import Store
 from ..store.tables import TelemetryEvent
@@ -36,11 +38,14 @@ assert _COLUMNS[-1] == "tags"  # noqa: S101 - a field order the COPY below relie
 _ROW_VALUES = operator.attrgetter(*_COLUMNS[:-1])
 
 
-def write_records(store: Store, records: Sequence[TelemetryRecord]) -> int:
+def write_records(store: Store, records: Sequence[TelemetryRecord], *,
+                  claim: Callable[[sa.Connection], None] | None = None) -> int:
     """Insert ``records``, skipping event ids already stored; returns how many were new.
 
     Postgres: ``COPY`` into a session-local staging table, then one ``INSERT ... SELECT ... ON
     CONFLICT DO NOTHING`` (fast, and its row count is exact). SQLite: an executemany insert.
+    ``claim`` runs first in the write transaction (a job's ``RunHandle.claim``: a run that lost its
+    job lock writes nothing).
     """
     if not records:
         return 0
@@ -49,20 +54,25 @@ def write_records(store: Store, records: Sequence[TelemetryRecord]) -> int:
     for record in records:
         unique.setdefault(record.event_id, record)
     if store.dialect == "postgresql":
-        return _write_postgres(store, list(unique.values()))
+        return _write_postgres(store, list(unique.values()), claim)
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     table = TelemetryEvent.__table__  # type: ignore[attr-defined]
     statement = sqlite_insert(table).on_conflict_do_nothing(index_elements=["event_id"])
     with store.connect() as conn:
+        if claim is not None:
+            claim(conn)
         result = conn.execute(statement, [r.as_row() for r in unique.values()])
     count = result.rowcount
     return count if count is not None and count >= 0 else len(unique)
 
 
-def _write_postgres(store: Store, records: list[TelemetryRecord]) -> int:
+def _write_postgres(store: Store, records: list[TelemetryRecord],
+                    claim: Callable[[sa.Connection], None] | None) -> int:
     columns = ", ".join(_COLUMNS)
     with store.connect() as conn:
+        if claim is not None:
+            claim(conn)
         conn.exec_driver_sql(
             f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS AS "  # noqa: S608 - constants
             f"SELECT {columns} FROM telemetry_event WITH NO DATA")
