@@ -866,6 +866,160 @@ def test_telemetry_db_gone_then_back_callers_never_wait_and_loss_is_counted(
     assert {f"evt-{i}" for i in range(450 - 100, 450)} <= ids
 
 
+class _Listener:
+    """A real TCP listener the test controls, counting the connections it accepts: ``reset`` closes
+    each at once (the client fails fast, as with a crashed server), ``silent`` keeps each open
+    without sending a byte (the client waits for its connect timeout, as behind a black hole)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.accepted = 0
+        self._held: list[socket.socket] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            if self.mode == "reset":
+                client.close()
+            else:
+                self._held.append(client)
+
+    def close(self) -> None:
+        self._server.close()
+        self._thread.join(5)
+        for client in self._held:
+            client.close()
+
+
+class _DeadStore:
+    """A Postgres URL whose store is down, by one real fault: ``refused`` (a bound port nobody
+    listens on), ``reset`` and ``silent`` (a ``_Listener``), or ``black-holed`` (a listener whose
+    backlog is full and that never accepts, so the kernel drops every new SYN). ``attempts`` counts
+    the connection attempts: accepted connections where a listener can see them, else sink calls
+    (each opens one connection: the store never had one to reuse)."""
+
+    def __init__(self, fault: str) -> None:
+        self.fault = fault
+        self.calls = 0
+        self._listener: _Listener | None = None
+        self._sockets: list[socket.socket] = []
+        if fault in ("reset", "silent"):
+            self._listener = _Listener(fault)
+            port = self._listener.port
+        else:
+            bound = socket.socket()
+            bound.bind(("127.0.0.1", 0))
+            self._sockets.append(bound)
+            port = bound.getsockname()[1]
+            if fault == "black-holed":
+                bound.listen(0)
+                for _ in range(4):  # fill the accept queue; nothing ever accepts
+                    filler = socket.socket()
+                    filler.setblocking(False)
+                    filler.connect_ex(("127.0.0.1", port))
+                    self._sockets.append(filler)
+        self.url = f"postgresql://recsys:secret@127.0.0.1:{port}/recsys"
+        self.store = Store(self.url)
+
+    def sink(self, batch: Any) -> int:
+        from recommender_core.telemetry.writer import write_records
+
+        self.calls += 1
+        return write_records(self.store, batch)
+
+    @property
+    def attempts(self) -> int:
+        return self._listener.accepted if self._listener is not None else self.calls
+
+    def close(self) -> None:
+        self.store.dispose()
+        if self._listener is not None:
+            self._listener.close()
+        for sock in self._sockets:
+            sock.close()
+
+
+@pytest.fixture(params=["refused", "reset", "silent", "black-holed"])
+def dead_store(request: pytest.FixtureRequest) -> Iterator[_DeadStore]:
+    dead = _DeadStore(request.param)
+    try:
+        yield dead
+    finally:
+        dead.close()
+
+
+def test_telemetry_writer_holds_its_backoff_and_its_timeouts_while_the_store_is_down(dead_store: _DeadStore) -> None:
+    """``flush(timeout)`` and ``close(timeout)`` keep the writer's backoff (a few connection
+    attempts per second, counted for real) and return within the time they were given, whether
+    the store refuses, resets, never answers or is black-holed."""
+    from recommender_core.telemetry.writer import BatchWriter
+
+    from .test_telemetry import _record
+
+    writer = BatchWriter(sink=dead_store.sink, queue_size=100, batch_size=10, flush_interval=0.05)
+    try:
+        writer.enqueue_many(_record(i) for i in range(25))
+        started = time.monotonic()
+        assert writer.flush(timeout=3) is False
+        flushing = time.monotonic() - started
+        during_flush = dead_store.attempts
+        assert 2.9 < flushing < 3.5, flushing
+        assert 1 <= during_flush <= 3 * 3 + 2, during_flush  # a few per second, not thousands
+        started = time.monotonic()
+        assert writer.close(timeout=1) is False
+        closing = time.monotonic() - started
+        assert closing < 1.5, closing
+        assert dead_store.attempts - during_flush <= 3 * 1 + 2
+        stats = writer.stats()
+        assert stats.written == 0 and stats.queued == 25
+        # silent and black-holed stores hold the first attempt until the driver's connect timeout
+        assert (stats.last_error is not None) == (dead_store.fault in ("refused", "reset"))
+    finally:
+        writer.close(timeout=0)
+
+
+_EXIT_SCRIPT = """
+import sys, time
+import litellm
+from recommender_core import TelemetryCallback
+
+telemetry = TelemetryCallback({url!r}, exit_timeout={timeout})
+litellm.callbacks = [telemetry]
+for i in range(5):
+    litellm.completion(model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}], mock_response="hello")
+sys.stderr.write(f"LAST STATEMENT {{time.time()!r}}\\n")
+"""
+
+
+@pytest.mark.parametrize("fault", ["refused", "black-holed"])
+def test_interpreter_exit_waits_at_most_the_exit_timeout_for_a_dead_store(fault: str) -> None:
+    """A real process makes real litellm calls (``mock_response``) recorded by TelemetryCallback
+    while its store is down (a real closed port, or a black-holed one): it exits within the
+    callback's ``exit_timeout`` (2 s) plus litellm's own exit work, and says what it could not write."""
+    dead = _DeadStore(fault)
+    try:
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")},
+               "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+        done = subprocess.run([sys.executable, "-c", _EXIT_SCRIPT.format(url=dead.url, timeout=2.0)],
+                              capture_output=True, text=True, timeout=120, env=env, check=False)
+        ended = time.time()
+    finally:
+        dead.close()
+    assert done.returncode == 0, done.stderr
+    [last] = [float(line.split()[-1]) for line in done.stderr.splitlines() if line.startswith("LAST STATEMENT")]
+    assert ended - last < 2.0 + 2.0, ended - last  # litellm's own exit takes about 1 s here
+    assert "telemetry: 5 events could not be written before close" in done.stderr
+    assert "secret" not in done.stderr
+
+
 @pytest.mark.parametrize(("error", "expected"), [
     (psycopg.errors.DiskFull("konnte Datei »base/16384/16402« nicht erweitern: Auf dem Gerät ist kein "
                              "Speicherplatz mehr verfügbar"), "is out of space"),
