@@ -333,6 +333,27 @@ def _scores(store: Store) -> tuple[int | None, list[tuple[Any, ...]]]:
         return current, [tuple(r) for r in rows]
 
 
+def _scoring_runs(store: Store) -> list[tuple[str, str | None]]:
+    """(status, error) of every scoring run, oldest first."""
+    with store.session() as session:
+        rows = session.exec(select(ScoringRun.status, ScoringRun.error).order_by(col(ScoringRun.id))).all()
+    return [(status, error) for status, error in rows]
+
+
+def _score_fails_and_keeps_the_previous_run(store: Store, capsys: pytest.CaptureFixture[str],
+                                            before: tuple[int | None, list[tuple[Any, ...]]], line: str, *,
+                                            recorded: str) -> None:
+    """``score`` (with its fault armed) exits 1 with one line starting ``line``; the previous run stays
+    current with all its rows (no partial table) and the new run is recorded failed, saying ``recorded``."""
+    code, stderr = as_cli(lambda: run_scoring(store, load_policy()), capsys)
+    assert code == 1
+    one_line(stderr, line)
+    assert _scores(store) == before
+    runs = _scoring_runs(store)
+    assert [status for status, _ in runs] == [RunStatus.SUCCESS, RunStatus.FAILED]
+    assert recorded in (runs[1][1] or "")
+
+
 def _before_first(store: Store, prefix: str, action: Callable[[Any], None]) -> None:
     """Call ``action(dbapi_cursor)`` just before the driver runs the first statement starting with ``prefix``."""
     fired: list[bool] = []
@@ -360,14 +381,9 @@ def test_connection_killed_mid_score(postgres_url: str, capsys: pytest.CaptureFi
         before = _scores(store)
         assert before[0] == first.run_id and before[1]
         _on_utility_insert(store, lambda cursor: terminate(postgres_url, cursor.connection.info.backend_pid))
-        code, stderr = as_cli(lambda: run_scoring(store, policy), capsys)
-        assert code == 1
-        one_line(stderr, "StoreUnavailableError: Cannot reach the database at postgresql://")
-        assert _scores(store) == before  # the previous run stays current, no partial table
-        with store.session() as session:
-            runs = session.exec(select(ScoringRun.status, ScoringRun.error).order_by(col(ScoringRun.id))).all()
-        assert [r[0] for r in runs] == [RunStatus.SUCCESS, RunStatus.FAILED]
-        assert "Cannot reach the database" in (runs[1][1] or "")
+        _score_fails_and_keeps_the_previous_run(
+            store, capsys, before, "StoreUnavailableError: Cannot reach the database at postgresql://",
+            recorded="Cannot reach the database")
     finally:
         store.dispose()
 
@@ -383,14 +399,10 @@ def test_score_that_lost_its_lock_stores_nothing(postgres_url: str, capsys: pyte
         before = _scores(store)
         _before_first(store, "UPDATE scoring_run SET status=%(status)s::VARCHAR WHERE scoring_run.id",
                       lambda cursor: terminate(postgres_url, lock_holders(postgres_url, "score")[0]))
-        code, stderr = as_cli(lambda: run_scoring(store, policy), capsys)
-        assert code == 1
-        one_line(stderr, "LockLostError: The 'score' run lost its job lock before committing (the database session ")
-        assert _scores(store) == before
-        with store.session() as session:
-            runs = session.exec(select(ScoringRun.status, ScoringRun.error).order_by(col(ScoringRun.id))).all()
-        assert [r[0] for r in runs] == [RunStatus.SUCCESS, RunStatus.FAILED]
-        assert "lost its job lock" in (runs[1][1] or "")
+        _score_fails_and_keeps_the_previous_run(
+            store, capsys, before,
+            "LockLostError: The 'score' run lost its job lock before committing (the database session ",
+            recorded="lost its job lock")
     finally:
         store.dispose()
 
@@ -494,9 +506,7 @@ def test_disk_full_at_the_write(store: Store, capsys: pytest.CaptureFixture[str]
     one_line(stderr, "StoreWriteError: The database at ")
     assert "is out of space" in stderr and stderr.rstrip().endswith("Free space and re-run.")
     assert _scores(store) == before
-    with store.session() as session:
-        statuses = session.exec(select(ScoringRun.status).order_by(col(ScoringRun.id))).all()
-    assert list(statuses) == [RunStatus.SUCCESS, RunStatus.FAILED]
+    assert [status for status, _ in _scoring_runs(store)] == [RunStatus.SUCCESS, RunStatus.FAILED]
 
 
 class _DiskFullSource(LmsysSource):
