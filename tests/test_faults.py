@@ -981,7 +981,7 @@ def test_telemetry_writer_holds_its_backoff_and_its_timeouts_while_the_store_is_
         assert writer.flush(timeout=3) is False
         flushing = time.monotonic() - started
         during_flush = dead_store.attempts
-        assert 2.9 < flushing < 3.5, flushing
+        assert 2.9 < flushing < 4.0, flushing
         assert 1 <= during_flush <= 3 * 3 + 2, during_flush  # a few per second, not thousands
         started = time.monotonic()
         assert writer.close(timeout=1) is False
