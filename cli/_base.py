@@ -136,27 +136,30 @@ def cronjob(command: str) -> Callable[[F], F]:
 
     Apply it under ``@app.command``. The command reads ``state(ctx).report`` to add ingest counts
     and gauges. Usage errors (exit 2) never reach the command, so they push nothing; neither does
-    a run with ``--dry-run`` (a ``dry_run`` parameter that is true).
+    a run with ``--dry-run`` (a ``dry_run`` parameter that is true). A run that found its job's
+    lock held (exit 75) did nothing: it pushes only its skip timestamp, no failure.
     """
 
     def decorator(func: F) -> F:
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             from recommender_core.diagnostics.metrics import JobReport, push_job_report
+            from recommender_core.errors import EXIT_LOCKED, EXIT_OK, EXIT_RUNTIME, RecsysError
 
             ctx = kwargs.get("ctx") or next((a for a in args if isinstance(a, typer.Context)), None)
             app_state = state(ctx) if ctx is not None else AppState()
             report = app_state.report = JobReport(command=command, clock=app_state.clock)
-            success = False
+            exit_code = EXIT_RUNTIME
             try:
                 result = func(*args, **kwargs)
-                success = True
+                exit_code = EXIT_OK
                 return result
-            except typer.Exit as exc:
-                success = exc.exit_code == 0
+            except (typer.Exit, RecsysError) as exc:
+                # RecsysError becomes its exit code in handle_errors, which wraps this wrapper.
+                exit_code = exc.exit_code
                 raise
             finally:
-                report.finish(success=success)
+                report.finish(success=exit_code == EXIT_OK, skipped=exit_code == EXIT_LOCKED)
                 try:
                     settings = app_state.settings()
                 except Exception:
@@ -166,7 +169,8 @@ def cronjob(command: str) -> Callable[[F], F]:
                     password = settings.pushgateway_password
                     push_job_report(report, gateway_url=settings.pushgateway_url,
                                     username=settings.pushgateway_username,
-                                    password=password.get_secret_value() if password else None)
+                                    password=password.get_secret_value() if password else None,
+                                    timeout=settings.pushgateway_timeout_seconds)
 
         return wrapper  # type: ignore[return-value]
 

@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     pushgateway_url: str | None = None
     pushgateway_username: str | None = None
     pushgateway_password: SecretStr | None = None
+    # The whole push, whatever the gateway does byte by byte (not a per-read timeout).
+    pushgateway_timeout_seconds: float = Field(default=10.0, gt=0)
     enable_model_recommender_v2: bool = Field(
         default=False,
         validation_alias=AliasChoices("ENABLE_MODEL_RECOMMENDER_V2"),

@@ -15,6 +15,7 @@ CLI exit code it maps to (DESIGN.md section 3), so the CLI keeps a single handle
     │   ├── StoreSchemaError                  schema not at the expected migration
     │   └── StoreWriteError                   a write was refused (read-only, disk full, ...)
     ├── LockHeldError                exit 75  another run of the same job holds its lock
+    ├── LockLostError                exit 1   a run lost its job lock before committing; it wrote nothing
     ├── ScoringError                 exit 1
     ├── RoutingError                 exit 1
     │   └── NoCandidateError                  no candidate qualifies for the task
@@ -34,6 +35,7 @@ __all__ = [
     "EXIT_USAGE",
     "ConfigError",
     "LockHeldError",
+    "LockLostError",
     "NoCandidateError",
     "PolicyError",
     "RecsysError",
@@ -133,6 +135,15 @@ class LockHeldError(RecsysError):
     """Another run of the same job holds its lock."""
 
     exit_code = EXIT_LOCKED
+
+    def __init__(self, message: str, *, job: str) -> None:
+        super().__init__(message)
+        self.job = job
+
+
+class LockLostError(RecsysError):
+    """A run lost its job lock before its results committed (its lock session ended, or a newer run
+    took the job over); the write was refused, so nothing of this run was stored."""
 
     def __init__(self, message: str, *, job: str) -> None:
         super().__init__(message)

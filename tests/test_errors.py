@@ -26,7 +26,7 @@ def test_every_error_is_exported_and_documented_in_the_tree() -> None:
 @pytest.mark.parametrize(("cls", "code"), [
     (errors.RecsysError, 1), (errors.ConfigError, 1), (errors.PolicyError, 1), (errors.SourceError, 1),
     (errors.SourceHTTPError, 1), (errors.StoreError, 1), (errors.StoreUnavailableError, 1),
-    (errors.LockHeldError, 75), (errors.RouteTestFailed, 3), (errors.UsageError, 2),
+    (errors.LockHeldError, 75), (errors.LockLostError, 1), (errors.RouteTestFailed, 3), (errors.UsageError, 2),
     (errors.NoCandidateError, 1),
 ])
 def test_exit_codes(cls: type[RecsysError], code: int) -> None:

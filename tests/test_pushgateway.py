@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,10 +25,13 @@ from recommender_core.diagnostics.metrics import LATENCY_BUCKETS, METRICS, JobRe
 from recommender_core.store import Store
 
 from ._pushgateway import PASSWORD, USER, Gateway
+from .conftest import REPO_ROOT
 from .test_snapshot import NOW, fill
 
 pytestmark = pytest.mark.pushgateway
 runner = CliRunner()
+RECSYS = str(Path(sys.executable).with_name("recsys"))
+SAMPLE_LMSYS = REPO_ROOT / "sample_mirror" / "lmsys"
 
 def _by(samples: list[tuple[dict[str, str], float]], *keys: str) -> dict[tuple[str, ...], float]:
     return {tuple(labels[k] for k in keys): value for labels, value in samples}
@@ -261,3 +267,119 @@ def test_score_job_pushes_one_latency_observation_per_routable_task(gateway: Gat
     _assert_grouping(samples, "score")
     assert _by(samples["recsys_recommendation_latency_seconds_count"], "task") == {
         ("chat",): 1.0, ("math",): 1.0, ("retrieval",): 1.0}
+
+
+def test_a_run_that_finds_its_lock_held_pushes_a_skip_and_no_failure(
+        gateway: Gateway, store: Store, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exit 75 is not a failure: after a successful run, a run that finds the lock held adds only
+    its skip timestamp; the success series and the last-success timestamp stay, no failure appears."""
+    monkeypatch.setenv("RECSYS_PUSHGATEWAY_URL", gateway.url)
+    command = ["--database-url", database_url, "ingest", "lmsys", "--source", str(SAMPLE_LMSYS)]
+    ok = runner.invoke(app, command)
+    assert ok.exit_code == 0, ok.output
+    after_success = gateway.scrape()
+    assert after_success["recsys_job_success"][0][1] == 1.0
+    before_skip = time.time()
+    with store.job_lock("ingest-lmsys"):  # another run of the job holds the lock
+        skipped = runner.invoke(app, [*command, "--force"])
+    assert skipped.exit_code == 75, skipped.output
+    assert skipped.stderr.startswith("LockHeldError: ")
+    samples = gateway.scrape()
+    _assert_grouping(samples, "ingest-lmsys")
+    [(_, skipped_at)] = samples["recsys_job_last_skipped_timestamp_seconds"]
+    assert before_skip <= skipped_at <= time.time()
+    assert "recsys_job_last_failure_timestamp_seconds" not in samples
+    # every series of the successful run is still there, unchanged
+    for name, rows in after_success.items():
+        if name.startswith("recsys_"):
+            assert samples[name] == rows, name
+    assert METRICS["recsys_job_last_skipped_timestamp_seconds"].kind == "gauge"
+
+
+class _TricklingGateway:
+    """A real TCP server that accepts a push, then answers one byte every ``every`` seconds, so no
+    single read ever times out. Counts the connections it accepted."""
+
+    def __init__(self, every: float = 0.5, for_at_most: float = 60.0) -> None:
+        self.every, self.for_at_most = every, for_at_most
+        self.accepted = 0
+        self.stop = threading.Event()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._trickle, args=(client,), daemon=True).start()
+
+    def _trickle(self, client: socket.socket) -> None:
+        with client:
+            client.recv(65536)
+            started = time.monotonic()
+            try:
+                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: ":
+                    client.sendall(bytes([byte]))
+                while not self.stop.wait(self.every) and time.monotonic() - started < self.for_at_most:
+                    client.sendall(b"a")
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def trickling_gateway() -> Iterator[_TricklingGateway]:
+    server = _TricklingGateway()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("outcome", ["success", "failure"])
+def test_a_trickling_gateway_cannot_hold_a_job_past_the_push_deadline(
+        trickling_gateway: _TricklingGateway, tmp_path: Path, outcome: str) -> None:
+    """A real gateway-like server accepts the push and answers a byte every 0.5 s: with the push
+    deadline at 2 s (``RECSYS_PUSHGATEWAY_TIMEOUT_SECONDS``), the job (a real ``recsys`` process)
+    ends within its own time plus the deadline, with one warning line and its own exit code."""
+    url = f"sqlite:///{tmp_path / 'recsys.db'}" if outcome == "success" else "postgresql://recsys@127.0.0.1:1/none"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")}
+    command = [RECSYS, "--database-url", url, "snapshot", "--json"]
+
+    def run(extra_env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], float]:
+        started = time.monotonic()
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False,
+                              env={**env, **extra_env})
+        return done, time.monotonic() - started
+
+    expected_code = 0 if outcome == "success" else 1
+    baseline, alone = run({})  # the same job with no gateway: its own time
+    assert baseline.returncode == expected_code, baseline.stderr
+    pushed, elapsed = run({"RECSYS_PUSHGATEWAY_URL": trickling_gateway.url,
+                           "RECSYS_PUSHGATEWAY_TIMEOUT_SECONDS": "2"})
+    assert pushed.returncode == expected_code, pushed.stderr
+    assert pushed.stdout.startswith("{") == (outcome == "success")
+    assert elapsed < alone + 2 + 2, (elapsed, alone)
+    warnings = [line for line in pushed.stderr.splitlines() if "could not push metrics" in line]
+    assert len(warnings) == 1, pushed.stderr
+    assert warnings[0].endswith(f"WARNING recsys.metrics: could not push metrics to the Pushgateway at "
+                                f"{trickling_gateway.url}: no complete answer within 2 s")
+    assert pushed.stderr.replace(warnings[0] + "\n", "") == baseline.stderr  # nothing else changed
+    assert trickling_gateway.accepted == 1
+
+
+def test_the_push_deadline_is_a_setting_with_a_ten_second_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from recommender_core.config import Settings
+
+    assert Settings.load().pushgateway_timeout_seconds == 10.0
+    monkeypatch.setenv("RECSYS_PUSHGATEWAY_TIMEOUT_SECONDS", "2.5")
+    assert Settings.load().pushgateway_timeout_seconds == 2.5

@@ -229,3 +229,28 @@ def test_ping_and_unreachable_database() -> None:
     assert "hunter2" not in str(info.value)
     assert "postgresql+psycopg://recsys:***@127.0.0.1:1/nowhere" not in str(info.value)
     assert "postgresql://recsys:***@127.0.0.1:1/nowhere" in str(info.value)
+
+
+def test_a_running_scoring_run_whose_lock_is_free_shows_abandoned(database_url: str) -> None:
+    """A ``running`` scoring run left by a dead process shows as abandoned (process gone) while the
+    ``score`` lock is free, and as running while a live holder (here another Store) has the lock."""
+    from recommender_core.store.runs import ABANDONED_ERROR
+
+    store, holder = Store(database_url), Store(database_url)
+    store.upgrade()
+    try:
+        with store.session() as session:
+            run = ScoringRun(status=RunStatus.RUNNING, started_at=NOW, policy_hash="p")
+            session.add(run)
+            session.flush()
+            run_id = run.id
+        [shown] = list_runs(store, source="score")
+        assert (shown.id, shown.status, shown.error) == (run_id, RunStatus.ABANDONED, ABANDONED_ERROR)
+        with holder.job_lock("score"):
+            [shown] = list_runs(store, source="score")
+            assert (shown.status, shown.error) == (RunStatus.RUNNING, None)
+        with store.session() as session:  # shown, never written by a read
+            assert session.get(ScoringRun, run_id).status == RunStatus.RUNNING
+    finally:
+        holder.dispose()
+        store.dispose()

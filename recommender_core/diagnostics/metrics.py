@@ -6,7 +6,13 @@ A push that fails is logged once, never allowed to change the job's own outcome.
 
 The push is a POST (``pushadd``), which replaces the pushed metric names of the group and keeps the
 others: a failed run adds ``recsys_job_last_failure_timestamp_seconds`` and keeps the last success's
-``recsys_job_last_success_timestamp_seconds``, so "no success for N hours" stays computable.
+``recsys_job_last_success_timestamp_seconds``, so "no success for N hours" stays computable. A run
+that found its job's lock held (exit 75) did nothing, so it is neither a success nor a failure: it
+pushes ``recsys_job_last_skipped_timestamp_seconds`` alone, and every other series of the group
+(the last run's success, its timestamps) stays as it was.
+
+A push has one total deadline (``timeout``, 10 s by default): a gateway that accepts and then
+answers a byte at a time cannot hold a job past it.
 
 Every metric recsys exposes, pushed or served by ``recsys serve``, is named in ``METRICS`` below, so
 alerting rules (and their tests) can reference the table instead of a second list.
@@ -15,6 +21,7 @@ alerting rules (and their tests) can reference the table instead of a second lis
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -77,6 +84,9 @@ METRICS: Mapping[str, MetricSpec] = {spec.name: spec for spec in (
                "Unix time of the last successful run (pushed by successful runs only).", _PUSH),
     MetricSpec("recsys_job_last_failure_timestamp_seconds", "gauge", (),
                "Unix time of the last failed run (pushed by failed runs only).", _PUSH),
+    MetricSpec("recsys_job_last_skipped_timestamp_seconds", "gauge", (),
+               "Unix time of the last run that found the job's lock held by another run and did nothing "
+               "(exit 75; pushed by those runs only, alone).", _PUSH),
     MetricSpec("recsys_ingest_rows", "gauge", ("source",), "Rows accepted by the last ingest.", _PUSH),
     MetricSpec("recsys_ingest_rejected_rows", "gauge", ("source",), "Rows rejected by the last ingest.", _PUSH),
     MetricSpec("recsys_source_age_seconds", "gauge", ("source",),
@@ -110,6 +120,8 @@ class JobReport:
     started: float = field(init=False)  # Unix time, from ``clock``
     finished: float | None = None
     success: bool | None = None
+    # True when the run did nothing because another run holds the job's lock (exit 75).
+    skipped: bool = False
     # per source: rows accepted / rejected by an ingest, and the age of its current data
     ingest_rows: dict[str, int] = field(default_factory=dict)
     ingest_rejected_rows: dict[str, int] = field(default_factory=dict)
@@ -153,10 +165,12 @@ class JobReport:
                 if entry["utility"] is not None:
                     self.utility_score[(task, entry["model"])] = float(entry["utility"])
 
-    def finish(self, *, success: bool) -> None:
+    def finish(self, *, success: bool, skipped: bool = False) -> None:
+        """Record the end of the run; ``skipped``: it found the lock held and did nothing (exit 75)."""
         self.finished = self.clock.now().timestamp()
         self._finished_monotonic = time.monotonic()
-        self.success = success
+        self.success = success and not skipped
+        self.skipped = skipped
 
     @property
     def duration_seconds(self) -> float:
@@ -208,6 +222,11 @@ def _registry(report: JobReport) -> CollectorRegistry:
     from prometheus_client import CollectorRegistry, Gauge
 
     registry = CollectorRegistry()
+    if report.skipped:
+        # Alone, so the POST leaves the last real run's series (success, timestamps, counts) intact.
+        Gauge("recsys_job_last_skipped_timestamp_seconds", _help("recsys_job_last_skipped_timestamp_seconds"),
+              registry=registry).set(report.finished or report.clock.now().timestamp())
+        return registry
 
     def per_label(metric: Gauge, values: Mapping[Any, float]) -> None:
         for key, value in sorted(values.items()):
@@ -278,7 +297,12 @@ def _split_credentials(url: str, username: str | None,
 
 def push_job_report(report: JobReport, *, gateway_url: str | None, username: str | None = None,
                     password: str | None = None, timeout: float = 10.0) -> bool:
-    """Push ``report`` if a gateway is configured; True when pushed. Never raises for push failures."""
+    """Push ``report`` if a gateway is configured; True when pushed. Never raises for push failures.
+
+    ``timeout`` bounds the whole push, not each socket read: the request runs in a daemon thread
+    this call waits for at most ``timeout`` seconds; a push still going then is given up (the
+    thread ends with its socket timeout, or with the process).
+    """
     if not gateway_url:
         return False
     from prometheus_client import pushadd_to_gateway
@@ -295,11 +319,26 @@ def push_job_report(report: JobReport, *, gateway_url: str | None, username: str
             return basic_auth_handler(url, method, timeout, headers, data, username, password or "")
         return default_handler(url, method, timeout, headers, data)
 
-    try:
-        pushadd_to_gateway(gateway_url, job=PUSH_JOB, registry=_registry(report),
-                        grouping_key={"command": report.command}, timeout=timeout, handler=handler)
-    except Exception as exc:
-        log.warning("could not push metrics to the Pushgateway at %s: %s", display_url,
-                    first_line(exc))
+    registry = _registry(report)
+    errors: list[str] = []
+
+    def push() -> None:
+        try:
+            pushadd_to_gateway(gateway_url, job=PUSH_JOB, registry=registry,
+                               grouping_key={"command": report.command}, timeout=timeout, handler=handler)
+        except Exception as exc:
+            # Only the text leaves the thread: the exception (an HTTPError holds the response's
+            # socket) dies here instead of in a reference cycle through this frame.
+            errors.append(first_line(exc))
+
+    pusher = threading.Thread(target=push, name="recsys-metrics-push", daemon=True)
+    pusher.start()
+    pusher.join(timeout)
+    if pusher.is_alive():
+        log.warning("could not push metrics to the Pushgateway at %s: no complete answer within %g s",
+                    display_url, timeout)
+        return False
+    if errors:
+        log.warning("could not push metrics to the Pushgateway at %s: %s", display_url, errors[0])
         return False
     return True

@@ -24,6 +24,7 @@ from ..evidence import current_run_ids, unmatched_models
 from ..policy import EvidenceRef, Policy
 from ..routing.table import order_key
 from ..store import Store
+from ..store.runs import ABANDONED_ERROR, gone_running_runs, ingest_job_name
 from ..store.tables import (
     BenchmarkEvidence,
     IngestRun,
@@ -71,10 +72,16 @@ def source_status(store: Store, now: datetime, stale_after: timedelta) -> list[d
     by_source: dict[str, list[IngestRun]] = defaultdict(list)
     for run in runs:
         by_source[run.source].append(run)
+    # A last run still `running` whose job lock is free belongs to a process that is gone.
+    gone = gone_running_runs(store, IngestRun, {
+        h[0].id: ingest_job_name(source) for source, h in by_source.items()
+        if h[0].status == RunStatus.RUNNING and h[0].id is not None})
     result = []
     for source in sorted(by_source):
         history = by_source[source]
         last = history[0]
+        last_status, last_error = (RunStatus.ABANDONED, ABANDONED_ERROR) if last.id in gone else (
+            last.status, last.error)
         success = next((r for r in history if r.status == RunStatus.SUCCESS), None)
         # "unchanged" runs prove the source was checked and is still current, so they refresh age.
         checked = next((r for r in history if r.status in (RunStatus.SUCCESS, RunStatus.UNCHANGED)), None)
@@ -82,7 +89,7 @@ def source_status(store: Store, now: datetime, stale_after: timedelta) -> list[d
         age = max(0.0, (now - checked_at).total_seconds()) if checked_at else None
         result.append({
             "source": source,
-            "last_status": last.status,
+            "last_status": last_status,
             "last_run_at": _iso(last.started_at),
             "last_success_at": _iso(checked_at),
             "age_seconds": age,
@@ -90,7 +97,7 @@ def source_status(store: Store, now: datetime, stale_after: timedelta) -> list[d
             "source_version": success.source_version if success else None,
             "rows": success.rows_accepted if success else 0,
             "rejected_rows": last.rows_rejected,
-            "last_error": last.error if last.status in (RunStatus.FAILED, RunStatus.ABANDONED) else None,
+            "last_error": last_error if last_status in (RunStatus.FAILED, RunStatus.ABANDONED) else None,
         })
     return result
 

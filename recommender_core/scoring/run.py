@@ -30,6 +30,7 @@ from ..evidence import current_run_ids
 from ..policy import Policy, Task
 from ..redact import redact_text
 from ..store import Store
+from ..store.runs import ABANDONED_ERROR, SCORE_JOB, claim_run
 from ..store.tables import BenchmarkEvidence, RunStatus, ScoringRun, UtilityScore
 from .normalise import MTEB_MIN_COVERAGE, beta_smoothed, elo_win_rate, median, relative_score
 from .prices import PriceTable, load_price_table
@@ -50,7 +51,6 @@ __all__ = [
     "run_scoring",
 ]
 
-SCORE_JOB = "score"
 TELEMETRY_WINDOW_HOURS = 7 * 24
 MIN_CALLS_FOR_OBSERVED_COST = 50
 MIN_CALLS_FOR_LATENCY = 20
@@ -341,7 +341,7 @@ def run_scoring(
     """
     now = now or store.clock.now()
     prices = prices if prices is not None else load_price_table()
-    with store.job_lock(SCORE_JOB):
+    with store.job_lock(SCORE_JOB) as lock:
         if dry_run:
             evidence = load_evidence(store, policy)
             telemetry = telemetry_by_model(store, since=now - timedelta(hours=telemetry_window_hours))
@@ -350,8 +350,7 @@ def run_scoring(
         with store.session() as session:
             session.execute(
                 sa.update(ScoringRun).where(col(ScoringRun.status) == RunStatus.RUNNING)
-                .values(status=RunStatus.ABANDONED, finished_at=now,
-                        error="abandoned: the process running it stopped before recording an outcome"))
+                .values(status=RunStatus.ABANDONED, finished_at=now, error=ABANDONED_ERROR))
             run = ScoringRun(status=RunStatus.RUNNING, started_at=now, policy_hash=policy.hash)
             session.add(run)
             session.flush()
@@ -363,6 +362,7 @@ def run_scoring(
             scores = compute_scores(policy, evidence=evidence, telemetry=telemetry, prices=prices)
             included = sum(1 for s in scores if not s.excluded)
             with store.session() as session:
+                claim_run(session.connection(), lock, ScoringRun, run_id)  # still this run's job?
                 if scores:
                     session.execute(sa.insert(UtilityScore), [_row(run_id, s) for s in scores])
                 session.execute(sa.update(ScoringRun).where(col(ScoringRun.is_current).is_(True))
@@ -387,7 +387,8 @@ def run_scoring(
 
 def activate_run(store: Store, run_id: int) -> ScoringResult:
     """Make an earlier successful scoring run current again (rollback), atomically."""
-    with store.job_lock(SCORE_JOB), store.session() as session:
+    with store.job_lock(SCORE_JOB) as lock, store.session() as session:
+        lock.check(session.connection())
         run = session.get(ScoringRun, run_id)
         if run is None or run.status != RunStatus.SUCCESS:
             ok = session.exec(select(ScoringRun.id).where(col(ScoringRun.status) == RunStatus.SUCCESS)

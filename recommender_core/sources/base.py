@@ -198,6 +198,7 @@ class Source(abc.ABC):
             self._fill(handle, batch)
             self._check_rejections(batch)
             with store.session() as session:
+                handle.claim(session.connection())  # still this run's job? else write nothing
                 insert_evidence(session, run_id=handle.run_id, source=self.name, source_version=version,
                                 records=batch.records)
                 now = store.clock.now()

@@ -225,15 +225,22 @@ class Store:
     # --- locks and health -----------------------------------------------------------------------
 
     @contextmanager
-    def job_lock(self, job: str, *, wait_seconds: float = 0.0) -> Iterator[None]:
+    def job_lock(self, job: str, *, wait_seconds: float = 0.0) -> Iterator[locks.JobLock]:
         """Hold ``job``'s lock for the block; raises LockHeldError (exit 75) if another run has it.
 
         Every write job holds one, so a store in a read-only location is refused here, before any I/O.
+        Writes that commit the run's results call ``check`` on the yielded lock inside their
+        transaction, so a run that lost its lock commits nothing (``LockLostError``).
         """
         self.require_writable()
         with translate_db_errors(self.display_url):
-            with locks.job_lock(self.engine, job, wait_seconds=wait_seconds):
-                yield
+            with locks.job_lock(self.engine, job, wait_seconds=wait_seconds) as held:
+                yield held
+
+    def job_lock_is_held(self, job: str) -> bool:
+        """Whether a run holds ``job``'s lock right now; probes without waiting and without holding it."""
+        with translate_db_errors(self.display_url):
+            return locks.job_lock_is_held(self.engine, job)
 
     def ping(self) -> None:
         """Raise StoreError unless the database answers a trivial query."""

@@ -2,14 +2,22 @@
 
 A job takes its lock before any source I/O, records its run as ``running`` at once, and finishes
 it as ``success``, ``unchanged`` or ``failed``. A run left ``running`` by a dead process is marked
-``abandoned`` by the next run of the same job, which holds the lock, so the old one cannot be alive.
+``abandoned`` by the next run of the same job, which holds the lock; until then ``list_runs`` (and
+the snapshot) show a ``running`` run whose lock is free as abandoned, so a killed job is visible at once.
+
+The run row is also the run's fencing token. Every transaction that commits a run's results starts
+with ``claim_run``: a conditional update of its own row from ``running`` to ``running`` (which
+also row-locks it until the commit), then the job lock's check. A newer run that took the job over
+has already marked the old row ``abandoned``, so the old run's claim matches no row and it commits
+nothing; if the newer run comes while the old one is committing, its update of the old row waits for
+that commit, and it starts after it, never beside it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -19,18 +27,50 @@ from sqlmodel import Session, col, select
 from ..errors import RecsysError
 from ..redact import redact_text
 from .engine import Store
+from .locks import JobLock, lock_lost
 from .tables import IngestRun, RunStatus, ScoringRun
 
 __all__ = [
+    "ABANDONED_ERROR",
+    "SCORE_JOB",
     "RunHandle",
     "RunSummary",
+    "claim_run",
     "current_ingest_run",
     "finish_ingest_run",
+    "gone_running_runs",
     "ingest_job",
+    "ingest_job_name",
     "list_runs",
     "prune_ingest_runs",
+    "settle_running_runs",
     "start_ingest_run",
 ]
+
+
+SCORE_JOB = "score"
+# What a run left ``running`` by a process that is gone is shown and recorded with.
+ABANDONED_ERROR = "abandoned (process gone): the process running it stopped before recording an outcome"
+
+
+def ingest_job_name(source: str) -> str:
+    """The job (and lock) that ingests ``source``: ``ingest-lmsys`` for ``lmsys``."""
+    return f"ingest-{source}"
+
+
+def claim_run(conn: sa.Connection, lock: JobLock, table: type[IngestRun] | type[ScoringRun], run_id: int) -> None:
+    """First statement of a transaction that commits a run's results: raise ``LockLostError``
+    unless the run may still commit (its row still ``running``, its job lock still held).
+
+    The row is updated, not read, so it stays locked until this transaction ends (Postgres row
+    lock; SQLite's single writer): a newer run's marking it ``abandoned`` waits for the commit.
+    """
+    claimed = conn.execute(
+        sa.update(table).where(col(table.id) == run_id, col(table.status) == RunStatus.RUNNING)
+        .values(status=RunStatus.RUNNING))
+    if claimed.rowcount != 1:
+        raise lock_lost(lock.job, f"a newer run took the job over and marked run {run_id} abandoned")
+    lock.check(conn)
 
 
 @dataclass
@@ -39,6 +79,7 @@ class RunHandle:
 
     run_id: int
     source: str
+    lock: JobLock
     status: str = RunStatus.SUCCESS
     source_version: str | None = None
     rows_accepted: int = 0
@@ -46,6 +87,10 @@ class RunHandle:
     details: dict[str, Any] = field(default_factory=dict)
     # Set when the job already wrote its final status inside its own data transaction.
     finished: bool = False
+
+    def claim(self, conn: sa.Connection) -> None:
+        """``claim_run`` for this run: call it first in every transaction that writes its results."""
+        claim_run(conn, self.lock, IngestRun, self.run_id)
 
 
 @dataclass(frozen=True)
@@ -72,8 +117,7 @@ def start_ingest_run(store: Store, source: str) -> int:
         session.execute(
             sa.update(IngestRun)
             .where(col(IngestRun.source) == source, col(IngestRun.status) == RunStatus.RUNNING)
-            .values(status=RunStatus.ABANDONED, finished_at=now,
-                    error="abandoned: the process running it stopped before recording an outcome")
+            .values(status=RunStatus.ABANDONED, finished_at=now, error=ABANDONED_ERROR)
         )
         run = IngestRun(source=source, status=RunStatus.RUNNING, started_at=now)
         session.add(run)
@@ -83,7 +127,13 @@ def start_ingest_run(store: Store, source: str) -> int:
 
 
 def finish_ingest_run(session: Session, handle: RunHandle, *, now: datetime, error: str | None = None) -> None:
-    """Record the outcome of a run inside ``session`` (so data and outcome commit together), finished at ``now``."""
+    """Record the outcome of a run inside ``session`` (so data and outcome commit together), finished at ``now``.
+
+    A success is claimed first (``claim_run``): a run that lost its lock records nothing. A failure
+    is recorded whatever happened to the lock; it changes no data.
+    """
+    if error is None:
+        handle.claim(session.connection())
     run = session.get(IngestRun, handle.run_id)
     if run is None:
         raise RuntimeError(f"ingest run {handle.run_id} vanished")
@@ -138,9 +188,12 @@ def ingest_job(store: Store, *, job: str, source: str, keep_runs: int = 30) -> I
 
     Any exception marks the run failed (with the error's one-line message) and propagates.
     If the block already called ``finish_ingest_run`` inside its own transaction, only pruning is left.
+    Every other transaction that writes the run's results calls ``handle.claim`` first.
     """
-    with store.job_lock(job):
-        handle = RunHandle(run_id=start_ingest_run(store, source), source=source)
+    if job != ingest_job_name(source):
+        raise ValueError(f"the job ingesting {source!r} must be named {ingest_job_name(source)!r}, not {job!r}")
+    with store.job_lock(job) as lock:
+        handle = RunHandle(run_id=start_ingest_run(store, source), source=source, lock=lock)
         try:
             yield handle
         except BaseException as exc:
@@ -182,4 +235,39 @@ def list_runs(store: Store, *, source: str | None = None, limit: int = 20) -> Se
                     rows_accepted=r.rows_accepted, rows_rejected=r.rows_rejected, error=r.error,
                     details=dict(r.details)))
     summaries.sort(key=lambda s: s.started_at, reverse=True)
-    return summaries[:limit]
+    return settle_running_runs(store, summaries[:limit])
+
+
+def gone_running_runs(store: Store, table: type[IngestRun] | type[ScoringRun], jobs: dict[int, str]) -> set[int]:
+    """The ids among ``jobs`` (run id -> job) whose job lock is free and that are still ``running``.
+
+    A finished run records its outcome before it releases its lock, so a row still ``running``
+    after its lock was seen free belongs to a process that is gone (or that lost its lock and will
+    fail when it tries to commit).
+    """
+    free = {job for job in set(jobs.values()) if not store.job_lock_is_held(job)}
+    suspects = [run_id for run_id, job in jobs.items() if job in free]
+    if not suspects:
+        return set()
+    with store.session() as session:
+        still = session.exec(select(table.id).where(col(table.id).in_(suspects),
+                                                    col(table.status) == RunStatus.RUNNING)).all()
+    return {run_id for run_id in still if run_id is not None}
+
+
+def settle_running_runs(store: Store, runs: Iterable[RunSummary]) -> list[RunSummary]:
+    """``runs`` with every ``running`` run whose job lock is free shown as abandoned (process gone).
+
+    Only what is shown changes: the store is not written (read commands work with read-only access);
+    the next run of the job records the abandonment.
+    """
+    runs = list(runs)
+    running = [r for r in runs if r.status == RunStatus.RUNNING]
+    if not running:
+        return runs
+    gone = {("ingest", i) for i in gone_running_runs(store, IngestRun, {
+        r.id: ingest_job_name(r.source) for r in running if r.kind == "ingest"})}
+    gone |= {("score", i) for i in gone_running_runs(store, ScoringRun, {
+        r.id: SCORE_JOB for r in running if r.kind == "score"})}
+    return [replace(r, status=RunStatus.ABANDONED, error=ABANDONED_ERROR) if (r.kind, r.id) in gone else r
+            for r in runs]

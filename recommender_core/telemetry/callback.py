@@ -42,7 +42,7 @@ log = logging.getLogger("recsys.telemetry")
 def _close_at_exit(ref: weakref.ReferenceType[TelemetryCallback]) -> None:
     callback = ref()
     if callback is not None:
-        callback.close()
+        callback.close(callback.exit_timeout)
 
 
 def _unregister(callback: CustomLogger) -> None:
@@ -73,6 +73,8 @@ class TelemetryCallback(CustomLogger):
 
     ``queue_size`` defaults to ``RECSYS_TELEMETRY_QUEUE_SIZE``. ``store`` or ``sink`` replace the
     database (a ``sink`` receives each batch of ``TelemetryRecord``), for tests and embedding.
+    ``exit_timeout`` bounds the flush at interpreter exit (seconds): with the store away, exit is
+    delayed by at most that much, and the events still queued are lost (and logged as such).
     """
 
     def __init__(
@@ -85,8 +87,12 @@ class TelemetryCallback(CustomLogger):
         batch_size: int = 500,
         flush_interval: float = 1.0,
         backoff_max: float = 30.0,
+        exit_timeout: float = 10.0,
     ) -> None:
         super().__init__()
+        if exit_timeout < 0:
+            raise ValueError("exit_timeout must be at least 0")
+        self.exit_timeout = exit_timeout
         # LiteLLM treats two loggers of one class with equal public str/int/bool attributes as the
         # same logger and keeps only the first; a per-instance name keeps each registration real.
         self.recsys_instance = f"recsys-telemetry-{uuid.uuid4().hex[:12]}"
@@ -115,7 +121,11 @@ class TelemetryCallback(CustomLogger):
         return self._writer.flush(timeout)
 
     def close(self, timeout: float = 10.0) -> bool:
-        """Unregister from LiteLLM, flush, stop the writer and release the store; idempotent."""
+        """Unregister from LiteLLM, flush, stop the writer and release the store; idempotent.
+
+        Returns within ``timeout`` seconds (plus the store's own release), whether or not the store
+        answers; False when events were left unwritten.
+        """
         if self._closed:
             return True
         self._closed = True

@@ -170,9 +170,10 @@ def prune_events(
     now = now or store.clock.now()
     cutoff = now - timedelta(days=older_than_days)
     deleted = batches = 0
-    with store.job_lock(PRUNE_JOB):
+    with store.job_lock(PRUNE_JOB) as lock:
         while True:
             with store.session() as session:
+                lock.check(session.connection())  # a prune that lost its lock deletes nothing more
                 ids = session.execute(
                     sa.select(col(TelemetryEvent.id)).where(col(TelemetryEvent.started_at) < cutoff)
                     .order_by(col(TelemetryEvent.id)).limit(batch_size)

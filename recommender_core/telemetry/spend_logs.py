@@ -214,7 +214,7 @@ def ingest_spend_logs(
                 if cursor is None or record.started_at > cursor:
                     cursor = record.started_at
             read += len(page)
-            inserted += write_records(store, records)
+            inserted += write_records(store, records, claim=handle.claim)
         handle.source_version = cursor.isoformat() if cursor is not None else None
         handle.rows_accepted = inserted
         handle.rows_rejected = rejected

@@ -6,6 +6,11 @@ batches by size (``batch_size``) or time (``flush_interval``) and inserts them, 
 ``event_id``. When the database is away, the batch goes back to the front of the queue and the
 writer retries with exponential backoff while new events keep buffering up to the bound, so
 memory never exceeds ``queue_size`` events whatever the load.
+
+The backoff holds whoever is waiting: ``flush`` waits for the writer's next attempt instead of
+forcing one (so a flush against a dead store makes a few attempts, not thousands), and only
+``close`` cuts a backoff short, to stop. ``close(timeout)`` returns within ``timeout`` even when the
+writer thread is stuck in a connection attempt (it is a daemon thread: it does not hold up exit).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
+
+import sqlalchemy as sa
 
 from ..redact import first_line
 from ..store import Store
@@ -36,11 +43,14 @@ assert _COLUMNS[-1] == "tags"  # noqa: S101 - a field order the COPY below relie
 _ROW_VALUES = operator.attrgetter(*_COLUMNS[:-1])
 
 
-def write_records(store: Store, records: Sequence[TelemetryRecord]) -> int:
+def write_records(store: Store, records: Sequence[TelemetryRecord], *,
+                  claim: Callable[[sa.Connection], None] | None = None) -> int:
     """Insert ``records``, skipping event ids already stored; returns how many were new.
 
     Postgres: ``COPY`` into a session-local staging table, then one ``INSERT ... SELECT ... ON
     CONFLICT DO NOTHING`` (fast, and its row count is exact). SQLite: an executemany insert.
+    ``claim`` runs first in the write transaction (a job's ``RunHandle.claim``: a run that lost its
+    job lock writes nothing).
     """
     if not records:
         return 0
@@ -49,20 +59,25 @@ def write_records(store: Store, records: Sequence[TelemetryRecord]) -> int:
     for record in records:
         unique.setdefault(record.event_id, record)
     if store.dialect == "postgresql":
-        return _write_postgres(store, list(unique.values()))
+        return _write_postgres(store, list(unique.values()), claim)
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     table = TelemetryEvent.__table__  # type: ignore[attr-defined]
     statement = sqlite_insert(table).on_conflict_do_nothing(index_elements=["event_id"])
     with store.connect() as conn:
+        if claim is not None:
+            claim(conn)
         result = conn.execute(statement, [r.as_row() for r in unique.values()])
     count = result.rowcount
     return count if count is not None and count >= 0 else len(unique)
 
 
-def _write_postgres(store: Store, records: list[TelemetryRecord]) -> int:
+def _write_postgres(store: Store, records: list[TelemetryRecord],
+                    claim: Callable[[sa.Connection], None] | None) -> int:
     columns = ", ".join(_COLUMNS)
     with store.connect() as conn:
+        if claim is not None:
+            claim(conn)
         conn.exec_driver_sql(
             f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS AS "  # noqa: S608 - constants
             f"SELECT {columns} FROM telemetry_event WITH NO DATA")
@@ -126,6 +141,8 @@ class BatchWriter:
         self._failed = 0
         self._last_error: str | None = None
         self._closing = False
+        # Set by close: ends a backoff wait at once (a flush's wake-up does not).
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -159,7 +176,11 @@ class BatchWriter:
                                last_error=self._last_error)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything queued so far is written; False if ``timeout`` passed first."""
+        """Wait until everything queued so far is written; False if ``timeout`` passed first.
+
+        The writer is asked to write now, unless it is backing off from a failed attempt: then the
+        flush waits for its next attempt (the backoff holds, however often flush is called).
+        """
         deadline = time.monotonic() + timeout
         with self._lock:
             self._wake.set()
@@ -168,16 +189,20 @@ class BatchWriter:
                 if remaining <= 0 or not self._thread.is_alive():
                     return False
                 self._idle.wait(min(remaining, 0.05))
-                self._wake.set()
             return True
 
     def close(self, timeout: float = 10.0) -> bool:
-        """Flush, then stop the thread; events queued after close are dropped and counted."""
+        """Flush for at most ``timeout`` seconds, then stop the thread; returns within ``timeout``.
+
+        Events queued after close are dropped and counted.
+        """
+        deadline = time.monotonic() + timeout
         flushed = self.flush(timeout)
         with self._lock:
             self._closing = True
+        self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=max(timeout, 0.1))
+        self._thread.join(timeout=max(deadline - time.monotonic(), 0.0))
         return flushed
 
     # --- the writer thread --------------------------------------------------------------------
@@ -209,13 +234,14 @@ class BatchWriter:
         backoff = 0.0
         while True:
             if backoff:
-                # While the store is away, wait out the backoff unless a flush or close asks now.
-                self._wake.wait(backoff)
+                # The store is away: wait out the backoff whoever asks; only close ends it (and
+                # then the writer stops without another attempt: close has already waited).
+                if self._stop.wait(backoff):
+                    return
             else:
                 self._wake.wait(self.flush_interval)
             self._wake.clear()
-            with self._lock:
-                closing = self._closing
+            closing = self._stop.is_set()
             while True:
                 batch = self._take()
                 if not batch:
@@ -240,6 +266,4 @@ class BatchWriter:
                     self._done(written)
                     # Keep draining: a wake-up (size, time, flush or close) empties the queue.
             if closing:
-                with self._lock:
-                    if not self._queue or backoff:
-                        return
+                return
