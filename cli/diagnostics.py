@@ -6,7 +6,7 @@ from typing import Annotated, Any
 import typer
 
 from ._base import JsonOption, PolicyOption, cronjob, print_json, state
-from ._render import format_value
+from ._render import format_value, unmapped_tasks_line
 
 # How many of each task's top models the snapshot job pushes as recsys_utility_score (unless --top).
 PUSHED_TOP = 3
@@ -147,6 +147,8 @@ def render_snapshot(doc: dict[str, Any], *, stale_after_hours: float, width: int
         console.print(Text(f"Evidence names matching no candidate ({len(doc['unmatched_models'])}): {shown}"
                            + (f" and {more} more" if more > 0 else "") + "; see 'recsys policy check'.",
                            style="yellow"))
+    if doc.get("unmapped_tasks"):
+        console.print(Text(unmapped_tasks_line(doc["unmapped_tasks"]), style="yellow"))
     if doc.get("next_steps"):
         console.print(Text("Next: run " + ", then ".join(doc["next_steps"]), style="bold"))
 

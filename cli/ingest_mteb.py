@@ -5,6 +5,7 @@ from typing import Annotated
 import typer
 
 from ._base import JsonOption, PolicyOption, cronjob, print_json, state
+from ._render import unmapped_tasks_line
 from .ingest import app
 
 
@@ -25,6 +26,7 @@ def ingest_mteb(
     """Ingest MTEB embedding benchmark results into the evidence store."""
     from recommender_core.sources.base import IngestOptions
     from recommender_core.sources.mteb import MtebSource, summarise
+    from recommender_core.sources.mteb_constants import UNMAPPED_TASK, UNMAPPED_TASKS
 
     app_state = state(ctx, json_output=json_output)
     settings = app_state.settings()
@@ -52,3 +54,6 @@ def ingest_mteb(
         typer.echo(f"  rejected {reason}: {count}")
     for reason, count in result.skipped.items():
         typer.echo(f"  skipped {reason}: {count}")
+    if summary.get(UNMAPPED_TASK):
+        typer.echo(f"  {UNMAPPED_TASK}: {summary[UNMAPPED_TASK]} (stored, task_type null)")
+        typer.echo("  " + unmapped_tasks_line(summary[UNMAPPED_TASKS]))

@@ -5,7 +5,7 @@ from typing import Annotated
 import typer
 
 from ._base import JsonOption, RecsysTyper, print_json, state
-from ._render import print_table
+from ._render import print_table, unmapped_tasks_line
 
 app = RecsysTyper()
 
@@ -32,3 +32,5 @@ def check(
                 ([c.name, c.kind, ", ".join(c.evidence_names) or "(none stored)"] for c in report.candidates))
     print_table("Evidence names that match no candidate", ["source", "name", "nearest candidates"],
                 ([u.source, u.name, ", ".join(u.suggestions)] for u in report.unmatched))
+    if report.unmapped_tasks:
+        typer.echo(unmapped_tasks_line(report.unmapped_tasks, shown=len(report.unmapped_tasks)))

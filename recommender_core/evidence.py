@@ -14,7 +14,8 @@ from .policy import Policy
 from .store import Store
 from .store.tables import BenchmarkEvidence, IngestRun, RunStatus
 
-__all__ = ["EvidenceRow", "current_run_ids", "evidence_names", "list_evidence", "unmatched_models"]
+__all__ = ["EvidenceRow", "current_run_ids", "evidence_names", "list_evidence", "unmapped_tasks",
+           "unmatched_models"]
 
 
 @dataclass(frozen=True)
@@ -117,3 +118,20 @@ def unmatched_models(store: Store, policy: Policy) -> dict[str, list[str]]:
         matcher = policy.matcher(source)
         result[source] = [n for n in names if matcher.candidate_for(n) is None]
     return result
+
+
+def unmapped_tasks(store: Store) -> list[str]:
+    """MTEB tasks in the current evidence that the shipped task map does not know (``task_type`` null), sorted.
+
+    Their scores are usable through ``mteb:task/<name>`` but belong to no ``mteb:type/...``; regenerating the
+    task map (README, "MTEB evidence") gives them a type.
+    """
+    run_id = current_run_ids(store, ["mteb"]).get("mteb")
+    if run_id is None:
+        return []
+    with store.session() as session:
+        names = session.exec(
+            select(BenchmarkEvidence.category).where(col(BenchmarkEvidence.run_id) == run_id,
+                                                     col(BenchmarkEvidence.task_type).is_(None)).distinct()
+        ).all()
+    return sorted(names)

@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .evidence import evidence_names
+from .evidence import evidence_names, unmapped_tasks
 from .policy import Policy
 from .store import Store
 
@@ -33,13 +33,16 @@ class PolicyReport:
     policy_hash: str
     candidates: tuple[CandidateMapping, ...]
     unmatched: tuple[UnmatchedName, ...]
+    # MTEB tasks of the current evidence missing from the task map: regenerate the map to type them.
+    unmapped_tasks: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def check_policy(store: Store, policy: Policy) -> PolicyReport:
-    """Map every current evidence name to a candidate, and list the ones that map to none."""
+    """Map every current evidence name to a candidate, list the ones that map to none, and the MTEB tasks
+    the task map does not know."""
     mapped: dict[str, list[str]] = defaultdict(list)
     unmatched: list[UnmatchedName] = []
     for source, names in evidence_names(store).items():
@@ -54,4 +57,5 @@ def check_policy(store: Store, policy: Policy) -> PolicyReport:
         CandidateMapping(name=name, kind=c.kind, evidence_names=tuple(mapped.get(name, ())))
         for name, c in policy.candidates.items()
     )
-    return PolicyReport(policy.source_path, policy.hash, candidates, tuple(unmatched))
+    return PolicyReport(policy.source_path, policy.hash, candidates, tuple(unmatched),
+                        tuple(unmapped_tasks(store)))

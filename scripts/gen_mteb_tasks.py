@@ -2,12 +2,14 @@
 
 Run it in a throwaway virtual environment (mteb-core is heavy and is NOT a recsys dependency):
 
-    python3.11 -m venv /tmp/mteb-venv && /tmp/mteb-venv/bin/pip install mteb-core
+    python3.11 -m venv /tmp/mteb-venv && /tmp/mteb-venv/bin/pip install -U mteb-core
     /tmp/mteb-venv/bin/python scripts/gen_mteb_tasks.py > recommender_core/data/mteb_tasks.json
 
 For every task mteb registers (superseded, private and beta tasks included, since old results still name
-them) it records the task type, the main metric and the evaluation splits; historic names that mteb
-itself maps when loading old results (`renamed_tasks`, `outdated_tasks`) are added under their old names.
+them) it records the task type, the main metric and the evaluation splits (recsys averages a task's evaluation
+splits when it has no `test` split, as mteb does); historic names that mteb itself maps when loading old
+results (`renamed_tasks`, `outdated_tasks`) are added under their old names. The file records the mteb
+version it came from; update the version the README names when it changes.
 """
 
 from __future__ import annotations

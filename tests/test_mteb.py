@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -27,7 +28,8 @@ from recommender_core.sources.mteb import (
     MtebSource,
     Rejected,
     TaskInfo,
-    choose_split,
+    TaskMap,
+    choose_splits,
     load_task_map,
     mirror_version,
     parse_result,
@@ -40,6 +42,8 @@ from .conftest import REPO_ROOT, real_data
 
 SAMPLE = REPO_ROOT / "sample_mirror" / "mteb"
 CASSETTES = REPO_ROOT / "cassettes"
+# mteb-core's own TaskResult.get_score of every file of the slice, written by scripts/crosscheck_mteb.py reference
+SLICE_SCORES = REPO_ROOT / "tests" / "data" / "mteb_slice_scores.json"
 TASKS = load_task_map()
 BGE = "BAAI/bge-base-en-v1.5"
 
@@ -68,6 +72,7 @@ def _copy_sample(tmp_path: Path) -> Path:
 
 def test_task_map_comes_from_mteb_with_types_and_main_metrics() -> None:
     assert TASKS["NFCorpus"] == TaskInfo("Retrieval", "ndcg_at_10", ("test",))
+    assert TASKS["CUREv1"].eval_splits[:2] == ("all", "dentistry_and_oral_health")  # the task's evaluation splits
     assert TASKS["STSBenchmark"].main_score == "cosine_spearman"
     assert TASKS["SprintDuplicateQuestions"].type == "PairClassification"
     # historic names mteb maps when it loads old results
@@ -75,6 +80,15 @@ def test_task_map_comes_from_mteb_with_types_and_main_metrics() -> None:
     assert {"Retrieval", "STS", "Classification", "Clustering", "Reranking", "BitextMining",
             "Summarization"} <= {t.type for t in TASKS.values()}
     assert len(TASKS) > 1500
+    # looked up as mteb's loader does: the exact name, else the same name in another case
+    assert TASKS.find("DiaBLaBitextMining") == ("DiaBlaBitextMining", TASKS["DiaBlaBitextMining"])
+    assert TASKS.find("NoSuchTask") is None
+
+
+def test_the_readme_names_the_mteb_version_the_task_map_comes_from() -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"generated from mteb-core {TASKS.mteb_version}" in readme
+    assert re.fullmatch(r"\d+\.\d+\.\d+", TASKS.mteb_version)
 
 
 def test_new_format_is_the_mean_main_score_over_the_test_subsets() -> None:
@@ -82,28 +96,54 @@ def test_new_format_is_the_mean_main_score_over_the_test_subsets() -> None:
            "scores": {"test": [{"hf_subset": "de", "main_score": 0.5}, {"hf_subset": "en", "main_score": 0.75}],
                       "validation": [{"hf_subset": "de", "main_score": 0.1}]}}
     score = parse_result(json.dumps(doc).encode(), file_task="STS22", tasks=TASKS)
-    assert (score.value, score.split, score.subset_count, score.task_type) == (0.625, "test", 2, "STS")
+    assert (score.value, score.splits, score.subset_count, score.task_type) == (0.625, ("test",), 2, "STS")
     assert score.mteb_version == (1, 12, 0)
 
 
 def test_split_rules() -> None:
     info = TaskInfo("Retrieval", "ndcg_at_10", ("dev",))
-    assert choose_split(["validation", "test"], info) == "test"
-    assert choose_split(["dev"], None) == "dev"
-    assert choose_split(["train", "dev"], info) == "dev"  # the task's own eval split decides
+    assert choose_splits(["validation", "test"], info) == ("test",)  # no evaluation split present: test
+    assert choose_splits(["dev"], None) == ("dev",)
+    assert choose_splits(["train", "dev"], info) == ("dev",)  # the task's own eval split decides
+    assert choose_splits(["train", "dev", "test"], info) == ("dev",)  # mteb evaluates dev, not test (MSMARCO)
+    both = TaskInfo("Retrieval", "ndcg_at_10", ("dev", "test"))
+    assert choose_splits(["dev", "test"], both) == ("test",)  # test, when the task evaluates it
+    # several evaluation splits and no test: all of them, in the task's order
+    several = TaskInfo("Clustering", "v_measure", ("summaries", "articles"))
+    assert choose_splits(["articles", "summaries", "train"], several) == ("summaries", "articles")
+    assert choose_splits(["b", "a"], None) == ("b", "a")  # a task the map lacks: every split, as get_score()
     with pytest.raises(Rejected) as info_ambiguous:
-        choose_split(["a", "b"], info)
+        choose_splits(["a", "b"], info)
     assert info_ambiguous.value.reason == "ambiguous_split"
     with pytest.raises(Rejected) as info_missing:
-        choose_split([], info)
+        choose_splits([], info)
     assert info_missing.value.reason == "missing_split"
+
+
+def test_several_splits_average_every_subset_of_every_split_as_mteb_does() -> None:
+    doc = {"task_name": "SwednClusteringP2P", "mteb_version": "1.20.0",
+           "scores": {"summaries": [{"hf_subset": "default", "main_score": 0.25, "languages": ["swe-Latn"]}],
+                      "articles": [{"hf_subset": "default", "main_score": 0.5, "languages": ["swe-Latn"]},
+                                   {"hf_subset": "other", "main_score": 0.75, "languages": ["swe-Latn"]},
+                                   # mteb's get_score leaves out a subset that names no language
+                                   {"hf_subset": "none", "main_score": 0.0, "languages": []}],
+                      "train": [{"hf_subset": "default", "main_score": 0.0, "languages": ["swe-Latn"]}]}}
+    score = parse_result(json.dumps(doc).encode(), file_task="SwednClusteringP2P", tasks=TASKS)
+    assert (score.value, score.splits, score.subset_count) == (0.5, ("summaries", "articles"), 3)
+    assert score.split == "summaries,articles"
+    long = TaskMap({"X": TaskInfo("Retrieval", "ndcg_at_1", tuple(f"test_{n}_tokens" for n in range(8)))})
+    doc = {"task_name": "X", "scores": {f"test_{n}_tokens": [{"main_score": n, "languages": ["eng-Latn"]}]
+                                        for n in range(8)}}
+    score = parse_result(json.dumps(doc).encode(), file_task="X", tasks=long)
+    assert (score.value, score.split) == (3.5, "8 splits")  # the split column holds 64 characters
 
 
 @pytest.mark.parametrize(("raw", "reason"), [
     (b"{not json", "malformed_json"),
     (b"[" * 100_000 + b"]" * 100_000, "malformed_json"),  # nested deeper than the parser recurses
     (b"[1, 2]", "not_a_result_file"),
-    (b'{"task_name": "NoSuchTask", "scores": {"test": []}}', "unknown_task"),
+    (b'{"mteb_dataset_name": "NoSuchTask", "test": {"accuracy": 0.5}}', "unknown_task"),  # legacy: no main score
+    (b'{"task_name": "NoSuchTask", "scores": {"test": []}}', "missing_split"),
     (b'{"task_name": "NFCorpus", "scores": {}}', "missing_split"),
     (b'{"task_name": "NFCorpus", "scores": {"test": [{"hf_subset": "default"}]}}', "missing_main_score"),
     (b'{"task_name": "NFCorpus", "scores": {"test": [{"main_score": "high"}]}}', "missing_main_score"),
@@ -247,7 +287,7 @@ def test_too_many_rejects_fail_and_keep_the_previous_evidence(store: Store, tmp_
     tasks = sorted(p for p in (mirror / "results" / "BAAI__bge-base-en-v1.5").rglob("*.json")
                    if p.name != "model_meta.json")
     for path in tasks[:3]:
-        path.write_text('{"task_name": "NoSuchTask", "scores": {"test": []}}')
+        path.write_text('{"mteb_dataset_name": "NoSuchTask", "test": {"accuracy": 0.5}}')
     scifact = next((mirror / "results" / "nomic-ai__nomic-embed-text-v1.5").rglob("SciFact.json"))
     scifact.unlink()
     scifact.symlink_to(tmp_path / "gone.json")  # unreadable
@@ -292,9 +332,38 @@ def test_real_slice_ingests_with_hand_checked_scores(store: Store, real_slice: P
     assert files == 4680
     result = _source().run(store, IngestOptions(mirror=str(real_slice)))
     assert result.status == RunStatus.SUCCESS and result.details["models"] == 9
-    assert result.rows_rejected / (result.rows_accepted + result.rows_rejected) < 0.05
-    assert set(result.rejected_reasons) <= {"ambiguous_split", "missing_main_score", "unknown_task"}
+    # counts per reason: only legacy reranking files whose metric is no longer the task's main metric, which
+    # mteb scores null too (test_every_slice_file_mteb_scores_is_evidence_equal_to_mteb)
+    assert result.rejected_reasons == {"missing_main_score": 8}
+    assert sorted(result.details["rejected_examples"]["missing_main_score"]) == [
+        "openai__text-embedding-3-large/1/AskUbuntuDupQuestions.json",
+        "openai__text-embedding-3-large/1/MindSmallReranking.json",
+        "openai__text-embedding-3-large/1/SciDocsRR.json"]
+    # GPUSpeedTask is in no mteb task list: counted, not rejected, and stored with task_type null
+    assert (result.details["unmapped_task"], result.details["unmapped_tasks"]) == (1, ["GPUSpeedTask"])
     rows = _evidence(store, result.run_id)
+    minilm = "sentence-transformers/all-MiniLM-L6-v2"
+    speed = rows[(minilm, "GPUSpeedTask")]
+    assert (speed.task_type, speed.value, speed.split) == (None, 78556.14835217845, "test")
+    # a legacy file named DiaBLaBitextMining is mteb's DiaBlaBitextMining (its loader ignores case):
+    # {"test": {"fr-en": {"main_score": 0.007426228877037484}}}
+    legacy = real_slice / "results" / "intfloat__e5-mistral-7b-instruct" / "no_revision_available"
+    diabla = parse_result((legacy / "DiaBLaBitextMining.json").read_bytes(), file_task="DiaBLaBitextMining",
+                          tasks=TASKS)
+    assert (diabla.task, diabla.value, diabla.task_type) == ("DiaBlaBitextMining", 0.007426228877037484,
+                                                             "BitextMining")
+    assert "DiaBLaBitextMining" not in {task for _, task in rows}
+    # CUREv1 has eleven evaluation splits and no test: the mean over every subset of all of them
+    cure_file = real_slice / "results" / "BAAI__bge-base-en-v1.5" / "a5beb1e3e68b9ab74eb54cfd186867f64f240e1a"
+    cure_doc = json.loads((cure_file / "CUREv1.json").read_bytes())
+    subsets = [s["main_score"] for split in TASKS["CUREv1"].eval_splits for s in cure_doc["scores"][split]]
+    cure = rows[(BGE, "CUREv1")]
+    assert len(subsets) == len(cure_doc["scores"]) * 3 == cure.subset_count == 33  # en, es, fr per split
+    assert cure.value == pytest.approx(sum(subsets) / len(subsets), abs=1e-15)
+    assert cure.split == "11 splits" and cure.extra["splits"] == list(TASKS["CUREv1"].eval_splits)
+    # AFQMC evaluates validation only; the file's test split (hidden labels) holds NaN: validation is used
+    afqmc = rows[("intfloat/e5-mistral-7b-instruct", "AFQMC")]
+    assert (afqmc.value, afqmc.split) == (0.3898544032547012, "validation")
     # BAAI/bge-base-en-v1.5 STSBenchmark: one default subset, main_score 0.8641801045690194
     assert rows[(BGE, "STSBenchmark")].value == 0.8641801045690194
     # CTKFactsNLI has test and validation: test wins (one subset, 0.7158080092890192)
@@ -311,6 +380,44 @@ def test_real_slice_ingests_with_hand_checked_scores(store: Store, real_slice: P
         "BAAI/bge-base-en-v1.5", "Snowflake/snowflake-arctic-embed-m", "intfloat/e5-mistral-7b-instruct",
         "nomic-ai/nomic-embed-text-v1.5", "openai/text-embedding-3-large", "openai/text-embedding-3-small",
         "sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/all-mpnet-base-v2", "thenlper/gte-base"}
+
+
+def _slice_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.glob("results/*/*/*.json") if p.name != "model_meta.json")
+
+
+def test_every_slice_file_mteb_scores_is_evidence_equal_to_mteb(real_slice: Path) -> None:
+    """Expected values: mteb-core's ``TaskResult.get_score`` on every file of the real slice, computed by
+    ``scripts/crosscheck_mteb.py reference`` in a throwaway environment (mteb version recorded in the file)."""
+    expected = json.loads(SLICE_SCORES.read_text(encoding="utf-8"))
+    archive = real_data("mteb", "results-slice-9-models.tar.gz")
+    assert expected["archive_sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest(), \
+        "the slice changed: regenerate tests/data/mteb_slice_scores.json (scripts/crosscheck_mteb.py)"
+    files = _slice_files(real_slice)
+    assert len(files) == expected["files"] == 4658
+    equal = 0
+    rejected: dict[str, int] = {}
+    scored_by_recsys_only = []
+    for path in files:
+        mteb = expected["scores"][f"{path.parent.parent.name}/{path.parent.name}"][path.stem]
+        try:
+            ours = parse_result(path.read_bytes(), file_task=path.stem, tasks=TASKS)
+        except Rejected as exc:
+            assert not isinstance(mteb, float), f"{path}: rejected as {exc.reason}, but mteb scores it {mteb}"
+            rejected[exc.reason] = rejected.get(exc.reason, 0) + 1
+            continue
+        if isinstance(mteb, float):
+            assert abs(ours.value - mteb) < 1e-9, f"{path}: recsys {ours.value}, mteb {mteb}"
+            equal += 1
+        else:
+            scored_by_recsys_only.append(path)
+    # The one documented addition: legacy PairClassification files hold the metric per similarity function
+    # only; recsys takes their maximum for the task's max_<metric>, mteb leaves the main score null.
+    for path in scored_by_recsys_only:
+        data = json.loads(path.read_bytes())
+        info = TASKS[data["mteb_dataset_name"]]
+        assert "scores" not in data and info.type == "PairClassification" and info.main_score.startswith("max_")
+    assert (equal, len(scored_by_recsys_only), rejected) == (4644, 6, {"missing_main_score": 8})
 
 
 # --- network: GitHub API tree walk and the HF parquet (cassettes) ------------------------------------
@@ -424,6 +531,61 @@ def test_registered_and_cli_prints_evidence(tmp_path: Path, database_url: str) -
     assert re.match(r"mteb: success, version sample, 32 rows, 0 rejected as run \d+\.\n", forced.stdout)
     bad = runner.invoke(app, ["--database-url", database_url, "ingest", "mteb", "--source", str(tmp_path / "x")])
     assert bad.exit_code == 1 and "Traceback" not in bad.output and bad.stderr.count("\n") == 1
+
+
+def test_a_task_missing_from_the_map_is_evidence_listed_by_policy_check_and_snapshot(
+        tmp_path: Path, database_url: str, real_slice: Path) -> None:
+    """mteb 1.25.8 wrote SynPerChatbotToneClassification (BAAI/bge-m3), a task later split in two and so in no
+    task map today. Derived file: the slice's real AmazonCounterfactualClassification.json of bge-base (test
+    and validation splits, four subsets each) with that task name."""
+    from recsys_cli.app import app
+
+    unmapped = "SynPerChatbotToneClassification"
+    mirror = _copy_sample(tmp_path)
+    revision = "a5beb1e3e68b9ab74eb54cfd186867f64f240e1a"
+    doc = json.loads((real_slice / "results" / "BAAI__bge-base-en-v1.5" / revision /
+                      "AmazonCounterfactualClassification.json").read_bytes())
+    doc["task_name"] = unmapped
+    (mirror / "results" / "BAAI__bge-base-en-v1.5" / revision / f"{unmapped}.json").write_text(json.dumps(doc))
+    expected = [s["main_score"] for s in doc["scores"]["test"]]
+    assert unmapped not in TASKS
+
+    def cli(*args: str) -> Any:
+        result = CliRunner().invoke(app, ["--database-url", database_url, *args])
+        assert result.exit_code == 0, result.output
+        return result
+
+    cli("db", "upgrade")
+    ingest = json.loads(cli("ingest", "mteb", "--source", str(mirror), "--json").stdout)
+    assert (ingest["rows"], ingest["rejected"], ingest["unmapped_task"], ingest["unmapped_tasks"]) == (
+        33, {}, 1, [unmapped])
+    row = json.loads(cli("evidence", "--source", "mteb", "--category", unmapped, "--json").stdout)
+    assert [(r["model"], r["task_type"], r["split"], r["subset_count"]) for r in row] == [(BGE, None, "test", 4)]
+    assert row[0]["value"] == pytest.approx(sum(expected) / len(expected), abs=1e-15)
+    dry = cli("ingest", "mteb", "--source", str(mirror), "--dry-run").stdout
+    assert f"  unmapped_task: 1 (stored, task_type null)\n  MTEB tasks missing from the task map (1): {unmapped};" \
+        in dry
+    # policy check and snapshot name it, so users know to regenerate the map
+    assert json.loads(cli("policy", "check", "--json").stdout)["unmapped_tasks"] == [unmapped]
+    assert f"MTEB tasks missing from the task map (1): {unmapped}; their scores count only as mteb:task/<name>" \
+        in " ".join(cli("policy", "check").stdout.split())
+    snapshot = json.loads(cli("snapshot", "--json").stdout)
+    assert snapshot["unmapped_tasks"] == [unmapped]
+    import jsonschema
+
+    schema = json.loads((REPO_ROOT / "docs" / "snapshot.schema.json").read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator(schema).validate(snapshot)
+    assert "regenerate the task map" in " ".join(cli("snapshot").stdout.split())
+    # usable through mteb:task/<name> (and in no mteb:type/...)
+    policy = (REPO_ROOT / "recommender_core" / "data" / "default_policy.yaml").read_text(encoding="utf-8")
+    assert "evidence: [mteb:type/Classification]" in policy
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy.replace("evidence: [mteb:type/Classification]", f"evidence: [mteb:task/{unmapped}]"))
+    scores = json.loads(cli("score", "--policy", str(path), "--dry-run", "--json").stdout)["scores"]
+    bge = next(s for s in scores if s["task"] == "classification" and s["model"] == "huggingface/" + BGE)
+    assert not bge["excluded"] and bge["quality"] == pytest.approx(sum(expected) / len(expected), abs=1e-12)
+    others = [s for s in scores if s["task"] == "classification" and s["model"] != "huggingface/" + BGE]
+    assert others and all(s["excluded"] for s in others)
 
 
 def test_transport_errors_on_raw_files_fail_the_run(store: Store) -> None:
@@ -594,6 +756,65 @@ def test_a_held_lock_exits_75_before_any_source_io(database_url: str, job: str,
         store.dispose()
 
 
+def _serve_parquet(monkeypatch: pytest.MonkeyPatch, body: bytes, sha: str = "d" * 40) -> None:
+    """The Hub API and one data/ parquet file, answered in-process (simulated: no network in tests)."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/datasets/mteb/results":
+            return httpx.Response(200, json={"id": "mteb/results", "sha": sha})
+        if request.url.path.startswith("/api/datasets/mteb/results/tree/"):
+            return httpx.Response(200, json=[{"type": "file", "oid": "1", "size": len(body),
+                                              "path": "data/train-00000-of-00001.parquet"}])
+        return httpx.Response(200, content=body)
+
+    def factory(source: str, token: str | None) -> SourceClient:
+        return SourceClient(source=source, token=token, transport=httpx.MockTransport(handler),
+                            settings=HttpSettings(max_attempts=1))
+
+    monkeypatch.setattr(MtebSource, "client_factory", staticmethod(factory))
+
+
+def test_all_models_parquet_averages_every_eval_split_and_keeps_unmapped_tasks(
+        store: Store, real_slice: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parquet rows are built from two real files of the slice (one row per subset, as mteb/results
+    publishes them): CUREv1 (eleven evaluation splits, no test) and GPUSpeedTask (in no task map)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    revision = "a5beb1e3e68b9ab74eb54cfd186867f64f240e1a"
+    folder = real_slice / "results" / "BAAI__bge-base-en-v1.5" / revision
+    minilm = real_slice / "results" / "sentence-transformers__all-MiniLM-L6-v2" / \
+        "8b3219a92973c328a8e22fadcfa821b5dc75636a"
+    rows: dict[str, list[Any]] = {c: [] for c in ("model_name", "model_revision", "task_name", "split", "subset",
+                                                  "language", "score", "is_public")}
+    for model, path in ((BGE, folder / "CUREv1.json"), ("sentence-transformers/all-MiniLM-L6-v2",
+                                                        minilm / "GPUSpeedTask.json")):
+        doc = json.loads(path.read_bytes())
+        for split, subsets in doc["scores"].items():
+            for subset in subsets:
+                for column, value in zip(rows, (model, path.parent.name, doc["task_name"], split,
+                                                subset["hf_subset"], ",".join(subset["languages"]),
+                                                subset["main_score"], True), strict=True):
+                    rows[column].append(value)
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(rows), buffer)
+    _serve_parquet(monkeypatch, buffer.getvalue())
+    source = _source()
+    try:
+        result = source.run(store, IngestOptions(all_models=True))
+    finally:
+        source.close()
+    assert (result.rows_rejected, result.details["unmapped_tasks"]) == (0, ["GPUSpeedTask"])
+    stored = _evidence(store, result.run_id)
+    cure = stored[(BGE, "CUREv1")]
+    mteb = json.loads(SLICE_SCORES.read_text(encoding="utf-8"))["scores"][f"BAAI__bge-base-en-v1.5/{revision}"]
+    assert abs(cure.value - mteb["CUREv1"]) < 1e-9
+    assert (cure.subset_count, cure.split, cure.task_type) == (33, "11 splits", "Retrieval")
+    assert stored[("sentence-transformers/all-MiniLM-L6-v2", "GPUSpeedTask")].task_type is None
+
+
 def test_all_models_with_a_corrupt_parquet_page_fails_cleanly(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 
@@ -607,21 +828,7 @@ def test_all_models_with_a_corrupt_parquet_page_fails_cleanly(store: Store, monk
     pq.write_table(table, buffer, compression="snappy")
     body = bytearray(buffer.getvalue())
     body[40:140] = b"\xff" * 100  # a data page, not the footer: the file opens, reading it fails
-    sha = "d" * 40
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/api/datasets/mteb/results":
-            return httpx.Response(200, json={"id": "mteb/results", "sha": sha})
-        if request.url.path.startswith("/api/datasets/mteb/results/tree/"):
-            return httpx.Response(200, json=[{"type": "file", "oid": "1", "size": len(body),
-                                              "path": "data/train-00000-of-00001.parquet"}])
-        return httpx.Response(200, content=bytes(body))
-
-    def factory(source: str, token: str | None) -> SourceClient:
-        return SourceClient(source=source, token=token, transport=httpx.MockTransport(handler),
-                            settings=HttpSettings(max_attempts=1))
-
-    monkeypatch.setattr(MtebSource, "client_factory", staticmethod(factory))
+    _serve_parquet(monkeypatch, bytes(body))
     source = _source()
     with pytest.raises(SourceSchemaError, match=r"^mteb: data/train-00000-of-00001.parquet is corrupt \("):
         source.run(store, IngestOptions(all_models=True))

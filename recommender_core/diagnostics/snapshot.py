@@ -3,7 +3,8 @@
 Fields beyond DESIGN.md's example are additive (the schema at ``docs/snapshot.schema.json`` lists
 them): ``policy_hash``, per source ``last_run_at``; ``scoring_run.age_seconds``; per ranked model
 ``evidence_values`` (the stored values behind its ``evidence`` references); ``excluded`` per task
-with reasons; ``telemetry.selections`` per task and model; ``next_steps`` when the store cannot answer.
+with reasons; ``telemetry.selections`` per task and model; ``next_steps`` when the store cannot answer;
+``unmapped_tasks``: MTEB tasks of the current evidence that the task map does not know.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from ..errors import UsageError
-from ..evidence import current_run_ids, unmatched_models
+from ..evidence import current_run_ids, unmapped_tasks, unmatched_models
 from ..policy import EvidenceRef, Policy
 from ..routing.table import order_key
 from ..store import Store
@@ -352,6 +353,7 @@ def build_snapshot(
         "excluded": scoring.excluded,
         "telemetry": _telemetry(store, now),
         "unmatched_models": sorted({n for names in unmatched_models(store, policy).values() for n in names}),
+        "unmapped_tasks": unmapped_tasks(store),
         "next_steps": _next_steps(sources, scoring.run),
     }
     return Snapshot(document=document, decision_seconds=scoring.decision_seconds)

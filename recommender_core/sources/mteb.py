@@ -13,16 +13,18 @@ Three ways in, one parser:
 - ``--all`` (network): every model from the Hugging Face dataset ``mteb/results`` (bulk parquet, files
   discovered through the Hub API, pinned to the dataset sha).
 
-Aggregation (the same for all three): a task's score is the mean ``main_score`` over the subsets of its
-evaluated split: ``test`` when present, else the only split; when a file has several splits and none is
-``test``, the task's own evaluation split from mteb's metadata when exactly one of them is present, else
-the file is rejected as ``ambiguous_split``. Legacy (pre-1.11) files take the task's main metric from the
-task map. When several revisions of a model hold a task, the newest ``mteb_version`` wins, then a real
-revision over ``no_revision_available`` over ``external``, then the greatest revision name (deterministic).
+Aggregation (the same for all three), mteb's own: a task's score is the mean ``main_score`` over every
+subset of every evaluated split, as ``TaskResult.get_score(splits=...)`` computes it. The evaluated splits
+come from the task's evaluation splits in mteb's metadata (``choose_splits``). Legacy (pre-1.11) files take
+the task's main metric from the task map. A task missing from the map is still evidence when the file
+carries its own main scores (``task_type`` None, counted as ``unmapped_task``). When several revisions of a
+model hold a task, the newest ``mteb_version`` wins, then a real revision over ``no_revision_available``
+over ``external``, then the greatest revision name (deterministic).
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import logging
@@ -71,6 +73,8 @@ from .mteb_constants import (
     SKIP_UNCHANGED_TREE,
     STATE_TREE_PREFIX,
     TASKS_DATA_FILE,
+    UNMAPPED_TASK,
+    UNMAPPED_TASKS,
     revision_rank,
 )
 
@@ -78,12 +82,14 @@ __all__ = [
     "MtebSource",
     "Rejected",
     "TaskInfo",
+    "TaskMap",
     "TaskScore",
     "add_records",
-    "choose_split",
+    "choose_splits",
     "folder_model_name",
     "load_task_map",
     "mirror_version",
+    "note_unmapped",
     "parse_result",
 ]
 
@@ -102,13 +108,47 @@ class TaskInfo:
     eval_splits: tuple[str, ...]
 
 
+class TaskMap(Mapping[str, TaskInfo]):
+    """Task name -> metadata, from the mteb version that generated it (``mteb_version``); read-only.
+
+    ``find`` looks a name up as mteb's own loader does: the exact name, else the same name in another case
+    (``DiaBLaBitextMining`` result files are mteb's ``DiaBlaBitextMining``).
+    """
+
+    __slots__ = ("_folded", "mteb_version", "tasks")
+
+    def __init__(self, tasks: Mapping[str, TaskInfo], *, mteb_version: str = "unknown") -> None:
+        self.tasks = dict(tasks)
+        self.mteb_version = mteb_version
+        self._folded: dict[str, str] = {}
+        for name in sorted(self.tasks):
+            self._folded.setdefault(name.lower(), name)
+
+    def __getitem__(self, name: str) -> TaskInfo:
+        return self.tasks[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.tasks)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def find(self, name: str) -> tuple[str, TaskInfo] | None:
+        """The task's name as the map spells it and its metadata, or None for a task the map does not know."""
+        info = self.tasks.get(name)
+        if info is not None:
+            return name, info
+        canonical = self._folded.get(name.lower())
+        return None if canonical is None else (canonical, self.tasks[canonical])
+
+
 @lru_cache(maxsize=1)
-def load_task_map() -> Mapping[str, TaskInfo]:
+def load_task_map() -> TaskMap:
     """The shipped task map (generated from mteb's task definitions by scripts/gen_mteb_tasks.py)."""
     text = resources.files("recommender_core").joinpath("data", TASKS_DATA_FILE).read_text(encoding="utf-8")
     document = json.loads(text)
-    return {name: TaskInfo(type=t["type"], main_score=t["main_score"], eval_splits=tuple(t["eval_splits"]))
-            for name, t in document["tasks"].items()}
+    return TaskMap({name: TaskInfo(type=t["type"], main_score=t["main_score"], eval_splits=tuple(t["eval_splits"]))
+                    for name, t in document["tasks"].items()}, mteb_version=str(document["mteb_version"]))
 
 
 # --- the one parser ----------------------------------------------------------------------------------
@@ -122,16 +162,29 @@ class Rejected(Exception):
         self.reason = reason
 
 
+# The evidence table's split column holds at most this many characters; longer split lists are summarised.
+_SPLIT_COLUMN_CHARS = 64
+
+
 @dataclass(frozen=True)
 class TaskScore:
-    """One task's score from one result file."""
+    """One task's score from one result file: the mean main score over every subset of ``splits``.
+
+    ``task_type`` is None for a task the task map does not know (its file still carries a main score).
+    """
 
     task: str
-    task_type: str
+    task_type: str | None
     value: float
-    split: str
+    splits: tuple[str, ...]
     subset_count: int
     mteb_version: tuple[int, ...] | None
+
+    @property
+    def split(self) -> str:
+        """The evaluated split, or the comma-joined splits averaged (``<n> splits`` when that is too long)."""
+        joined = ",".join(self.splits)
+        return joined if len(joined) <= _SPLIT_COLUMN_CHARS else f"{len(self.splits)} splits"
 
 
 _VERSION = re.compile(r"\d+")
@@ -143,19 +196,26 @@ def _version_tuple(value: Any) -> tuple[int, ...] | None:
     return tuple(int(part) for part in _VERSION.findall(value)[:4]) or None
 
 
-def choose_split(splits: Iterable[str], info: TaskInfo | None) -> str:
-    """The evaluated split: ``test``, else the only split, else the task's single eval split present."""
+def choose_splits(splits: Iterable[str], info: TaskInfo | None) -> tuple[str, ...]:
+    """The splits a task score averages, as mteb evaluates the task.
+
+    ``test`` when the task evaluates it; else every evaluation split of the task (mteb's metadata) that the
+    file holds; else ``test`` when present; else the only split. A task the map does not know, with several
+    splits and no ``test``, averages all of them (what mteb's ``TaskResult.get_score`` does without metadata).
+    """
     present = list(splits)
     if not present:
         raise Rejected(REJECT_MISSING_SPLIT)
-    if "test" in present:
-        return "test"
-    if len(present) == 1:
-        return present[0]
     if info is not None:
-        evaluated = [s for s in info.eval_splits if s in present]
-        if len(evaluated) == 1:
-            return evaluated[0]
+        evaluated = tuple(s for s in info.eval_splits if s in present)
+        if "test" in evaluated:
+            return ("test",)
+        if evaluated:
+            return evaluated
+    if "test" in present:
+        return ("test",)
+    if len(present) == 1 or info is None:
+        return tuple(present)
     raise Rejected(REJECT_AMBIGUOUS_SPLIT, ", ".join(sorted(present)))
 
 
@@ -198,22 +258,51 @@ def _legacy_subset_score(metrics: dict[str, Any], main: str) -> float | None:
 
 def _legacy_score(data: dict[str, Any], task: str, info: TaskInfo) -> TaskScore:
     splits = {k: v for k, v in data.items() if isinstance(v, dict) and k not in _LEGACY_META}
-    split = choose_split(splits, info)
-    block = splits[split]
+    chosen = choose_splits(splits, info)
     has_subsets = any(isinstance(v, dict) and k not in _NOT_SUBSETS
                       for per_split in splits.values() for k, v in per_split.items())
-    subsets = [v for k, v in block.items() if isinstance(v, dict) and k not in _NOT_SUBSETS] if has_subsets \
-        else [block]
-    values = [_legacy_subset_score(subset, info.main_score) for subset in subsets]
-    if not values or any(v is None for v in values):
-        raise Rejected(REJECT_MISSING_SCORE, f"{task}: no {info.main_score} in split {split}")
-    numbers = [v for v in values if v is not None]
-    return TaskScore(task, info.type, math.fsum(numbers) / len(numbers), split, len(numbers),
+    values: list[float] = []
+    for split in chosen:
+        block = splits[split]
+        subsets = [v for k, v in block.items() if isinstance(v, dict) and k not in _NOT_SUBSETS] \
+            if has_subsets else [block]
+        for subset in subsets:
+            value = _legacy_subset_score(subset, info.main_score)
+            if value is None:
+                raise Rejected(REJECT_MISSING_SCORE, f"{task}: no {info.main_score} in split {split}")
+            values.append(value)
+    if not values:
+        raise Rejected(REJECT_MISSING_SCORE, f"{task}: no {info.main_score} in split {', '.join(chosen)}")
+    return TaskScore(task, info.type, math.fsum(values) / len(values), chosen, len(values),
                      _version_tuple(data.get("mteb_version")))
 
 
-def parse_result(raw: bytes, *, file_task: str, tasks: Mapping[str, TaskInfo]) -> TaskScore:
-    """One result file's task score; raises ``Rejected`` with a reason for anything else."""
+def _subset_scores(name: str, scores: dict[str, Any], chosen: tuple[str, ...]) -> list[float]:
+    """Every subset's main score in the chosen splits, counted as mteb's ``TaskResult.get_score`` counts them:
+    a subset whose ``languages`` list is empty is left out of the mean."""
+    values: list[float] = []
+    for split in chosen:
+        subsets = scores[split]
+        if not isinstance(subsets, list) or not subsets:
+            raise Rejected(REJECT_MISSING_SPLIT, f"{name}: split {split} holds no subsets")
+        for subset in subsets:
+            if isinstance(subset, dict) and subset.get("languages") == []:
+                continue
+            value = _number(subset.get("main_score")) if isinstance(subset, dict) else None
+            if value is None:
+                raise Rejected(REJECT_MISSING_SCORE, f"{name}: a subset of {split} has no numeric main_score")
+            values.append(value)
+    if not values:
+        raise Rejected(REJECT_MISSING_SCORE, f"{name}: no subset of {', '.join(chosen)} names a language")
+    return values
+
+
+def parse_result(raw: bytes, *, file_task: str, tasks: TaskMap) -> TaskScore:
+    """One result file's task score; raises ``Rejected`` with a reason for anything else.
+
+    A task the map does not know is still evidence when the file carries its own main scores (mteb 1.11 and
+    later): its score has ``task_type`` None. A legacy file of such a task names no main score: rejected.
+    """
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -223,25 +312,20 @@ def parse_result(raw: bytes, *, file_task: str, tasks: Mapping[str, TaskInfo]) -
     name = data.get("task_name") or data.get("mteb_dataset_name") or file_task
     if not isinstance(name, str):
         raise Rejected(REJECT_NOT_A_RESULT)
-    info = tasks.get(name)
-    if info is None:
-        raise Rejected(REJECT_UNKNOWN_TASK, name)
+    found = tasks.find(name)
+    info = None
+    if found is not None:
+        name, info = found
     scores = data.get("scores")
     if scores is None:
+        if info is None:
+            raise Rejected(REJECT_UNKNOWN_TASK, name)
         return _legacy_score(data, name, info)
     if not isinstance(scores, dict):
         raise Rejected(REJECT_NOT_A_RESULT)
-    split = choose_split(scores, info)
-    subsets = scores[split]
-    if not isinstance(subsets, list) or not subsets:
-        raise Rejected(REJECT_MISSING_SPLIT, f"{name}: split {split} holds no subsets")
-    values = []
-    for subset in subsets:
-        value = _number(subset.get("main_score")) if isinstance(subset, dict) else None
-        if value is None:
-            raise Rejected(REJECT_MISSING_SCORE, f"{name}: a subset of {split} has no numeric main_score")
-        values.append(value)
-    return TaskScore(name, info.type, math.fsum(values) / len(values), split, len(values),
+    chosen = choose_splits(scores, info)
+    values = _subset_scores(name, scores, chosen)
+    return TaskScore(name, info.type if info else None, math.fsum(values) / len(values), chosen, len(values),
                      _version_tuple(data.get("mteb_version")))
 
 
@@ -304,8 +388,11 @@ class _ModelFolder:
             if extra is None:
                 version = ".".join(map(str, s.mteb_version)) if s.mteb_version else None
                 extra = extras[s.mteb_version] = {"folder": sys.intern(self.folder), "mteb_version": version}
+            if len(s.splits) > 1:  # the split column may only summarise them: keep the list
+                extra = {**extra, "splits": list(s.splits)}
+            task_type = None if s.task_type is None else sys.intern(s.task_type)
             yield EvidenceRecord(model=sys.intern(model), category=sys.intern(task), value=s.value,
-                                 metric="main_score", task_type=sys.intern(s.task_type),
+                                 metric="main_score", task_type=task_type,
                                  revision=sys.intern(pick.revision), split=sys.intern(s.split),
                                  subset_count=s.subset_count, extra=extra)
 
@@ -340,7 +427,7 @@ FileReader = Callable[[], bytes]
 
 
 def ingest_model_folder(folder: str, files: Iterable[tuple[str, FileReader]], batch: Batch,
-                        tasks: Mapping[str, TaskInfo]) -> list[EvidenceRecord]:
+                        tasks: TaskMap) -> list[EvidenceRecord]:
     """Parse one model folder's files (the one parser every mode feeds) into records, counting rejects."""
     result = _ModelFolder(folder)
     by_revision: dict[str, list[tuple[str, FileReader]]] = {}
@@ -383,8 +470,20 @@ def ingest_model_folder(folder: str, files: Iterable[tuple[str, FileReader]], ba
                 batch.reject(exc.reason)
                 _note_example(batch, exc.reason, f"{folder}/{revision}/{filename}")
                 continue
+            if score.task_type is None:
+                note_unmapped(batch, score.task)
             result.offer(model, revision, score)
     return list(result.records())
+
+
+def note_unmapped(batch: Batch, task: str) -> None:
+    """Count a score of a task the task map does not know: stored (``task_type`` null), not rejected, and
+    named in the run summary so users know to regenerate the map."""
+    batch.details[UNMAPPED_TASK] = batch.details.get(UNMAPPED_TASK, 0) + 1
+    names: list[str] = batch.details.setdefault(UNMAPPED_TASKS, [])
+    at = bisect.bisect_left(names, task)
+    if at == len(names) or names[at] != task:
+        names.insert(at, task)
 
 
 def _note_example(batch: Batch, reason: str, path: str) -> None:
@@ -556,7 +655,7 @@ class MtebSource(Source):
 
     client_factory: ClassVar[ClientFactory] = staticmethod(_default_client)
 
-    def __init__(self, *args: Any, tasks: Mapping[str, TaskInfo] | None = None,
+    def __init__(self, *args: Any, tasks: TaskMap | None = None,
                  client: SourceClient | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._tasks = tasks
@@ -567,7 +666,7 @@ class MtebSource(Source):
     # -- plumbing --
 
     @property
-    def tasks(self) -> Mapping[str, TaskInfo]:
+    def tasks(self) -> TaskMap:
         """The task map, loaded when first needed (an unchanged run never needs it)."""
         if self._tasks is None:
             self._tasks = load_task_map()
@@ -797,18 +896,19 @@ class MtebSource(Source):
                         acc[0] += value
                         acc[1] += 1
         picks: dict[tuple[str, str], _Pick] = {}
-        for (model, revision, task), per_split in groups.items():
-            info = self.tasks.get(task)
-            if info is None:
-                batch.reject(REJECT_UNKNOWN_TASK)
-                continue
+        for (model, revision, name), per_split in groups.items():
+            found = self.tasks.find(name)
+            task, info = found if found is not None else (name, None)
             try:
-                split = choose_split(per_split, info)
+                chosen = choose_splits(per_split, info)
             except Rejected as exc:
                 batch.reject(exc.reason)
                 continue
-            total, count = per_split[split]
-            score = TaskScore(task, info.type, total / count, split, int(count), None)
+            total = sum(per_split[split][0] for split in chosen)
+            count = int(sum(per_split[split][1] for split in chosen))
+            score = TaskScore(task, info.type if info else None, total / count, chosen, count, None)
+            if info is None:  # the parquet's scores are main scores: a task the map lacks is still evidence
+                note_unmapped(batch, task)
             key = (revision_rank(revision), revision)
             if (model, task) not in picks or key > picks[(model, task)].key:
                 picks[(model, task)] = _Pick(key, model, revision, score)
@@ -816,7 +916,8 @@ class MtebSource(Source):
             s = pick.score
             batch.records.append(EvidenceRecord(
                 model=model, category=task, value=s.value, metric="main_score", task_type=s.task_type,
-                revision=pick.revision, split=s.split, subset_count=s.subset_count, extra={"dataset": sha}))
+                revision=pick.revision, split=s.split, subset_count=s.subset_count,
+                extra={"dataset": sha, **({"splits": list(s.splits)} if len(s.splits) > 1 else {})}))
         batch.details["models"] = len({m for m, _ in picks})
         return batch
 

@@ -28,6 +28,8 @@ __all__ = [
     "SKIP_UNCHANGED_TREE",
     "STATE_TREE_PREFIX",
     "TASKS_DATA_FILE",
+    "UNMAPPED_TASK",
+    "UNMAPPED_TASKS",
     "revision_rank",
 ]
 
@@ -56,6 +58,11 @@ REJECT_UNKNOWN_TASK = "unknown_task"
 REJECT_MISSING_SPLIT = "missing_split"
 REJECT_AMBIGUOUS_SPLIT = "ambiguous_split"
 REJECT_MISSING_SCORE = "missing_main_score"
+
+# Scores of tasks the task map does not know: stored with task_type null, counted (not rejected) under
+# UNMAPPED_TASK in the run summary, their names listed under UNMAPPED_TASKS.
+UNMAPPED_TASK = "unmapped_task"
+UNMAPPED_TASKS = "unmapped_tasks"
 
 # Skips: files that are not evidence and not errors.
 SKIP_NESTED = "nested_experiment_file"
