@@ -15,6 +15,7 @@ from recommender_core.store import Store
 
 from ._pushgateway import PASSWORD, PASSWORD_BCRYPT, USER, Gateway, start_pushgateway
 from ._relay import TcpRelay
+from ._spend_logs import SPEND_LOGS_DDL
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_REAL_DATA = REPO_ROOT.parent / "shared" / "data" / "real"
@@ -137,6 +138,26 @@ def memory_store() -> Iterator[Store]:
         yield s
     finally:
         s.dispose()
+
+
+@pytest.fixture
+def spend_logs_dsn(postgres_server: str) -> Iterator[str]:
+    """A fresh Postgres database holding an empty LiteLLM_SpendLogs table, like a LiteLLM proxy's."""
+    import psycopg
+    from psycopg import sql
+
+    admin = _libpq_url(postgres_server)
+    name = f"litellm_proxy_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = admin.rsplit("/", 1)[0] + "/" + name
+    try:
+        with psycopg.connect(dsn) as conn:
+            conn.execute(SPEND_LOGS_DDL)
+        yield dsn
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture

@@ -147,8 +147,10 @@ class TelemetryCallback(CustomLogger):
                 return
             params = kwargs.get("litellm_params")
             metadata = params.get("metadata") if isinstance(params, Mapping) else None
+            call_id = kwargs.get("litellm_call_id")
             record = record_from_standard_logging(
-                payload, metadata=metadata if isinstance(metadata, Mapping) else None)
+                payload, metadata=metadata if isinstance(metadata, Mapping) else None,
+                call_id=call_id if isinstance(call_id, str) else None)
             if record is not None:
                 self._writer.enqueue(record)
         except Exception:  # a telemetry bug must never break the caller's request
