@@ -31,6 +31,7 @@ pytestmark = [
     # litellm's own TypedDicts use typing.ReadOnly, which pydantic (building litellm's models)
     # warns about from its schema generator; it is no concern of ours.
     pytest.mark.filterwarnings("ignore:Items? .* using the `ReadOnly` qualifier:UserWarning:pydantic"),
+    pytest.mark.usefixtures("litellm_event_loop"),
 ]
 
 SECRET_PROMPT = "PROMPT-TEXT-THAT-MUST-NOT-BE-STORED"
