@@ -229,22 +229,34 @@ def test_a_broken_store_or_full_queue_never_breaks_the_caller(callbacks: list[An
     assert not callback.flush(timeout=0.2)
 
 
-def test_pending_events_are_flushed_at_interpreter_exit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("call", ["sync", "async"])
+def test_pending_events_are_flushed_at_interpreter_exit(tmp_path: Path, call: str) -> None:
+    """Async: the hook is still in LiteLLM's logging queue at exit, and LiteLLM runs that queue from
+    an exit handler that would run after the callback's (so it ran into a closed writer)."""
     url = f"sqlite:///{tmp_path / 'exit.db'}"
     code = (
-        "import litellm\n"
+        "import asyncio, litellm, time\n"
         "from recommender_core import TelemetryCallback\n"
         f"cb = TelemetryCallback({url!r}, flush_interval=3600)\n"
         "litellm.callbacks = [cb]\n"
-        "litellm.completion(model='gpt-4o-mini', messages=[{'role': 'user', 'content': 'x'}], mock_response='y')\n"
-        "import time\n"
-        "deadline = time.monotonic() + 10\n"
-        "while cb.stats().queued < 1 and time.monotonic() < deadline:\n"
-        "    time.sleep(0.02)\n"
-        "assert cb.stats().written == 0\n"
+        "kwargs = dict(model='gpt-4o-mini', messages=[{'role': 'user', 'content': 'x'}], mock_response='y')\n"
     )
+    if call == "sync":
+        code += (
+            "litellm.completion(**kwargs)\n"
+            "deadline = time.monotonic() + 10\n"
+            "while cb.stats().queued < 1 and time.monotonic() < deadline:\n"
+            "    time.sleep(0.02)\n"
+        )
+    else:
+        code += (
+            "asyncio.run(litellm.acompletion(**kwargs))\n"
+            "from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER\n"
+            "assert GLOBAL_LOGGING_WORKER.pending_count == 1 and cb.stats().queued == 0\n"
+        )
+    code += "assert cb.stats().written == 0\n"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120, capture_output=True)
-    store = Store(url)
+    store = Store(url, auto_migrate=True)
     try:
         events = _events(store)
     finally:
