@@ -50,7 +50,7 @@ def _run_litellms_queued_hooks() -> None:
     try:
         from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
 
-        GLOBAL_LOGGING_WORKER._flush_on_exit()
+        GLOBAL_LOGGING_WORKER._flush_on_exit()  # type: ignore[no-untyped-call]  # litellm leaves it unannotated
     except Exception:  # best effort at exit; never raise from an exit handler
         log.debug("telemetry: could not run LiteLLM's queued logging hooks at exit", exc_info=True)
 

@@ -8,7 +8,7 @@ fields the same way. Only these fields are ever copied: no prompt, response or e
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +17,6 @@ __all__ = [
     "STANDARD_LOGGING_FIELDS_READ",
     "STANDARD_LOGGING_METADATA_READ",
     "TASK_ALIAS_PREFIX",
-    "TASK_SOURCES",
     "TASK_TAG_PREFIX",
     "TaskSource",
     "TelemetryRecord",
@@ -117,9 +116,6 @@ class TaskSource:
     MODEL_GROUP_ALIAS = "model_group_alias"  # the "task/<name>" alias the client called (or fell back from)
 
 
-TASK_SOURCES: tuple[str, ...] = tuple(v for k, v in vars(TaskSource).items() if k.isupper())
-
-
 def _task_name(value: object) -> str | None:
     if isinstance(value, str) and value.strip():
         return value.strip()[:_MAX_ID]
@@ -128,6 +124,11 @@ def _task_name(value: object) -> str | None:
 
 def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+def _after_prefix(values: Iterable[object], prefix: str) -> Iterator[str]:
+    """What follows ``prefix`` in each string of ``values`` that starts with it."""
+    return (v[len(prefix):] for v in values if isinstance(v, str) and v.startswith(prefix))
 
 
 def attribute_task(
@@ -153,26 +154,19 @@ def attribute_task(
     >>> attribute_task(model_groups=["gpt-4o", "task/long_context"])
     ('long_context', 'model_group_alias')
     """
-    task = _task_name(_mapping(spend_logs_metadata).get("task"))
-    if task:
-        return task, TaskSource.SPEND_LOGS_METADATA
-    for tag in tags:
-        if isinstance(tag, str) and tag.startswith(TASK_TAG_PREFIX):
-            task = _task_name(tag[len(TASK_TAG_PREFIX):])
+    rules: tuple[tuple[str, Iterable[object]], ...] = (
+        (TaskSource.SPEND_LOGS_METADATA, (_mapping(spend_logs_metadata).get("task"),)),
+        (TaskSource.REQUEST_TAG, _after_prefix(tags, TASK_TAG_PREFIX)),
+        (TaskSource.METADATA, (_mapping(metadata).get("task"),)),
+        (TaskSource.ROUTER, (_mapping(metadata).get("recsys_task"),)),
+        (TaskSource.REQUESTER_METADATA, (_mapping(requester_metadata).get("task"),)),
+        (TaskSource.MODEL_GROUP_ALIAS, _after_prefix(model_groups, TASK_ALIAS_PREFIX)),
+    )
+    for source, names in rules:
+        for name in names:
+            task = _task_name(name)
             if task:
-                return task, TaskSource.REQUEST_TAG
-    for key, source in (("task", TaskSource.METADATA), ("recsys_task", TaskSource.ROUTER)):
-        task = _task_name(_mapping(metadata).get(key))
-        if task:
-            return task, source
-    task = _task_name(_mapping(requester_metadata).get("task"))
-    if task:
-        return task, TaskSource.REQUESTER_METADATA
-    for group in model_groups:
-        if isinstance(group, str) and group.startswith(TASK_ALIAS_PREFIX):
-            task = _task_name(group[len(TASK_ALIAS_PREFIX):])
-            if task:
-                return task, TaskSource.MODEL_GROUP_ALIAS
+                return task, source
     return None, None
 
 
