@@ -242,9 +242,11 @@ def test_a_wrong_store_or_scores_is_one_clear_type_error_at_construction(wrong: 
     assert litellm.callbacks == before  # nothing registered by a constructor that failed
 
 
-def test_the_three_ways_to_route_store_snapshot_and_static(store: Store, database_url: str, tmp_path: Path) -> None:
-    """A store (given as its URL), a saved snapshot (a path) and the static order, through a real Router.
-    For math the static order starts with alpha and the scores with beta."""
+def test_the_three_ways_to_route_store_snapshot_and_static(store: Store, database_url: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store (given as its URL), a saved snapshot (a path) and the static order, through a real Router;
+    with neither store nor scores and the flag on, the configured store. For math the static order
+    starts with alpha and the scores with beta."""
     from recommender_core import RecommenderRouter
     from recommender_core.scoring import run_scoring
 
@@ -273,6 +275,15 @@ def test_the_three_ways_to_route_store_snapshot_and_static(store: Store, databas
     static = RecommenderRouter(v2_enabled=False, **common)
     assert static.completion("math", MESSAGES).choices[0].message.content == "served by alpha"
     assert from_store.static_fallbacks == from_snapshot.static_fallbacks == static.static_fallbacks == 0
+
+    monkeypatch.setenv("RECSYS_DATABASE_URL", database_url)
+    monkeypatch.setenv("ENABLE_MODEL_RECOMMENDER_V2", "true")
+    configured = RecommenderRouter(**common)
+    try:
+        assert configured.completion("math", MESSAGES).choices[0].message.content == "served by beta"
+        assert configured.static_fallbacks == 0
+    finally:
+        configured.close()
 
 
 # --- the second adapter: recsys order inside a plain litellm.Router ------------------------------
