@@ -25,9 +25,10 @@ def _parse_since(value: str | None) -> datetime | None:
 @cronjob("ingest-litellm")
 def ingest_litellm(
     ctx: typer.Context,
-    spend_logs_url: Annotated[str, typer.Option(
-        "--spend-logs-url", help="DSN of the LiteLLM proxy database holding LiteLLM_SpendLogs."
-    )],
+    spend_logs_url: Annotated[str | None, typer.Option(
+        "--spend-logs-url", help="DSN of the LiteLLM proxy database holding LiteLLM_SpendLogs (for local use: "
+                                 "argv is visible to every process; set RECSYS_SPEND_LOGS_URL instead)."
+    )] = None,
     since: Annotated[str | None, typer.Option(
         "--since", help="Import requests that started at or after this ISO 8601 time (UTC unless it has "
                         "an offset); default: from the last import."
@@ -35,12 +36,17 @@ def ingest_litellm(
     json_output: JsonOption = False,
 ) -> None:
     """Import a LiteLLM proxy's spend logs as telemetry, incrementally."""
+    from recommender_core.errors import UsageError
     from recommender_core.telemetry.spend_logs import SOURCE, ingest_spend_logs
 
     app_state = state(ctx, json_output=json_output)
     start = _parse_since(since)
     settings = app_state.settings()
-    result = ingest_spend_logs(app_state.store(), dsn=spend_logs_url, since=start, keep_runs=settings.keep_runs)
+    dsn = spend_logs_url or (settings.spend_logs_url.get_secret_value() if settings.spend_logs_url else None)
+    if not dsn:
+        raise UsageError("No LiteLLM proxy database given: set RECSYS_SPEND_LOGS_URL to its DSN "
+                         "(or pass --spend-logs-url for local use).")
+    result = ingest_spend_logs(app_state.store(), dsn=dsn, since=start, keep_runs=settings.keep_runs)
     if app_state.report is not None:
         app_state.report.record_ingest(SOURCE, rows=result.inserted, rejected=result.rejected)
     if app_state.json_output:

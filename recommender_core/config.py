@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     telemetry_retention_days: int = Field(default=30, gt=0)
     keep_runs: int = Field(default=30, gt=0)
     log_format: Literal["text", "json"] = "text"
+    # The LiteLLM proxy database `ingest litellm` reads. A secret (its password): from the environment,
+    # never argv, where any process on the node can read it.
+    spend_logs_url: SecretStr | None = None
 
     @property
     def is_default_database(self) -> bool:

@@ -16,6 +16,7 @@ from recommender_core.store import Store
 
 from ._pushgateway import PASSWORD, PASSWORD_BCRYPT, USER, Gateway, start_pushgateway
 from ._relay import TcpRelay
+from ._spend_logs import SPEND_LOGS_DDL
 
 if TYPE_CHECKING:
     from recommender_core.clock import Clock
@@ -161,6 +162,62 @@ def memory_store() -> Iterator[Store]:
         yield s
     finally:
         s.dispose()
+
+
+@pytest.fixture
+def litellm_event_loop() -> Iterator[None]:
+    """The main thread's event loop for one test, and LiteLLM's logging finished before the next.
+
+    On a real (not mocked) provider call from sync code, litellm's service logger takes the thread's
+    event loop with asyncio.get_event_loop(), creating one it never closes; a later asyncio.run()
+    drops it and the garbage collector then warns (unraisable ResourceWarning) in whichever test runs.
+    And LiteLLM queues async logging hooks on a process-wide worker: a hook still queued when a test
+    ends would fire in a later test's event loop, on that test's callbacks. So the test gets its own
+    loop, and afterwards the worker's queue is run dry on it and the loop closed.
+    """
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+
+        async def finish_logging() -> None:
+            GLOBAL_LOGGING_WORKER.ensure_initialized_and_enqueue(asyncio.sleep(0))
+            for _ in range(500):
+                if GLOBAL_LOGGING_WORKER.pending_count == 0:
+                    break
+                await asyncio.sleep(0.01)
+
+        loop.run_until_complete(finish_logging())
+        leftover = asyncio.all_tasks(loop)
+        for task in leftover:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+@pytest.fixture
+def spend_logs_dsn(postgres_server: str) -> Iterator[str]:
+    """A fresh Postgres database holding an empty LiteLLM_SpendLogs table, like a LiteLLM proxy's."""
+    import psycopg
+    from psycopg import sql
+
+    admin = _libpq_url(postgres_server)
+    name = f"litellm_proxy_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = admin.rsplit("/", 1)[0] + "/" + name
+    try:
+        with psycopg.connect(dsn) as conn:
+            conn.execute(SPEND_LOGS_DDL)
+        yield dsn
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture

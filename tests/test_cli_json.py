@@ -19,7 +19,6 @@ from typer.testing import CliRunner
 
 from .conftest import REPO_ROOT
 from .test_cli import COMMANDS
-from .test_telemetry_spend_logs import spend_logs_dsn  # noqa: F401 - a fixture this module uses
 
 runner = CliRunner()
 CASES = """
@@ -77,7 +76,7 @@ class _NoServer:
 @pytest.mark.postgres
 @pytest.mark.parametrize("where", ["before", "after"])
 def test_every_command_takes_json_before_and_after_and_prints_one_document(
-        where: str, database_url: str, spend_logs_dsn: str, tmp_path: Path,  # noqa: F811 - the fixture
+        where: str, database_url: str, spend_logs_dsn: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     import recommender_core.diagnostics.server as server
 

@@ -30,6 +30,7 @@ def test_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "RECSYS_MTEB_URL": "/mteb", "HF_TOKEN": "hf_x", "GITHUB_TOKEN": "ghp_x",
         "RECSYS_STALE_AFTER_HOURS": "12", "RECSYS_TELEMETRY_QUEUE_SIZE": "5",
         "RECSYS_TELEMETRY_RETENTION_DAYS": "7", "RECSYS_KEEP_RUNS": "3", "RECSYS_LOG_FORMAT": "json",
+        "RECSYS_SPEND_LOGS_URL": "postgresql://proxy:pw2@litellm-db/litellm",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -43,6 +44,23 @@ def test_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert s.hf_token is not None and s.github_token is not None
     assert (s.lmsys_url, s.mteb_url, s.stale_after_hours, s.telemetry_queue_size) == ("/mirror", "/mteb", 12, 5)
     assert (s.telemetry_retention_days, s.keep_runs, s.log_format) == (7, 3, "json")
+    assert s.spend_logs_url is not None
+    assert s.spend_logs_url.get_secret_value() == "postgresql://proxy:pw2@litellm-db/litellm"
+    assert "pw2" not in repr(s)  # a secret: never in a repr or a log line
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    """The README's settings table names the environment variable of every Settings field."""
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme[readme.index("| setting | env var | default |"):].split("\n\n", 1)[0]
+    named = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", table))
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        env = set(alias.choices) if alias is not None and hasattr(alias, "choices") else {f"RECSYS_{name.upper()}"}
+        suffix = {"pushgateway_username": "_USERNAME", "pushgateway_password": "_PASSWORD"}.get(name)
+        assert env & named or (suffix and f"`{suffix}`" in table), f"{name}: none of {sorted(env)} in the README table"
 
 
 def test_recsys_database_url_beats_database_url(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,9 @@ import recommender_core
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "recommender_core"
 HEAVY = ("litellm", "sqlalchemy", "httpx")
+# The modules that import litellm, directly or (telemetry.proxy) through the callback.
+LITELLM_MODULES = (".telemetry.callback", ".telemetry.proxy", ".telemetry.demo", ".routing.adapter",
+                   ".routing.litellm_strategy")
 
 
 def _modules() -> list[str]:
@@ -35,7 +38,7 @@ def test_every_public_name_resolves() -> None:
 
 @pytest.mark.parametrize("module_name", _modules())
 def test_every_module_declares_all(module_name: str) -> None:
-    if module_name.endswith((".telemetry.callback", ".routing.adapter")):
+    if module_name.endswith(LITELLM_MODULES):
         pytest.importorskip("litellm")
     module = importlib.import_module(module_name)
     assert hasattr(module, "__all__"), f"{module_name} has no __all__"
@@ -77,15 +80,25 @@ def test_recommender_core_never_imports_cli_typer_or_rich() -> None:
 
 
 def test_litellm_is_imported_only_by_the_code_that_talks_to_it() -> None:
-    allowed = {"telemetry", "routing"}
+    """Only the callback, the two router adapters and the demo import litellm, each after setting
+    LITELLM_LOCAL_MODEL_COST_MAP (else importing litellm fetches the price map from the network)."""
+    allowed = {f"recommender_core{m.replace('.', '/')}.py" for m in LITELLM_MODULES} - {
+        "recommender_core/telemetry/proxy.py"}
+    importers = set()
     for path in [*CORE.rglob("*.py"), *(ROOT / "cli").rglob("*.py")]:
-        tree = ast.parse(path.read_text(), filename=str(path))
+        text = path.read_text()
+        tree = ast.parse(text, filename=str(path))
         for node in ast.walk(tree):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             if any(n.split(".")[0] == "litellm" for n in names):
-                rel = path.relative_to(ROOT).parts
-                assert rel[0] == "recommender_core" and rel[1] in allowed, f"{path} imports litellm"
+                rel = "/".join(path.relative_to(ROOT).parts)
+                assert rel in allowed, f"{rel} imports litellm"
+                importers.add(rel)
+                before = "\n".join(text.splitlines()[: node.lineno - 1])
+                assert 'os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")' in before, (
+                    f"{rel}:{node.lineno} imports litellm before setting LITELLM_LOCAL_MODEL_COST_MAP")
+    assert importers == allowed
 
 
 def test_every_package_folder_is_packaged() -> None:

@@ -204,10 +204,10 @@ def test_export_with_the_flag_off_uses_static_orders() -> None:
     config = litellm_router_config(POLICY, scores=None, v2_enabled=False)
     settings = config["router_settings"]
     assert settings["model_group_alias"] == {"task/chat": "m-e", "task/strict": "m-a"}
-    assert settings["fallbacks"] == [{"m-e": ["m-d"]}]
+    assert settings["fallbacks"] == [{"task/chat": ["m-d"]}]  # keyed by the alias clients call
     on = litellm_router_config(POLICY, scores=TABLE, v2_enabled=True)["router_settings"]
     assert on["model_group_alias"] == {"task/chat": "m-a", "task/strict": "m-b"}
-    assert {"m-a": ["m-b", "m-c", "m-d"]} in on["fallbacks"]
+    assert {"task/chat": ["m-b", "m-c", "m-d"]} in on["fallbacks"]
 
 
 def test_a_task_with_no_candidate_exports_its_static_order() -> None:

@@ -254,3 +254,47 @@ def test_a_running_scoring_run_whose_lock_is_free_shows_abandoned(database_url: 
     finally:
         holder.dispose()
         store.dispose()
+
+
+def _alembic(store: Store, action: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from recommender_core.store.engine import MIGRATIONS_DIR
+
+    with store.engine.begin() as conn:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        config.attributes["connection"] = conn
+        getattr(command, action)(config, revision)
+
+
+def test_migration_0002_adds_task_source_and_keeps_stored_events(database_url: str) -> None:
+    """From the previous head (0001) with events stored: the upgrade keeps them (no rule recorded),
+    new events carry their rule, and the downgrade drops only the column."""
+    from recommender_core.telemetry.events import TelemetryRecord
+    from recommender_core.telemetry.writer import write_records
+
+    s = Store(database_url)
+    try:
+        _alembic(s, "upgrade", "0001")
+        assert s.current_revision() == "0001"
+        with s.engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO telemetry_event (event_id, origin, model, task, status, started_at, cache_hit, tags) "
+                "VALUES ('old-1', 'callback', 'gpt-4o', 'coding', 'success', :t, false, '[]')"), {"t": NOW})
+        result = s.upgrade()
+        assert (result.from_revision, result.to_revision) == ("0001", s.head_revision()) and result.changed
+        write_records(s, [TelemetryRecord(event_id="new-1", model="gpt-4o", status="success", started_at=NOW,
+                                          task="math", task_source="spend_logs_metadata")])
+        with s.session() as session:
+            rows = {e.event_id: (e.task, e.task_source) for e in session.exec(select(TelemetryEvent)).all()}
+        assert rows == {"old-1": ("coding", None), "new-1": ("math", "spend_logs_metadata")}
+
+        _alembic(s, "downgrade", "0001")
+        with s.engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("telemetry_event")}
+            kept = conn.execute(sa.text("SELECT event_id FROM telemetry_event ORDER BY event_id")).scalars().all()
+        assert "task_source" not in columns and kept == ["new-1", "old-1"]
+    finally:
+        s.dispose()

@@ -31,6 +31,7 @@ pytestmark = [
     # litellm's own TypedDicts use typing.ReadOnly, which pydantic (building litellm's models)
     # warns about from its schema generator; it is no concern of ours.
     pytest.mark.filterwarnings("ignore:Items? .* using the `ReadOnly` qualifier:UserWarning:pydantic"),
+    pytest.mark.usefixtures("litellm_event_loop"),
 ]
 
 SECRET_PROMPT = "PROMPT-TEXT-THAT-MUST-NOT-BE-STORED"
@@ -228,24 +229,174 @@ def test_a_broken_store_or_full_queue_never_breaks_the_caller(callbacks: list[An
     assert not callback.flush(timeout=0.2)
 
 
-def test_pending_events_are_flushed_at_interpreter_exit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("call", ["sync", "async"])
+def test_pending_events_are_flushed_at_interpreter_exit(tmp_path: Path, call: str) -> None:
+    """Async: the hook is still in LiteLLM's logging queue at exit, and LiteLLM runs that queue from
+    an exit handler that would run after the callback's (so it ran into a closed writer)."""
     url = f"sqlite:///{tmp_path / 'exit.db'}"
     code = (
-        "import litellm\n"
+        "import asyncio, litellm, time\n"
         "from recommender_core import TelemetryCallback\n"
         f"cb = TelemetryCallback({url!r}, flush_interval=3600)\n"
         "litellm.callbacks = [cb]\n"
-        "litellm.completion(model='gpt-4o-mini', messages=[{'role': 'user', 'content': 'x'}], mock_response='y')\n"
-        "import time\n"
-        "deadline = time.monotonic() + 10\n"
-        "while cb.stats().queued < 1 and time.monotonic() < deadline:\n"
-        "    time.sleep(0.02)\n"
-        "assert cb.stats().written == 0\n"
+        "kwargs = dict(model='gpt-4o-mini', messages=[{'role': 'user', 'content': 'x'}], mock_response='y')\n"
     )
+    if call == "sync":
+        code += (
+            "litellm.completion(**kwargs)\n"
+            "deadline = time.monotonic() + 10\n"
+            "while cb.stats().queued < 1 and time.monotonic() < deadline:\n"
+            "    time.sleep(0.02)\n"
+        )
+    else:
+        code += (
+            "asyncio.run(litellm.acompletion(**kwargs))\n"
+            "from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER\n"
+            "assert GLOBAL_LOGGING_WORKER.pending_count == 1 and cb.stats().queued == 0\n"
+        )
+    code += "assert cb.stats().written == 0\n"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120, capture_output=True)
-    store = Store(url)
+    store = Store(url, auto_migrate=True)
     try:
         events = _events(store)
     finally:
         store.dispose()
     assert len(events) == 1 and events[0].model == "gpt-4o-mini" and events[0].status == "success"
+
+
+# --- one call, one event: the callback and the SpendLogs importer share the attempt key ----------
+
+def test_the_keys_read_exist_in_the_installed_litellm_types() -> None:
+    """The fields of LiteLLM's logging payloads that recsys reads; a litellm upgrade that drops one fails here."""
+    from litellm.proxy._types import SpendLogsMetadata, SpendLogsPayload
+    from litellm.types.utils import (
+        StandardLoggingMetadata,
+        StandardLoggingPayload,
+        StandardLoggingPayloadErrorInformation,
+    )
+
+    from recommender_core.telemetry.events import STANDARD_LOGGING_FIELDS_READ, STANDARD_LOGGING_METADATA_READ
+    from recommender_core.telemetry.spend_logs import COLUMNS_READ, METADATA_READ
+
+    def keys(typed_dict: Any) -> set[str]:
+        return {k for cls in typed_dict.__mro__ for k in getattr(cls, "__annotations__", {})}
+
+    assert set(STANDARD_LOGGING_FIELDS_READ) <= keys(StandardLoggingPayload), (
+        set(STANDARD_LOGGING_FIELDS_READ) - keys(StandardLoggingPayload))
+    assert set(STANDARD_LOGGING_METADATA_READ) <= keys(StandardLoggingMetadata)
+    # The importer: every column is in the payload the proxy writes, every metadata path starts
+    # with a key the proxy keeps (SpendLogsMetadata; `requester_metadata` is not one of them).
+    assert set(COLUMNS_READ) <= keys(SpendLogsPayload)
+    metadata_keys = keys(SpendLogsMetadata)
+    assert "requester_metadata" not in metadata_keys
+    for alias, path in METADATA_READ.items():
+        assert path[0] in metadata_keys, f"{alias}: SpendLogsMetadata has no {path[0]!r}"
+    assert METADATA_READ["error_class"][1] in keys(StandardLoggingPayloadErrorInformation)
+    assert "dict" in str(SpendLogsMetadata.__annotations__["spend_logs_metadata"])  # {"task": ...} fits
+
+
+# The proxy's own modules (get_logging_payload's imports) declare pydantic fields the deprecated way.
+PROXY_MODULE_WARNINGS = "ignore:Using extra keyword arguments on `Field`:DeprecationWarning"
+
+
+@pytest.mark.postgres
+@pytest.mark.filterwarnings(PROXY_MODULE_WARNINGS)
+def test_a_proxy_that_calls_back_and_is_imported_stores_each_attempt_once(
+        store: Store, spend_logs_dsn: str, callbacks: list[Any], tmp_path: Path) -> None:
+    """A Router run logs every attempt through TelemetryCallback and writes a SpendLogs row for each
+    (tests/_spend_logs_writer.py, built by the proxy's own get_logging_payload). Importing those rows
+    adds nothing, and an import alone gives each attempt the same id, task and rule.
+
+    The run has what makes ids diverge in a proxy: attempts that share one litellm_call_id (the
+    proxy gives one to each request), retries and a fallback, a request that fails outright, and a
+    cache hit (whose id each writer stamps with its own time). The primary's two deployments
+    really fail: they point at a closed loopback port.
+    """
+    import socket
+
+    from litellm.caching.caching import Cache
+
+    from recommender_core import TelemetryCallback
+    from recommender_core.telemetry.spend_logs import ingest_spend_logs
+
+    from ._spend_logs_writer import SpendLogsWriter
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    down = {"api_key": "sk-test", "api_base": closed}
+    router = litellm.Router(
+        model_list=[
+            {"model_name": "primary", "litellm_params": {"model": "openai/primary-a", **down}},
+            {"model_name": "primary", "litellm_params": {"model": "openai/primary-b", **down}},
+            {"model_name": "backup", "litellm_params": {"model": "gpt-4o-mini", "mock_response": SECRET_ANSWER}},
+            {"model_name": "lonely", "litellm_params": {"model": "openai/lonely", **down}},
+        ],
+        model_group_alias={"task/chat": "primary", "task/math": "lonely"},
+        fallbacks=[{"task/chat": ["backup"]}], num_retries=1, retry_after=0)
+    callback = TelemetryCallback(store=store, flush_interval=0.05)
+    writer = SpendLogsWriter(spend_logs_dsn)
+    callbacks.append(callback)
+    litellm.callbacks = [callback, writer]
+    saved_cache = litellm.cache
+    litellm.cache = Cache(type="local")
+    try:
+        shared = router.completion(model="task/chat", messages=MESSAGES, litellm_call_id="proxy-request-1",
+                                   metadata={"spend_logs_metadata": {"task": "chat"}})
+        assert shared.choices[0].message.content == SECRET_ANSWER
+
+        async def more() -> None:
+            await router.acompletion(model="task/chat", messages=MESSAGES, metadata={"tags": ["task:chat"]})
+            with pytest.raises(litellm.InternalServerError):
+                await router.acompletion(model="task/math", messages=MESSAGES, litellm_call_id="proxy-request-2")
+            await asyncio.sleep(0.5)
+
+        asyncio.run(more())
+        for call_id in ("cached-1", "cached-2"):  # the second is served from LiteLLM's cache
+            router.completion(model="backup", messages=[{"role": "user", "content": "same"}], caching=True,
+                              litellm_call_id=call_id, metadata={"tags": ["task:coding"]})
+        _settle_pair(callback, writer)
+    finally:
+        litellm.cache = saved_cache
+    events = {e.event_id: e for e in _events(store)}
+    assert len(events) == len(writer.rows), "one event per attempt from the callback"
+    assert sum(1 for row in writer.rows if row["cache_hit"] == "True") == 1
+    shared_failures = [e for e in events.values() if e.status == "failure" and e.event_id.startswith("proxy-request-1")]
+    assert len(shared_failures) >= 2, "attempts sharing a call id stay apart"
+    assert {e.task_source for e in events.values()} >= {"spend_logs_metadata", "request_tag", "model_group_alias"}
+
+    result = ingest_spend_logs(store, dsn=spend_logs_dsn)
+    assert result.read >= 1 and result.inserted == 0, "every row the proxy wrote is an attempt already called back"
+    assert len(_events(store)) == len(events)
+
+    alone = Store(f"sqlite:///{tmp_path / 'import-only.db'}")
+    alone.upgrade()
+    try:
+        ingest_spend_logs(alone, dsn=spend_logs_dsn)
+        imported = {e.event_id: e for e in _events(alone)}
+    finally:
+        alone.dispose()
+    assert imported and set(imported) <= set(events)
+    for event_id, event in imported.items():
+        called_back = events[event_id]
+        assert (event.model_group, event.task, event.task_source, event.status, event.cache_hit) == (
+            called_back.model_group, called_back.task, called_back.task_source, called_back.status,
+            called_back.cache_hit), event_id
+    _assert_no_text(store)
+
+
+def _settle_pair(callback: Any, writer: Any, timeout: float = 15.0) -> None:
+    """Wait until both loggers saw the same attempts and nothing new came for half a second."""
+    deadline = time.monotonic() + timeout
+    last, stable_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        stats = callback.stats()
+        seen = (len(writer.rows), stats.written + stats.queued)
+        if seen[0] != last:
+            last, stable_since = seen[0], time.monotonic()
+        elif seen[0] == seen[1] and time.monotonic() - stable_since > 0.5:
+            break
+        time.sleep(0.02)
+    assert callback.flush(timeout=10)
+    stats = callback.stats()
+    assert len(writer.rows) == stats.written and stats.dropped == 0

@@ -3,13 +3,8 @@ schema.prisma) in the test Postgres, imported into a store on each backend."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import re
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,81 +17,16 @@ from recommender_core.store import Store
 from recommender_core.store.tables import IngestRun, SourceState, TelemetryEvent, TelemetryRollup
 from recommender_core.telemetry.spend_logs import COLUMNS_READ, SPEND_LOGS_TABLE, ingest_spend_logs
 
+from ._spend_logs import ddl_columns, prisma_model
 from .conftest import store_at
 
 runner = CliRunner()
 
-# Transcribed from `model LiteLLM_SpendLogs` in litellm/proxy/schema.prisma (litellm 1.110.2) the way
-# Prisma migrates it to Postgres: String -> TEXT, Float -> DOUBLE PRECISION, Int -> INTEGER,
-# DateTime -> TIMESTAMP(3) (no time zone, UTC), Json -> JSONB; `?` -> nullable.
-SPEND_LOGS_DDL = """
-CREATE TABLE "LiteLLM_SpendLogs" (
-    "request_id" TEXT NOT NULL,
-    "call_type" TEXT NOT NULL,
-    "api_key" TEXT NOT NULL DEFAULT '',
-    "spend" DOUBLE PRECISION NOT NULL DEFAULT 0.0,
-    "total_tokens" INTEGER NOT NULL DEFAULT 0,
-    "prompt_tokens" INTEGER NOT NULL DEFAULT 0,
-    "completion_tokens" INTEGER NOT NULL DEFAULT 0,
-    "startTime" TIMESTAMP(3) NOT NULL,
-    "endTime" TIMESTAMP(3) NOT NULL,
-    "request_duration_ms" INTEGER,
-    "completionStartTime" TIMESTAMP(3),
-    "model" TEXT NOT NULL DEFAULT '',
-    "model_id" TEXT DEFAULT '',
-    "model_group" TEXT DEFAULT '',
-    "custom_llm_provider" TEXT DEFAULT '',
-    "api_base" TEXT DEFAULT '',
-    "user" TEXT DEFAULT '',
-    "metadata" JSONB DEFAULT '{}',
-    "cache_hit" TEXT DEFAULT '',
-    "cache_key" TEXT DEFAULT '',
-    "request_tags" JSONB DEFAULT '[]',
-    "team_id" TEXT,
-    "organization_id" TEXT,
-    "end_user" TEXT,
-    "requester_ip_address" TEXT,
-    "messages" JSONB DEFAULT '{}',
-    "response" JSONB DEFAULT '{}',
-    "session_id" TEXT,
-    "status" TEXT,
-    "mcp_namespaced_tool_name" TEXT,
-    "billing_agent_id" TEXT,
-    "agent_id" TEXT,
-    "proxy_server_request" JSONB DEFAULT '{}',
-    "litellm_call_id" TEXT,
-    "created_at" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    "updated_at" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    CONSTRAINT "LiteLLM_SpendLogs_pkey" PRIMARY KEY ("request_id")
-);
-CREATE INDEX "LiteLLM_SpendLogs_startTime_idx" ON "LiteLLM_SpendLogs"("startTime");
-CREATE INDEX "LiteLLM_SpendLogs_startTime_request_id_idx" ON "LiteLLM_SpendLogs"("startTime", "request_id");
-CREATE INDEX "LiteLLM_SpendLogs_end_user_idx" ON "LiteLLM_SpendLogs"("end_user");
-CREATE INDEX "LiteLLM_SpendLogs_session_id_idx" ON "LiteLLM_SpendLogs"("session_id");
-CREATE INDEX "LiteLLM_SpendLogs_litellm_call_id_idx" ON "LiteLLM_SpendLogs"("litellm_call_id");
-CREATE INDEX "LiteLLM_SpendLogs_api_key_startTime_idx" ON "LiteLLM_SpendLogs"("api_key", "startTime");
-"""
-
 SECRET = "TOP-SECRET-PROMPT-TEXT"
 
 
-def _prisma_model(name: str) -> dict[str, str]:
-    """Field name -> Prisma type (with `?` when optional) of one model in the installed schema.prisma."""
-    spec = importlib.util.find_spec("litellm")
-    assert spec is not None and spec.origin is not None
-    text = (Path(spec.origin).parent / "proxy" / "schema.prisma").read_text()
-    block = re.search(rf"^model {name} \{{\n(.*?)^\}}", text, re.S | re.M)
-    assert block is not None, f"model {name} not found in schema.prisma"
-    fields = {}
-    for line in block.group(1).splitlines():
-        match = re.match(r"\s*(\w+)\s+(\w+\??)", line)
-        if match and not line.strip().startswith("@@"):
-            fields[match.group(1)] = match.group(2)
-    return fields
-
-
 def test_every_column_the_importer_reads_exists_with_a_compatible_type() -> None:
-    fields = _prisma_model(SPEND_LOGS_TABLE)
+    fields = prisma_model(SPEND_LOGS_TABLE)
     for column, expected in COLUMNS_READ.items():
         assert column in fields, f"schema.prisma has no {SPEND_LOGS_TABLE}.{column}"
         actual = fields[column]
@@ -106,28 +36,7 @@ def test_every_column_the_importer_reads_exists_with_a_compatible_type() -> None
 
 
 def test_the_test_table_transcribes_every_prisma_column() -> None:
-    declared = set(re.findall(r'^\s+"(\w+)" ', SPEND_LOGS_DDL, re.M))
-    assert declared == set(_prisma_model(SPEND_LOGS_TABLE))
-
-
-@pytest.fixture
-def spend_logs_dsn(postgres_server: str) -> Iterator[str]:
-    """A fresh Postgres database holding an empty LiteLLM_SpendLogs table, like a proxy's."""
-    import psycopg
-    from psycopg import sql
-
-    admin = postgres_server.replace("postgresql+psycopg://", "postgresql://", 1)
-    name = f"litellm_proxy_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = admin.rsplit("/", 1)[0] + "/" + name
-    try:
-        with psycopg.connect(dsn) as conn:
-            conn.execute(SPEND_LOGS_DDL)
-        yield dsn
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    assert set(ddl_columns()) == set(prisma_model(SPEND_LOGS_TABLE))
 
 
 def _insert(dsn: str, rows: list[dict[str, Any]]) -> None:
@@ -175,7 +84,7 @@ def test_import_maps_fields_and_is_incremental_and_idempotent(store: Store, spen
         _row("req-stream", 1, completionStartTime=T0 + timedelta(seconds=1, milliseconds=150)),
         _row("req-fail", 2, status="failure", spend=0.0, prompt_tokens=0, completion_tokens=0,
              metadata={"error_information": {"error_class": "RateLimitError", "error_message": SECRET}}),
-        _row("req-cache", 3, cache_hit="True", spend=0.0, metadata={"requester_metadata": {"task": "math"}}),
+        _row("req-cache", 3, cache_hit="True", spend=0.0, metadata={"spend_logs_metadata": {"task": "math"}}),
         _row("req-no-model", 4, model=""),  # the column's default: not a usable event
     ])
     # The import runs an hour after the calls by its clock, so the rollups' windows hold them on any date.
@@ -193,6 +102,7 @@ def test_import_maps_fields_and_is_incremental_and_idempotent(store: Store, spen
     assert events["req-stream"].ttft_ms == pytest.approx(150.0)
     assert (events["req-fail"].status, events["req-fail"].error_class) == ("failure", "RateLimitError")
     assert events["req-cache"].cache_hit is True and events["req-cache"].task == "math"
+    assert (ok.task_source, events["req-cache"].task_source) == ("request_tag", "spend_logs_metadata")
     with store.session() as session:
         dump = json.dumps([e.model_dump(mode="json") for e in session.execute(sa.select(TelemetryEvent)).scalars()])
         run = session.execute(sa.select(IngestRun).where(IngestRun.source == "litellm")).scalars().one()
@@ -261,3 +171,82 @@ def _events_of(url: str) -> dict[str, TelemetryEvent]:
         return _events(store)
     finally:
         store.dispose()
+
+
+@pytest.mark.postgres
+def test_the_task_comes_from_what_the_proxy_keeps_and_the_rule_is_stored(store: Store, spend_logs_dsn: str) -> None:
+    """spend_logs_metadata.task, else a task: request tag, else the task/<name> alias the client called
+    (model_group, or original_model_group after a fallback). The proxy does not keep the client's
+    requester_metadata in SpendLogs, so a task there is not read."""
+    _insert(spend_logs_dsn, [
+        _row("documented", 0, request_tags=["task:coding"], model_group="task/chat",
+             metadata={"spend_logs_metadata": {"task": "math", "team": "x"}}),
+        _row("tagged", 1, request_tags=["team:a", "task:coding"], model_group="task/chat"),
+        _row("alias", 2, model_group="task/long_context"),
+        _row("fell-back", 3, model_group="claude-sonnet-4-5",
+             metadata={"original_model_group": "task/creative_writing", "attempted_fallbacks": 1}),
+        _row("requester-only", 4, metadata={"requester_metadata": {"task": "math"}}),
+        _row("plain", 5, model_group="gpt-4o"),
+    ])
+    ingest_spend_logs(store, dsn=spend_logs_dsn)
+    events = _events(store)
+    assert {k: (e.task, e.task_source) for k, e in events.items()} == {
+        "documented": ("math", "spend_logs_metadata"),
+        "tagged": ("coding", "request_tag"),
+        "alias": ("long_context", "model_group_alias"),
+        "fell-back": ("creative_writing", "model_group_alias"),
+        "requester-only": (None, None),
+        "plain": (None, None),
+    }
+
+
+@pytest.mark.postgres
+def test_attempts_of_one_proxy_request_stay_apart(store: Store, spend_logs_dsn: str) -> None:
+    """A proxy gives every attempt of a request one litellm_call_id; a failed attempt's request_id is
+    that id. The attempt's position (attempted_fallbacks, attempted_retries) keeps them apart, with the
+    same key the callback computes; a cache hit's id drops the time the proxy stamped on it."""
+    _insert(spend_logs_dsn, [
+        _row("call-1", 0, status="failure", metadata={"litellm_call_id": "call-1", "attempted_fallbacks": 0,
+                                                      "attempted_retries": 0}),
+        _row("chatcmpl-9", 1, metadata={"litellm_call_id": "call-1", "attempted_fallbacks": 1,
+                                        "attempted_retries": 0}),
+        _row("chatcmpl-9_cache_hit1795855623.8772945", 2, cache_hit="True",
+             metadata={"litellm_call_id": "call-2", "attempted_fallbacks": 0}),
+        # A request whose fallback failed too: the proxy's failure row is its last attempt.
+        _row("call-3", 3, status="failure", metadata={"litellm_call_id": "call-3", "attempted_fallbacks": 1,
+                                                      "attempted_retries": 2}),
+    ])
+    ingest_spend_logs(store, dsn=spend_logs_dsn)
+    assert set(_events(store)) == {"call-1", "chatcmpl-9", "chatcmpl-9#cache:call-2", "call-3#1.2"}
+
+
+def test_the_dsn_comes_from_the_environment(store: Store, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RECSYS_SPEND_LOGS_URL is read by Settings; with neither it nor --spend-logs-url: exit 2, one line."""
+    missing = runner.invoke(app, ["--database-url", database_url, "ingest", "litellm"])
+    assert missing.exit_code == 2
+    assert missing.stderr == ("UsageError: No LiteLLM proxy database given: set RECSYS_SPEND_LOGS_URL to its "
+                              "DSN (or pass --spend-logs-url for local use).\n")
+    monkeypatch.setenv("RECSYS_SPEND_LOGS_URL", "postgresql://proxy:hunter2@127.0.0.1:1/litellm")
+    refused = runner.invoke(app, ["--database-url", database_url, "ingest", "litellm"])
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith(
+        "SourceError: Cannot connect to the LiteLLM proxy database at postgresql://proxy:***@127.0.0.1:1/litellm")
+    assert "hunter2" not in refused.output
+
+
+def test_the_cronjob_passes_the_dsn_through_the_environment_not_argv() -> None:
+    """No secret in argv (readable by any process on the node): the ingest-litellm CronJob's args name
+    no variable, and RECSYS_SPEND_LOGS_URL comes from the Secret."""
+    import yaml
+
+    from ._deploy import parse_command
+    from .conftest import REPO_ROOT
+
+    docs = list(yaml.safe_load_all((REPO_ROOT / "k8s" / "base" / "cronjobs.yaml").read_text()))
+    (cronjob,) = [d for d in docs if d and d["metadata"]["name"] == "recsys-ingest-litellm"]
+    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert parse_command(container["args"]) == ("ingest", "litellm")
+    assert not any("$(" in arg or "://" in arg for arg in container["args"]), container["args"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["RECSYS_SPEND_LOGS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "recsys-litellm-spend-logs",
+                                                                          "key": "url"}

@@ -172,6 +172,8 @@ class TelemetryEvent(SQLModel, table=True):
     model: str = Field(max_length=256)
     provider: str | None = Field(default=None, max_length=64)
     task: str | None = Field(default=None, max_length=128)
+    # Which rule gave the task (telemetry.events.TaskSource): spend_logs_metadata, request_tag, ...
+    task_source: str | None = Field(default=None, max_length=32)
     status: str = Field(max_length=16)  # success | failure
     error_class: str | None = Field(default=None, max_length=128)
     started_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))

@@ -39,9 +39,27 @@ __all__ = ["TelemetryCallback"]
 log = logging.getLogger("recsys.telemetry")
 
 
+def _run_litellms_queued_hooks() -> None:
+    """Run the logging hooks LiteLLM still has queued (async calls: a proxy's, or the SDK's).
+
+    LiteLLM runs them from its own exit handler, registered when litellm is imported, so after
+    this callback's (exit handlers run last-registered first): they would reach a closed writer and
+    be dropped. Running them first keeps the promise that pending events are written at exit.
+    LiteLLM has no public call for it; without this one, the events are dropped and counted as before.
+    """
+    try:
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+
+        GLOBAL_LOGGING_WORKER._flush_on_exit()  # type: ignore[no-untyped-call]  # litellm leaves it unannotated
+    except Exception:  # best effort at exit; never raise from an exit handler
+        log.debug("telemetry: could not run LiteLLM's queued logging hooks at exit", exc_info=True)
+
+
 def _close_at_exit(ref: weakref.ReferenceType[TelemetryCallback]) -> None:
     callback = ref()
     if callback is not None:
+        if not callback._closed:
+            _run_litellms_queued_hooks()
         callback.close(callback.exit_timeout)
 
 
@@ -157,8 +175,10 @@ class TelemetryCallback(CustomLogger):
                 return
             params = kwargs.get("litellm_params")
             metadata = params.get("metadata") if isinstance(params, Mapping) else None
+            call_id = kwargs.get("litellm_call_id")
             record = record_from_standard_logging(
-                payload, metadata=metadata if isinstance(metadata, Mapping) else None)
+                payload, metadata=metadata if isinstance(metadata, Mapping) else None,
+                call_id=call_id if isinstance(call_id, str) else None)
             if record is not None:
                 self._writer.enqueue(record)
         except Exception:  # a telemetry bug must never break the caller's request

@@ -7,20 +7,38 @@ fields the same way. Only these fields are ever copied: no prompt, response or e
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
+    "STANDARD_LOGGING_FIELDS_READ",
+    "STANDARD_LOGGING_METADATA_READ",
+    "TASK_ALIAS_PREFIX",
     "TASK_TAG_PREFIX",
+    "TaskSource",
     "TelemetryRecord",
+    "attempt_event_id",
+    "attempt_position",
+    "attribute_task",
     "clean_tags",
     "record_from_standard_logging",
     "task_from",
 ]
 
 TASK_TAG_PREFIX = "task:"
+# The model group alias `recsys export litellm-router` writes for each task, and clients call.
+TASK_ALIAS_PREFIX = "task/"
+# Keys of LiteLLM's StandardLoggingPayload and of its `metadata` (StandardLoggingMetadata) that the
+# callback reads; a test checks them against the installed litellm's TypedDicts.
+STANDARD_LOGGING_FIELDS_READ: tuple[str, ...] = (
+    "id", "litellm_call_id", "trace_id", "model", "model_group", "custom_llm_provider", "status",
+    "error_information", "request_tags", "startTime", "endTime", "completionStartTime", "stream",
+    "prompt_tokens", "completion_tokens", "response_cost", "cache_hit", "metadata",
+)
+STANDARD_LOGGING_METADATA_READ: tuple[str, ...] = ("spend_logs_metadata", "requester_metadata")
 # Column widths of TelemetryEvent: values are cut to fit rather than failing a whole batch.
 _MAX_NAME = 256
 _MAX_ID = 128
@@ -40,6 +58,7 @@ class TelemetryRecord:
     model_group: str | None = None
     provider: str | None = None
     task: str | None = None
+    task_source: str | None = None  # which TaskSource rule gave the task
     error_class: str | None = None
     ended_at: datetime | None = None
     latency_ms: float | None = None
@@ -86,28 +105,122 @@ def _epoch(value: object) -> datetime | None:
     return datetime.fromtimestamp(number, UTC)
 
 
+class TaskSource:
+    """Which rule gave an event its task (stored in ``telemetry_event.task_source``), in order of precedence."""
+
+    SPEND_LOGS_METADATA = "spend_logs_metadata"  # metadata {"spend_logs_metadata": {"task": ...}}: documented
+    REQUEST_TAG = "request_tag"  # a "task:<name>" request tag
+    METADATA = "metadata"  # the request metadata's "task" key (SDK callers)
+    ROUTER = "router"  # "recsys_task", set by RecommenderRouter on the calls it routes
+    REQUESTER_METADATA = "requester_metadata"  # the proxy client's metadata, seen by callbacks only
+    MODEL_GROUP_ALIAS = "model_group_alias"  # the "task/<name>" alias the client called (or fell back from)
+
+
+def _task_name(value: object) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value.strip()[:_MAX_ID]
+    return None
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _after_prefix(values: Iterable[object], prefix: str) -> Iterator[str]:
+    """What follows ``prefix`` in each string of ``values`` that starts with it."""
+    return (v[len(prefix):] for v in values if isinstance(v, str) and v.startswith(prefix))
+
+
+def attribute_task(
+    *,
+    spend_logs_metadata: object = None,
+    tags: Iterable[object] = (),
+    metadata: object = None,
+    requester_metadata: object = None,
+    model_groups: Iterable[object] = (),
+) -> tuple[str | None, str | None]:
+    """``(task, rule)`` of one call, by the first rule that names a task (``TaskSource`` order); (None, None).
+
+    The callback and the SpendLogs importer both call this, so a call gets the same task either way.
+    ``model_groups`` are the group the call was made to and the one the client asked for before any
+    fallback; a ``task/<name>`` alias among them names the task.
+
+    >>> attribute_task(spend_logs_metadata={"task": "math"}, tags=["task:coding"])
+    ('math', 'spend_logs_metadata')
+    >>> attribute_task(tags=["team:a", "task:coding"])
+    ('coding', 'request_tag')
+    >>> attribute_task(metadata={"recsys_task": "chat"})
+    ('chat', 'router')
+    >>> attribute_task(model_groups=["gpt-4o", "task/long_context"])
+    ('long_context', 'model_group_alias')
+    """
+    rules: tuple[tuple[str, Iterable[object]], ...] = (
+        (TaskSource.SPEND_LOGS_METADATA, (_mapping(spend_logs_metadata).get("task"),)),
+        (TaskSource.REQUEST_TAG, _after_prefix(tags, TASK_TAG_PREFIX)),
+        (TaskSource.METADATA, (_mapping(metadata).get("task"),)),
+        (TaskSource.ROUTER, (_mapping(metadata).get("recsys_task"),)),
+        (TaskSource.REQUESTER_METADATA, (_mapping(requester_metadata).get("task"),)),
+        (TaskSource.MODEL_GROUP_ALIAS, _after_prefix(model_groups, TASK_ALIAS_PREFIX)),
+    )
+    for source, names in rules:
+        for name in names:
+            task = _task_name(name)
+            if task:
+                return task, source
+    return None, None
+
+
 def task_from(tags: Iterable[object], metadata: Mapping[str, Any] | None = None) -> str | None:
-    """The task of a call: a ``task:<name>`` request tag, else a ``task`` metadata key, else the
-    ``recsys_task`` key that ``RecommenderRouter`` sets on the calls it routes, else None.
+    """The task of a call from its tags and request metadata alone (see ``attribute_task``).
 
     >>> task_from(["team:a", "task:coding"])
     'coding'
     >>> task_from([], {"task": "math"})
     'math'
-    >>> task_from([], {"recsys_task": "chat"})
-    'chat'
     """
-    for tag in tags:
-        if isinstance(tag, str) and tag.startswith(TASK_TAG_PREFIX):
-            name = tag[len(TASK_TAG_PREFIX):].strip()
-            if name:
-                return name[:_MAX_ID]
-    if metadata:
-        for key in ("task", "recsys_task"):
-            task = metadata.get(key)
-            if isinstance(task, str) and task.strip():
-                return task.strip()[:_MAX_ID]
-    return None
+    return attribute_task(tags=tags, metadata=metadata)[0]
+
+
+# A cache hit's id is the cached response's id plus "_cache_hit<time>", and the callback and the
+# proxy's SpendLogs writer each stamp their own time on it.
+_CACHE_HIT_SUFFIX = re.compile(r"_cache_hit\d+(?:\.\d+)?$")
+
+
+def attempt_event_id(logged_id: str, *, call_id: str | None, fallback_depth: int = 0, retry: int = 0) -> str:
+    """The event id of one call attempt: the same from ``TelemetryCallback`` and from SpendLogs.
+
+    ``logged_id`` is what LiteLLM logs as the attempt's id: ``standard_logging_object["id"]`` for a
+    callback, ``request_id`` for a SpendLogs row. Both are the response's id, else the
+    ``litellm_call_id`` (a failure has no response). Two cases need more than that id:
+
+    - a LiteLLM proxy gives every attempt of one request (retries, fallbacks) the same call id, so
+      attempts without a response id are told apart by ``fallback_depth`` and ``retry``
+      (``attempted_fallbacks`` / ``attempted_retries`` in the request metadata);
+    - a cache hit's id carries a time stamped separately by each writer: the time is replaced by
+      the call id.
+
+    >>> attempt_event_id("chatcmpl-1", call_id="c-1", fallback_depth=1)
+    'chatcmpl-1'
+    >>> attempt_event_id("c-1", call_id="c-1", fallback_depth=1, retry=0)
+    'c-1#1.0'
+    >>> attempt_event_id("chatcmpl-1_cache_hit1795855623.87", call_id="c-2")
+    'chatcmpl-1#cache:c-2'
+    """
+    base, hits = _CACHE_HIT_SUFFIX.subn("", logged_id)
+    suffix = ""
+    if hits:
+        if not call_id:
+            return logged_id[:_MAX_ID]  # nothing to tell two cache hits apart by but their own ids
+        suffix = f"#cache:{call_id}"
+    if call_id and (hits or base == call_id) and (fallback_depth or retry):
+        suffix += f"#{fallback_depth}.{retry}"
+    return base[: _MAX_ID - len(suffix)] + suffix
+
+
+def attempt_position(value: object) -> int:
+    """``attempted_fallbacks`` / ``attempted_retries`` as a count (absent or malformed: 0)."""
+    number = _count(value)
+    return number if number is not None and number > 0 else 0
 
 
 def clean_tags(raw: object) -> tuple[str, ...]:
@@ -118,24 +231,31 @@ def clean_tags(raw: object) -> tuple[str, ...]:
 
 
 def record_from_standard_logging(
-    payload: Mapping[str, Any], *, metadata: Mapping[str, Any] | None = None
+    payload: Mapping[str, Any], *, metadata: Mapping[str, Any] | None = None, call_id: str | None = None
 ) -> TelemetryRecord | None:
     """Map LiteLLM's ``standard_logging_object`` to a record; None when it has no id or model.
 
-    ``metadata`` is the caller's request metadata (``litellm_params["metadata"]``), read only for
-    a ``task`` key. Latency is ``endTime - startTime``; time to first token is
-    ``completionStartTime - startTime`` and is kept only for streamed calls, where it differs from
-    the end of the call.
+    ``metadata`` is the caller's request metadata (``litellm_params["metadata"]``): its task keys,
+    the model group asked for before any fallback and the attempt's position (retries, fallbacks).
+    ``call_id`` is the ``litellm_call_id`` of the attempt. The event id is ``attempt_event_id``, the
+    key the SpendLogs importer computes for the same attempt. Latency is ``endTime - startTime``;
+    time to first token is ``completionStartTime - startTime`` and is kept only for streamed calls,
+    where it differs from the end of the call.
     """
-    event_id = _text(payload.get("id"), _MAX_ID)
+    logged_id = _text(payload.get("id"), _MAX_ID)
     model = _text(payload.get("model"))
-    if event_id is None or model is None:
+    if logged_id is None or model is None:
         return None
     started = _epoch(payload.get("startTime"))
     ended = _epoch(payload.get("endTime"))
     first = _epoch(payload.get("completionStartTime"))
     if started is None:
         return None
+    request = metadata or {}
+    event_id = attempt_event_id(
+        logged_id, call_id=_text(call_id or payload.get("litellm_call_id"), _MAX_ID),
+        fallback_depth=attempt_position(request.get("attempted_fallbacks")),
+        retry=attempt_position(request.get("attempted_retries")))
     status = "failure" if payload.get("status") == "failure" else "success"
     error_class = None
     if status == "failure":
@@ -143,11 +263,12 @@ def record_from_standard_logging(
         error_class = _text(info.get("error_class") if isinstance(info, Mapping) else None, _MAX_ID)
         error_class = error_class or "UnknownError"
     tags = clean_tags(payload.get("request_tags"))
-    requester = None
-    logged_meta = payload.get("metadata")
-    if isinstance(logged_meta, Mapping):
-        requester = logged_meta.get("requester_metadata")
-    task = task_from(tags, metadata) or task_from((), requester if isinstance(requester, Mapping) else None)
+    logged_meta = _mapping(payload.get("metadata"))
+    model_group = _text(payload.get("model_group"))
+    task, task_source = attribute_task(
+        spend_logs_metadata=logged_meta.get("spend_logs_metadata") or request.get("spend_logs_metadata"),
+        tags=tags, metadata=request, requester_metadata=logged_meta.get("requester_metadata"),
+        model_groups=(model_group, request.get("original_model_group")))
     latency = (ended - started).total_seconds() * 1000 if ended is not None else None
     ttft = None
     if payload.get("stream") and first is not None and (ended is None or first < ended):
@@ -158,10 +279,11 @@ def record_from_standard_logging(
         event_id=event_id,
         trace_id=_text(payload.get("trace_id"), _MAX_ID),
         origin="callback",
-        model_group=_text(payload.get("model_group")),
+        model_group=model_group,
         model=model,
         provider=_text(payload.get("custom_llm_provider"), 64),
         task=task,
+        task_source=task_source,
         status=status,
         error_class=error_class,
         started_at=started,

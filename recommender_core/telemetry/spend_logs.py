@@ -5,10 +5,20 @@ The proxy writes one row per request into its own Postgres database (Prisma mode
 ``COLUMNS_READ`` (never ``messages``, ``response`` or ``proxy_server_request``), in pages ordered by
 ``("startTime", request_id)``.
 
+Task attribution uses only what the proxy keeps in ``metadata`` (its ``SpendLogsMetadata``; the
+client's ``requester_metadata`` is not kept): ``spend_logs_metadata.task`` (the documented way to
+tag a request), else a ``task:<name>`` request tag, else the ``task/<name>`` alias in
+``model_group`` (or in ``original_model_group``, the group asked for before a fallback); the rule
+used is stored with the event (``TaskSource``).
+
+One attempt, one event: the event id is ``attempt_event_id`` of the row's ``request_id`` (the
+response id, else the call id), the key ``TelemetryCallback`` computes for the same attempt, so a
+proxy that runs the callback and is also imported stores each attempt once.
+
 Incremental: the cursor is the latest ``startTime`` imported, kept in ``source_state`` per proxy
 database. Each run re-reads ``OVERLAP`` before the cursor, because the proxy commits its spend logs
-in batches and a row can land after later-starting ones; ``request_id`` is the event id, so rows
-already stored are skipped (idempotent). ``since`` replaces the cursor for one run.
+in batches and a row can land after later-starting ones; rows already stored are skipped by their
+event id (idempotent). ``since`` replaces the cursor for one run.
 """
 
 from __future__ import annotations
@@ -24,13 +34,14 @@ from ..redact import first_line, redact_url
 from ..store import Store
 from ..store.runs import finish_ingest_run, ingest_job
 from ..store.tables import SourceState
-from .events import TelemetryRecord, clean_tags, task_from
+from .events import TelemetryRecord, attempt_event_id, attempt_position, attribute_task, clean_tags
 from .rollups import refresh_rollups
 from .writer import write_records
 
 __all__ = [
     "COLUMNS_READ",
     "JOB",
+    "METADATA_READ",
     "SOURCE",
     "SPEND_LOGS_TABLE",
     "SpendLogsResult",
@@ -61,17 +72,28 @@ COLUMNS_READ: dict[str, str] = {
 PAGE_SIZE = 5_000
 OVERLAP = timedelta(minutes=15)
 
-# Only two keys of the metadata JSON are read, in SQL, so no other metadata reaches this process.
+# The keys of the `metadata` JSON that are read, as JSON paths; the SQL reads only these, so no other
+# metadata reaches this process. The first key of each path is a field of LiteLLM's SpendLogsMetadata
+# (a test checks it against the installed litellm's types).
+METADATA_READ: dict[str, tuple[str, ...]] = {
+    "error_class": ("error_information", "error_class"),
+    "spend_logs_task": ("spend_logs_metadata", "task"),
+    "original_model_group": ("original_model_group",),
+    "litellm_call_id": ("litellm_call_id",),
+    "attempted_fallbacks": ("attempted_fallbacks",),
+    "attempted_retries": ("attempted_retries",),
+}
+_METADATA_COLUMNS = ",\n       ".join(
+    f"metadata #>> '{{{','.join(path)}}}' AS {alias}" for alias, path in METADATA_READ.items())
 _QUERY = f"""
 SELECT request_id, model, model_group, custom_llm_provider, "startTime", "endTime",
        "completionStartTime", spend, prompt_tokens, completion_tokens, cache_hit, request_tags, status,
-       metadata -> 'error_information' ->> 'error_class' AS error_class,
-       metadata -> 'requester_metadata' ->> 'task' AS meta_task
+       {_METADATA_COLUMNS}
 FROM "{SPEND_LOGS_TABLE}"
 WHERE ("startTime", request_id) > (%(start)s, %(after_id)s)
 ORDER BY "startTime", request_id
 LIMIT %(limit)s
-"""  # noqa: S608 - the table name is a constant; every value is a bound parameter
+"""  # noqa: S608 - the table name and JSON paths are constants; every value is a bound parameter
 
 
 @dataclass(frozen=True)
@@ -96,7 +118,7 @@ def _utc(value: datetime | None) -> datetime | None:
 
 def record_from_spend_log(row: dict[str, Any]) -> TelemetryRecord | None:
     """Map one spend-log row (the columns of ``_QUERY``) to a record; None without id or model."""
-    request_id = str(row.get("request_id") or "").strip()[:128]
+    request_id = str(row.get("request_id") or "").strip()
     model = str(row.get("model") or "").strip()[:256]
     started = _utc(row.get("startTime"))
     if not request_id or not model or started is None:
@@ -111,15 +133,23 @@ def record_from_spend_log(row: dict[str, Any]) -> TelemetryRecord | None:
         ttft = (first - started).total_seconds() * 1000
     cache_hit = str(row.get("cache_hit") or "").strip().lower() == "true"
     spend = row.get("spend")
+    model_group = str(row["model_group"])[:256] if row.get("model_group") else None
+    task, task_source = attribute_task(
+        spend_logs_metadata={"task": row.get("spend_logs_task")}, tags=tags,
+        model_groups=(model_group, row.get("original_model_group")))
+    call_id = str(row.get("litellm_call_id") or "").strip() or None
     return TelemetryRecord(
-        event_id=request_id,
+        event_id=attempt_event_id(request_id, call_id=call_id,
+                                  fallback_depth=attempt_position(row.get("attempted_fallbacks")),
+                                  retry=attempt_position(row.get("attempted_retries"))),
         origin="spend_logs",
         # The table has no trace id (session_id is a conversation id, not one request's attempts).
         trace_id=None,
-        model_group=(str(row["model_group"])[:256] if row.get("model_group") else None),
+        model_group=model_group,
         model=model,
         provider=(str(row["custom_llm_provider"])[:64] if row.get("custom_llm_provider") else None),
-        task=task_from(tags, {"task": row["meta_task"]} if row.get("meta_task") else None),
+        task=task,
+        task_source=task_source,
         status=status,
         error_class=((row.get("error_class") or "UnknownError")[:128] if status == "failure" else None),
         started_at=started,
