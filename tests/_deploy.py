@@ -6,7 +6,6 @@ the Typer app and recommender_core/diagnostics/metrics.py are the sources of tru
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 import shlex
@@ -24,9 +23,8 @@ from tests.conftest import REPO_ROOT, require_binary
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 K8S = REPO_ROOT / "k8s"
 OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if (p / "kustomization.yaml").exists())
-METRICS_MODULE = REPO_ROOT / "recommender_core" / "diagnostics" / "metrics.py"
 # Kinds kubernetes-validate has no schema for: checked by promtool and structural tests (DESIGN.md 14).
-CUSTOM_KINDS = {"PrometheusRule"}
+CUSTOM_KINDS = {"PrometheusRule", "ServiceMonitor"}
 
 
 def venv_tool(name: str) -> str:
@@ -210,25 +208,6 @@ def parse_command(argv: list[str]) -> tuple[str, ...]:
 
 
 # --- metrics ---------------------------------------------------------------------------------------
-
-_SUFFIXES = {"Gauge": ("",), "Counter": ("", "_total", "_created"), "Info": ("_info",),
-             "Histogram": ("_bucket", "_sum", "_count", "_created"), "Summary": ("", "_sum", "_count", "_created"),
-             "Enum": ("",)}
-
-
-def pushed_metric_names(path: Path = METRICS_MODULE) -> set[str]:
-    """Every metric name the metrics module creates with a literal name (read from its source)."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
-        if not isinstance(node, ast.Call) or not node.args:
-            continue
-        func = node.func
-        kind = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
-        first = node.args[0]
-        if kind in _SUFFIXES and isinstance(first, ast.Constant) and isinstance(first.value, str):
-            names.update(first.value + suffix for suffix in _SUFFIXES[kind])
-    return names
-
 
 _KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left",
              "group_right", "inf", "nan", "atan2"}
