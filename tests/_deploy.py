@@ -209,6 +209,25 @@ def parse_command(argv: list[str]) -> tuple[str, ...]:
 
 # --- metrics ---------------------------------------------------------------------------------------
 
+# The Pushgateway's own per-group series (push times), which the push alerts and the dashboard read.
+PUSHGATEWAY_SERIES = {"push_time_seconds", "push_failure_time_seconds"}
+# serve's /metrics is scraped through the ServiceMonitor: Prometheus' job label is the Service's name.
+SERVE_JOB = "recsys-serve"
+
+
+def wrong_job_selectors(expr: str) -> list[str]:
+    """recsys and Pushgateway series in ``expr`` that do not select the job they live under: pushed
+    series ``job="recsys"``, series only ``recsys serve`` exposes ``job="recsys-serve"``."""
+    from recommender_core.diagnostics.metrics import METRICS, PUSH_JOB
+
+    wrong = []
+    for name, selector in re.findall(r"\b((?:recsys_|push_)[a-z0-9_]+)(\{[^}]*\})?", expr):
+        job = SERVE_JOB if name in METRICS and "push" not in METRICS[name].exposed_by else PUSH_JOB
+        if f'job="{job}"' not in selector:
+            wrong.append(f'{name} must select job="{job}"')
+    return wrong
+
+
 _KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left",
              "group_right", "inf", "nan", "atan2"}
 

@@ -15,12 +15,14 @@ from typing import Any
 import pytest
 import yaml
 
-from recommender_core.diagnostics.metrics import CRONJOB_COMMANDS, METRICS, PUSH_JOB
+from recommender_core.diagnostics.metrics import CRONJOB_COMMANDS, METRICS
 from recommender_core.errors import EXIT_LOCKED, EXIT_ROUTE_TEST_FAILED, EXIT_RUNTIME, EXIT_USAGE
 from tests._deploy import (
     CUSTOM_KINDS,
     K8S,
     OVERLAYS,
+    PUSHGATEWAY_SERIES,
+    SERVE_JOB,
     cron_start_and_period,
     parse_command,
     pod_spec,
@@ -30,6 +32,7 @@ from tests._deploy import (
     target_of,
     venv_tool,
     workloads,
+    wrong_job_selectors,
 )
 from tests.conftest import REPO_ROOT, require_binary
 
@@ -44,10 +47,6 @@ REQUIRED_ALERTS = {"RecsysJobFailed", "RecsysJobOverdue", "RecsysJobSkipped", "R
                    "RecsysNoScoredModels", "RecsysSourceStale", "RecsysMetricsAbsent", "RecsysPushFailing",
                    "RecsysPushgatewayAbsent", "RecsysServeStoreDown"}
 SEVERITIES = {"page", "ticket"}
-# The Pushgateway's own per-group series (push times), which the push alerts read.
-PUSHGATEWAY_SERIES = {"push_time_seconds", "push_failure_time_seconds"}
-# serve's /metrics is scraped through the ServiceMonitor: Prometheus' job label is the Service's name.
-SERVE_JOB = "recsys-serve"
 RUNBOOK = REPO_ROOT / "docs" / "runbook.md"
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 ARGO_WAVE = "argocd.argoproj.io/sync-wave"
@@ -503,10 +502,8 @@ def test_rules_name_only_declared_metrics_from_their_job(rendered: list[dict[str
         names = promql_metric_names(str(rule["expr"]))
         unknown = names - set(METRICS) - recorded - PUSHGATEWAY_SERIES
         assert not unknown, f"{rule.get('alert') or rule.get('record')}: {sorted(unknown)} is declared nowhere"
-        for name, selector in re.findall(r"\b((?:recsys_|push_)[a-z0-9_]+)(\{[^}]*\})?", str(rule["expr"])):
-            # pushed series live under the push job; serve's only under the ServiceMonitor's
-            job = SERVE_JOB if name in METRICS and "push" not in METRICS[name].exposed_by else PUSH_JOB
-            assert f'job="{job}"' in selector, f"{name} must select job=\"{job}\""
+        assert not wrong_job_selectors(str(rule["expr"])), (rule.get("alert") or rule.get("record"),
+                                                            wrong_job_selectors(str(rule["expr"])))
 
 
 def test_every_alert_has_a_severity_and_its_runbook_section(rendered: list[dict[str, Any]]) -> None:
