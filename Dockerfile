@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# recsys images: one named target per job (DESIGN.md section 9), all from one runtime stage.
+# recsys images: one named target per job (the CronJob commands), all from one runtime stage.
 #
 #   docker build --target ingest-lmsys -t registry.example.com/recsys/ingest-lmsys:0.1.0 .
 #

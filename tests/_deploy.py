@@ -23,7 +23,7 @@ from tests.conftest import REPO_ROOT, require_binary
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 K8S = REPO_ROOT / "k8s"
 OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if (p / "kustomization.yaml").exists())
-# Kinds kubernetes-validate has no schema for: checked by promtool and structural tests (DESIGN.md 14).
+# Kinds kubernetes-validate has no schema for: checked by promtool and structural tests.
 CUSTOM_KINDS = {"PrometheusRule", "ServiceMonitor"}
 
 

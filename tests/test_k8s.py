@@ -1,5 +1,5 @@
-"""The Kubernetes deployment (k8s/): every overlay renders, validates, and says what DESIGN.md
-sections 9 and 14 promise; the alerting rules name declared metrics, link their runbook sections and
+"""The Kubernetes deployment (k8s/): every overlay renders, validates, and says what docs/deploy.md
+promises; the alerting rules name declared metrics, link their runbook sections and
 pass promtool; the custom resources kubernetes-validate has no schema for (PrometheusRule,
 ServiceMonitor) and the fields it cannot judge (podFailurePolicy, probes, PDB, Argo CD waves) are
 checked structurally here."""
@@ -42,7 +42,7 @@ RUNS_AFTER = {"score": ("ingest-lmsys", "ingest-mteb"), "route-test": ("score",)
 DAILY = {"ingest-lmsys", "ingest-mteb", "score", "route-test", "telemetry-prune"}
 HOURLY = {"snapshot"}
 SUSPENDED = {"ingest-litellm"}
-# The alerts DESIGN.md, the issue and docs/deploy.md name; more may come, none may go.
+# The alerts docs/deploy.md and docs/runbook.md name; more may come, none may go.
 REQUIRED_ALERTS = {"RecsysJobFailed", "RecsysJobOverdue", "RecsysJobSkipped", "RecsysScoringRunStale",
                    "RecsysNoScoredModels", "RecsysSourceStale", "RecsysMetricsAbsent", "RecsysPushFailing",
                    "RecsysPushgatewayAbsent", "RecsysServeStoreDown"}

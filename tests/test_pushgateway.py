@@ -300,7 +300,7 @@ def test_every_job_pushes_only_declared_series_with_their_help_and_type(
         request: pytest.FixtureRequest) -> None:
     """Each CronJob command, run for real on the sample mirror (ingest-litellm from a real LiteLLM_SpendLogs
     table), pushes to a real Pushgateway; everything it pushed is declared once in METRICS, with that HELP
-    text, type and label set, and every declared pushed metric is pushed by some run (DESIGN.md 9)."""
+    text, type and label set, and every declared pushed metric is pushed by some run."""
     from recommender_core.diagnostics.metrics import CRONJOB_COMMANDS
     from recommender_core.store.tables import TelemetryEvent
 

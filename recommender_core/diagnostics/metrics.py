@@ -1,4 +1,4 @@
-"""Job metrics pushed to a Prometheus Pushgateway by every CronJob command (DESIGN.md section 9).
+"""Job metrics pushed to a Prometheus Pushgateway by every CronJob command.
 
 One push at the end of a job, success or failure, with ``job="recsys"`` and the grouping key
 ``{command="<job name>"}`` (never a pod or instance label, so each push replaces the last).
