@@ -27,7 +27,7 @@ def snapshot_command(
     json_output: JsonOption = False,
 ) -> None:
     """Show freshness, current rankings and telemetry health: can the recommender be trusted now?"""
-    from recommender_core.diagnostics.snapshot import build_snapshot, selection_counts
+    from recommender_core.diagnostics.snapshot import build_snapshot
 
     app_state = state(ctx, json_output=json_output)
     settings = app_state.settings()
@@ -37,9 +37,6 @@ def snapshot_command(
                               stale_after_hours=settings.stale_after_hours, task=task, top=top)
     if app_state.report is not None and settings.pushgateway_url:
         app_state.report.record_snapshot(snapshot.document, top=top or PUSHED_TOP)
-        for name, seconds in snapshot.decision_seconds.items():
-            app_state.report.observe_recommendation_latency(seconds, task=name)
-        app_state.report.model_selected.update(selection_counts(store))
     if app_state.json_output:
         # Compact, unlike print_json: json's C encoder only runs without indent, and a full snapshot
         # (every ranked model of every task) is large enough for that to matter (bench_snapshot).
@@ -160,7 +157,7 @@ def serve_command(
     policy_path: PolicyOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Serve /snapshot, /metrics and /healthz over HTTP for debugging and scraping."""
+    """Serve /snapshot, /metrics, /healthz (readiness) and /livez (liveness) over HTTP."""
     from recommender_core import __version__
     from recommender_core.diagnostics.server import DiagnosticsApp, make_server
 
@@ -172,11 +169,11 @@ def serve_command(
     server = make_server(app, host=host, port=port)
     bound_host, bound_port = server.server_address[:2]
     url = f"http://{bound_host!s}:{bound_port}/"
-    typer.echo(f"recsys serve: {url} (/snapshot, /metrics, /healthz); Ctrl-C stops", err=True)
+    typer.echo(f"recsys serve: {url} (/snapshot, /metrics, /healthz, /livez); Ctrl-C stops", err=True)
     if app_state.json_output:
         # DESIGN.md 3: one JSON document on stdout, here where the server listens (useful with --port 0).
         print_json({"url": url, "host": str(bound_host), "port": int(bound_port),
-                    "endpoints": ["/snapshot", "/metrics", "/healthz"]})
+                    "endpoints": ["/snapshot", "/metrics", "/healthz", "/livez"]})
         sys.stdout.flush()
     try:
         server.serve_forever()

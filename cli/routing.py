@@ -56,8 +56,8 @@ def score_command(
             app_state.report.observe_recommendation_latency(seconds, task=task)
         scored = sum(t["scored"] for t in doc["tasks"].values())
         excluded = sum(len(t["excluded"]) for t in doc["tasks"].values())
-        app_state.report.gauges["recsys_scored_models"] = float(scored)
-        app_state.report.gauges["recsys_excluded_models"] = float(excluded)
+        app_state.report.set_gauge("recsys_scored_models", scored)
+        app_state.report.set_gauge("recsys_excluded_models", excluded)
     if app_state.json_output:
         print_json(doc)
         return
@@ -154,8 +154,8 @@ def route_test_command(
     if junit_xml is not None:
         _write(junit_xml, report.junit_xml(), "--junit-xml")
     if app_state.report is not None:
-        app_state.report.gauges["recsys_route_test_cases"] = float(len(report.results))
-        app_state.report.gauges["recsys_route_test_failures"] = float(report.failed)
+        app_state.report.set_gauge("recsys_route_test_cases", len(report.results))
+        app_state.report.set_gauge("recsys_route_test_failures", report.failed)
         for result in report.results:
             app_state.report.observe_recommendation_latency(result.seconds, task=result.task)
     if app_state.json_output:

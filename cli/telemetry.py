@@ -25,7 +25,7 @@ def prune(
     days = older_than if older_than is not None else app_state.settings().telemetry_retention_days
     result = prune_events(app_state.store(), older_than_days=days)
     if app_state.report is not None:
-        app_state.report.gauges["telemetry_pruned_events"] = result.deleted
+        app_state.report.set_gauge("recsys_telemetry_pruned_events", result.deleted)
     if app_state.json_output:
         print_json({"cutoff": result.cutoff.isoformat(), "deleted": result.deleted, "batches": result.batches})
     else:

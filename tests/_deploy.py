@@ -6,7 +6,6 @@ the Typer app and recommender_core/diagnostics/metrics.py are the sources of tru
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 import shlex
@@ -24,9 +23,8 @@ from tests.conftest import REPO_ROOT, require_binary
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 K8S = REPO_ROOT / "k8s"
 OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if (p / "kustomization.yaml").exists())
-METRICS_MODULE = REPO_ROOT / "recommender_core" / "diagnostics" / "metrics.py"
-# Kinds kubernetes-validate has no schema for: checked by promtool and structural tests (DESIGN.md 14).
-CUSTOM_KINDS = {"PrometheusRule"}
+# Kinds kubernetes-validate has no schema for: checked by promtool and structural tests.
+CUSTOM_KINDS = {"PrometheusRule", "ServiceMonitor"}
 
 
 def venv_tool(name: str) -> str:
@@ -211,23 +209,23 @@ def parse_command(argv: list[str]) -> tuple[str, ...]:
 
 # --- metrics ---------------------------------------------------------------------------------------
 
-_SUFFIXES = {"Gauge": ("",), "Counter": ("", "_total", "_created"), "Info": ("_info",),
-             "Histogram": ("_bucket", "_sum", "_count", "_created"), "Summary": ("", "_sum", "_count", "_created"),
-             "Enum": ("",)}
+# The Pushgateway's own per-group series (push times), which the push alerts and the dashboard read.
+PUSHGATEWAY_SERIES = {"push_time_seconds", "push_failure_time_seconds"}
+# serve's /metrics is scraped through the ServiceMonitor: Prometheus' job label is the Service's name.
+SERVE_JOB = "recsys-serve"
 
 
-def pushed_metric_names(path: Path = METRICS_MODULE) -> set[str]:
-    """Every metric name the metrics module creates with a literal name (read from its source)."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
-        if not isinstance(node, ast.Call) or not node.args:
-            continue
-        func = node.func
-        kind = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
-        first = node.args[0]
-        if kind in _SUFFIXES and isinstance(first, ast.Constant) and isinstance(first.value, str):
-            names.update(first.value + suffix for suffix in _SUFFIXES[kind])
-    return names
+def wrong_job_selectors(expr: str) -> list[str]:
+    """recsys and Pushgateway series in ``expr`` that do not select the job they live under: pushed
+    series ``job="recsys"``, series only ``recsys serve`` exposes ``job="recsys-serve"``."""
+    from recommender_core.diagnostics.metrics import METRICS, PUSH_JOB
+
+    wrong = []
+    for name, selector in re.findall(r"\b((?:recsys_|push_)[a-z0-9_]+)(\{[^}]*\})?", expr):
+        job = SERVE_JOB if name in METRICS and "push" not in METRICS[name].exposed_by else PUSH_JOB
+        if f'job="{job}"' not in selector:
+            wrong.append(f'{name} must select job="{job}"')
+    return wrong
 
 
 _KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left",

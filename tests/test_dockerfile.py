@@ -71,7 +71,7 @@ def test_runtime_stage_is_slim_non_root_and_read_only_ready(dockerfile: Dockerfi
     stages = dockerfile.stages
     assert set(stages) >= {"builder", "runtime"}
     runtime = stages["runtime"]
-    assert re.fullmatch(r"python:3\.11[\w.-]*-slim[\w.-]*", runtime.base), runtime.base
+    assert re.fullmatch(r"python:3\.11[\w.-]*-slim[\w.-]*@sha256:[0-9a-f]{64}", runtime.base), runtime.base
     assert stages["builder"].base == runtime.base
     uid, gid = dockerfile.runtime_user
     assert uid > 0 and gid > 0
@@ -88,6 +88,56 @@ def test_runtime_stage_is_slim_non_root_and_read_only_ready(dockerfile: Dockerfi
     for source in runtime.all("COPY"):
         assert source.startswith("--from=builder ") or source.split()[0] == "constraints.txt", source
     assert dockerfile.exec_form("runtime", "ENTRYPOINT") == ["recsys"]
+
+
+def test_the_base_image_is_pinned_by_digest_with_how_to_bump_it(dockerfile: Dockerfile) -> None:
+    base = dockerfile.args["PYTHON_IMAGE"]
+    tag, _, digest = base.partition("@")
+    assert tag == "python:3.11-slim-bookworm" and re.fullmatch(r"sha256:[0-9a-f]{64}", digest), base
+    assert len(set(digest.removeprefix("sha256:"))) > 1, "a placeholder digest builds nothing"
+    lines = dockerfile.lines
+    at = next(i for i, line in enumerate(lines) if line.startswith("ARG PYTHON_IMAGE="))
+    comment = "\n".join(lines[max(0, at - 10):at])
+    assert "imagetools inspect python:3.11-slim-bookworm" in comment, "say above the pin how to bump it"
+    assert all(stage.base == base for stage in dockerfile.stages.values() if not stage.base.startswith(
+        tuple(dockerfile.stages))), "every stage starts from the pinned base"
+
+
+def _runtime_closure() -> set[str]:
+    """Every distribution `pip install recsys` pulls in (no extras), by canonical name."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    seen: set[str] = set()
+    todo = [Requirement(spec) for spec in tomllib.loads((REPO_ROOT / "pyproject.toml").read_text("utf-8"))
+            ["project"]["dependencies"]]
+    while todo:
+        requirement = todo.pop()
+        name = canonicalize_name(requirement.name)
+        if name in seen or (requirement.marker is not None and not requirement.marker.evaluate({"extra": ""})):
+            continue
+        seen.add(name)
+        try:
+            requires = distribution(name).requires or []
+        except PackageNotFoundError:
+            continue
+        for spec in requires:
+            child = Requirement(spec)
+            for extra in requirement.extras:
+                if child.marker is not None and child.marker.evaluate({"extra": extra}):
+                    todo.append(Requirement(f"{child.name}{child.specifier}"))
+            todo.append(child)
+    return seen
+
+
+def test_the_runtime_venv_holds_no_installer(dockerfile: Dockerfile) -> None:
+    """pip, setuptools and wheel are build tools: scanners flag them, and nothing at run time needs them."""
+    runs = " ".join(dockerfile.stages["runtime"].all("RUN"))
+    assert "python -m venv --without-pip /opt/recsys" in runs, "ensurepip would bundle pip and setuptools"
+    assert "python -m pip uninstall --yes pip setuptools wheel" in runs
+    assert "ensurepip" not in runs
+    closure = _runtime_closure()
+    assert {"typer", "litellm", "psycopg-binary", "pydantic-core"} <= closure  # the walk reaches deep
+    assert not {"pip", "setuptools", "wheel"} & closure, "a runtime dependency would bring an installer back"
 
 
 def _copied_paths(dockerfile: Dockerfile) -> list[str]:

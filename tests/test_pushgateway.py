@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import subprocess
@@ -9,10 +10,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import pytest
 import typer
@@ -21,7 +22,7 @@ from recsys_cli.app import app
 from typer.testing import CliRunner
 
 from recommender_core.clock import FixedClock
-from recommender_core.diagnostics.metrics import LATENCY_BUCKETS, METRICS, JobReport, push_job_report
+from recommender_core.diagnostics.metrics import METRICS, JobReport, push_job_report
 from recommender_core.store import Store
 
 from ._pushgateway import PASSWORD, USER, Gateway
@@ -69,17 +70,13 @@ def test_snapshot_job_pushes_every_metric(gateway: Gateway, store: Store, databa
     assert samples["recsys_scoring_run_age_seconds"][0][1] == 300
     assert _by(samples["recsys_utility_score"], "task", "model") == {("coding", "gpt-5"): 0.7,
                                                                        ("coding", "gpt-4.1"): 0.7}
-    assert _by(samples["recsys_model_selected_total"], "task", "model") == {
-        ("coding", "gpt-4.1"): 15, ("untagged", "gpt-4.1"): 5, ("untagged", "gpt-5"): 1}
-    assert "recsys_model_selected_created" not in samples
-    assert _by(samples["recsys_recommendation_latency_seconds_count"], "task") == {("coding",): 1.0}
-    buckets = _by(samples["recsys_recommendation_latency_seconds_bucket"], "task", "le")
-    assert len(buckets) == len(LATENCY_BUCKETS) + 1 and buckets[("coding", "+Inf")] == 1.0
-    # every metric pushed is named in the table (push_time_seconds etc. are the gateway's own)
+    # the window of telemetry is the last 24 h of the real clock; fill() wrote its events at a fixed time
+    assert "recsys_model_selected_total" not in samples and "recsys_model_selected_created" not in samples
+    # snapshot orders stored scores, it makes no route() decision: no recommendation latency
+    assert not {name for name in samples if "recommendation" in name}
     for name in samples:
         if name.startswith("recsys_"):
-            base = name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
-            assert "push" in METRICS[base].exposed_by, name
+            assert "push" in METRICS[name].exposed_by, name
 
 
 def test_ingest_counts_and_failure_then_success_keep_both_timestamps(gateway: Gateway) -> None:
@@ -96,8 +93,11 @@ def test_ingest_counts_and_failure_then_success_keep_both_timestamps(gateway: Ga
 
     ok = JobReport(command="ingest-lmsys")
     ok.record_ingest("lmsys", rows=7421, rejected=0)
-    ok.gauges["lmsys_configs"] = 1  # free-form gauges get the prefix once, whichever way they are named
-    ok.gauges["recsys_lmsys_categories"] = 26
+    ok.set_gauge("recsys_scored_models", 12)
+    with pytest.raises(ValueError, match="not a declared label-less pushed gauge"):
+        ok.set_gauge("recsys_lmsys_categories", 26)  # undeclared: a programming error, caught at once
+    with pytest.raises(ValueError, match="not a declared"):
+        ok.set_gauge("recsys_ingest_rows", 1)  # declared, but with a label
     ok.finish(success=True)
     assert push_job_report(ok, gateway_url=gateway.url)
     samples = gateway.scrape()
@@ -107,7 +107,7 @@ def test_ingest_counts_and_failure_then_success_keep_both_timestamps(gateway: Ga
     assert samples["recsys_job_last_failure_timestamp_seconds"][0][1] == pytest.approx(failed.finished)
     assert _by(samples["recsys_ingest_rows"], "source") == {("lmsys",): 7421.0}
     assert _by(samples["recsys_ingest_rejected_rows"], "source") == {("lmsys",): 0.0}
-    assert samples["recsys_lmsys_configs"][0][1] == 1 and samples["recsys_lmsys_categories"][0][1] == 26
+    assert samples["recsys_scored_models"][0][1] == 12 and "recsys_lmsys_categories" not in samples
 
 
 def test_a_failing_cli_job_pushes_its_failure(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -147,8 +147,8 @@ def test_dry_run_pushes_nothing(gateway: Gateway, monkeypatch: pytest.MonkeyPatc
     assert runner.invoke(demo, ["score"]).exit_code == 0
     samples = gateway.scrape()
     _assert_grouping(samples, "score")
-    assert _by(samples["recsys_recommendation_latency_seconds_count"], "task") == {("coding",): 1.0}
-    assert _by(samples["recsys_recommendation_latency_seconds_bucket"], "task", "le")[("coding", "0.00025")] == 1
+    assert _by(samples["recsys_recommendation_decisions"], "task") == {("coding",): 1.0}
+    assert _by(samples["recsys_recommendation_latency_max_seconds"], "task") == {("coding",): 0.0002}
 
 
 def test_basic_auth(auth_gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -243,8 +243,9 @@ def test_route_test_job_pushes_one_latency_observation_per_case(gateway: Gateway
     samples = gateway.scrape()
     _assert_grouping(samples, "route-test")
     assert samples["recsys_job_success"][0][1] == 1.0
-    assert _by(samples["recsys_recommendation_latency_seconds_count"], "task") == {("chat",): 1.0,
-                                                                                   ("coding",): 2.0}
+    assert _by(samples["recsys_recommendation_decisions"], "task") == {("chat",): 1.0, ("coding",): 2.0}
+    slowest = _by(samples["recsys_recommendation_latency_max_seconds"], "task")
+    assert set(slowest) == {("chat",), ("coding",)} and all(0 < v < 1 for v in slowest.values())
     assert samples["recsys_route_test_cases"][0][1] == 3.0
     assert samples["recsys_route_test_failures"][0][1] == 0.0
 
@@ -252,7 +253,7 @@ def test_route_test_job_pushes_one_latency_observation_per_case(gateway: Gateway
 def test_score_job_pushes_one_latency_observation_per_routable_task(gateway: Gateway, store: Store,
                                                                       database_url: str, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 7: the recommendation latency histogram is fed by score as well as route-test."""
+    """The slowest route() decision per task is pushed by score as well as route-test."""
     from .scoring_data import SMALL_POLICY, add_arena, add_mteb
 
     add_arena(store, [("alpha", "overall", 1300.0, 1250.0), ("beta", "overall", 1400.0, 1350.0),
@@ -265,7 +266,7 @@ def test_score_job_pushes_one_latency_observation_per_routable_task(gateway: Gat
     assert result.exit_code == 0, result.output
     samples = gateway.scrape()
     _assert_grouping(samples, "score")
-    assert _by(samples["recsys_recommendation_latency_seconds_count"], "task") == {
+    assert _by(samples["recsys_recommendation_decisions"], "task") == {
         ("chat",): 1.0, ("math",): 1.0, ("retrieval",): 1.0}
 
 
@@ -383,3 +384,154 @@ def test_the_push_deadline_is_a_setting_with_a_ten_second_default(monkeypatch: p
     assert Settings.load().pushgateway_timeout_seconds == 10.0
     monkeypatch.setenv("RECSYS_PUSHGATEWAY_TIMEOUT_SECONDS", "2.5")
     assert Settings.load().pushgateway_timeout_seconds == 2.5
+
+
+# --- every job, against the declarations --------------------------------------------------------------
+
+def _families(gateway: Gateway) -> dict[tuple[str, str], Any]:
+    """(command, family name) -> the family as the gateway exposes it, for every group of job "recsys"."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    host, port = gateway.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        body = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    found: dict[tuple[str, str], Any] = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.labels.get("job") == "recsys":
+                found[(sample.labels["command"], family.name)] = family
+    return found
+
+
+def _spend_logs_option(dsn: str) -> list[str]:
+    """The DSN as `recsys ingest litellm` takes it: its --spend-logs-url option when it has one (the
+    CronJob may pass it through the environment instead)."""
+    from tests._deploy import resolve_command
+
+    _, command, _ = resolve_command(["ingest", "litellm"])
+    options = {opt for param in command.params for opt in param.opts}
+    return ["--spend-logs-url", dsn] if "--spend-logs-url" in options else []
+
+
+@pytest.mark.postgres
+def test_every_job_pushes_only_declared_series_with_their_help_and_type(
+        gateway: Gateway, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        request: pytest.FixtureRequest) -> None:
+    """Each CronJob command, run for real on the sample mirror (ingest-litellm from a real LiteLLM_SpendLogs
+    table), pushes to a real Pushgateway; everything it pushed is declared once in METRICS, with that HELP
+    text, type and label set, and every declared pushed metric is pushed by some run."""
+    from recommender_core.diagnostics.metrics import CRONJOB_COMMANDS
+    from recommender_core.store.tables import TelemetryEvent
+
+    from .conftest import REPO_ROOT
+
+    litellm_dsn = str(request.getfixturevalue("spend_logs_dsn"))
+    monkeypatch.setenv("RECSYS_PUSHGATEWAY_URL", gateway.url)
+    monkeypatch.setenv("RECSYS_SPEND_LOGS_URL", litellm_dsn)
+    monkeypatch.setenv("ENABLE_MODEL_RECOMMENDER_V2", "true")
+    base = ["--database-url", postgres_url]
+    assert runner.invoke(app, [*base, "db", "upgrade"]).exit_code == 0
+    # telemetry of the last hour of the real clock, so the snapshot's 24 h window holds it
+    now = datetime.now(UTC)
+    telemetry = Store(postgres_url)
+    try:
+        with telemetry.session() as session:
+            for i in range(12):
+                session.add(TelemetryEvent(
+                    event_id=f"t{i}", model_group="gpt-4.1", model="gpt-4.1-2025-04-14",
+                    task="coding" if i % 2 else None, status="failure" if i == 0 else "success",
+                    started_at=now - timedelta(minutes=i), latency_ms=float(100 + i)))
+    finally:
+        telemetry.dispose()
+    # a failed run first (a case file that does not exist), so the failure time is pushed too
+    failed = runner.invoke(app, [*base, "route-test", str(tmp_path / "missing.yaml")])
+    assert failed.exit_code == 1, failed.output
+    cases = tmp_path / "cases.yaml"
+    cases.write_text("cases:\n  - {name: retrieval, task: retrieval, expect: {primary_in: [text-embedding-3-large,"
+                     " text-embedding-3-small, huggingface/BAAI/bge-base-en-v1.5]}}\n", "utf-8")
+    runs = {
+        "ingest-lmsys": ["ingest", "lmsys", "--source", str(REPO_ROOT / "sample_mirror" / "lmsys")],
+        "ingest-mteb": ["ingest", "mteb", "--source", str(REPO_ROOT / "sample_mirror" / "mteb")],
+        "ingest-litellm": ["ingest", "litellm", *_spend_logs_option(litellm_dsn)],
+        "telemetry-prune": ["telemetry", "prune"],
+        "score": ["score"],
+        "route-test": ["route-test", str(cases)],
+        "snapshot": ["snapshot", "--json"],
+    }
+    assert set(runs) == set(CRONJOB_COMMANDS), "a new CronJob command needs a run here"
+    for command, argv in runs.items():
+        result = runner.invoke(app, [*base, *argv])
+        assert result.exit_code == 0, f"{command}: {result.output}"
+
+    families = _families(gateway)
+    pushed: dict[str, set[str]] = {}
+    for (command, name), family in families.items():
+        if name in ("push_time_seconds", "push_failure_time_seconds"):
+            continue  # the gateway's own, per group
+        spec = METRICS.get(name)
+        assert spec is not None, f"{command} pushed {name}, which METRICS does not declare"
+        assert "push" in spec.exposed_by, f"{name} is declared as served by serve only"
+        assert family.type == spec.kind, f"{name}: pushed as {family.type}, declared {spec.kind}"
+        assert family.documentation == spec.help, f"{name}: HELP differs from its declaration"
+        for sample in family.samples:
+            assert sample.name == name, f"{sample.name}: a pushed series must be the metric itself"
+            assert set(sample.labels) - {"job", "command", "instance"} == set(spec.labels), (name, sample.labels)
+        pushed.setdefault(name, set()).add(command)
+    assert {command for command, _ in families} == set(CRONJOB_COMMANDS), "every job pushed"
+    # Pushed only by a run that exits 75 because another run holds its job's lock.
+    skipped_only = {"recsys_job_last_skipped_timestamp_seconds"}
+    declared = {name for name, spec in METRICS.items() if "push" in spec.exposed_by}
+    assert declared - skipped_only <= set(pushed), f"declared but never pushed: {declared - set(pushed)}"
+    # what an operator's dashboard reads, from the right jobs
+    assert pushed["recsys_scored_models"] == {"score"}
+    assert pushed["recsys_recommendation_latency_max_seconds"] == {"score", "route-test"}
+    assert pushed["recsys_model_selected_calls"] == {"snapshot"}
+    assert pushed["recsys_ingest_rows"] == {"ingest-lmsys", "ingest-mteb", "ingest-litellm"}
+    samples = gateway.scrape()
+    assert _by(samples["recsys_model_selected_calls"], "task", "model") == {
+        ("coding", "gpt-4.1"): 6.0, ("untagged", "gpt-4.1"): 6.0}
+    assert _by(samples["recsys_telemetry_calls"], "model") == {("gpt-4.1",): 12.0}
+    assert _by(samples["recsys_telemetry_errors"], "model") == {("gpt-4.1",): 1.0}
+    latency = _by(samples["recsys_telemetry_latency_seconds"], "model", "quantile")
+    assert set(latency) == {("gpt-4.1", "0.5"), ("gpt-4.1", "0.95")}
+    assert 0.1 <= latency[("gpt-4.1", "0.5")] <= latency[("gpt-4.1", "0.95")] <= 0.111
+    route_test = {labels["command"]: value for labels, value in samples["recsys_job_last_failure_timestamp_seconds"]}
+    assert set(route_test) == {"route-test"}
+
+
+def test_a_rejected_push_shows_in_the_gateways_own_failure_time(gateway: Gateway) -> None:
+    """RecsysPushFailing's premise, on the real gateway: a push it rejects sets the group's
+    push_failure_time_seconds past its push_time_seconds, and the next accepted push clears that."""
+    report, other = JobReport(command="score"), JobReport(command="snapshot")
+    for each in (report, other):
+        each.finish(success=True)
+        assert push_job_report(each, gateway_url=gateway.url)
+    host, port = gateway.url.removeprefix("http://").split(":")
+
+    def post(body: str) -> int:
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        try:
+            conn.request("POST", "/metrics/job/recsys/command/score", body=body.encode(),
+                         headers={"Content-Type": "text/plain; version=0.0.4"})
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        finally:
+            conn.close()
+
+    # a counter under a name the snapshot group holds as a gauge: inconsistent, so refused
+    time.sleep(1.1)  # the gateway's times have a resolution of milliseconds; keep them apart
+    assert post("# TYPE recsys_job_success counter\nrecsys_job_success 1\n") == 400
+    samples = gateway.scrape()
+    accepted = _by(samples["push_time_seconds"], "command")
+    rejected = _by(samples["push_failure_time_seconds"], "command")
+    assert rejected[("score",)] > accepted[("score",)] > 0
+    assert rejected[("snapshot",)] == 0 < accepted[("snapshot",)]
+    time.sleep(1.1)
+    assert push_job_report(report, gateway_url=gateway.url)
+    samples = gateway.scrape()
+    assert _by(samples["push_time_seconds"], "command")[("score",)] > rejected[("score",)]

@@ -126,7 +126,7 @@ def test_bad_query_parameters_get_400_with_a_json_error(served: tuple[str, int])
 def test_unknown_paths_get_404_and_other_methods_are_refused(served: tuple[str, int]) -> None:
     reply = get(served, "/nope")
     assert reply.status == 404 and reply.content_type == "application/json"
-    assert reply.json()["message"] == "No such path '/nope'. Paths: /healthz, /metrics, /snapshot."
+    assert reply.json()["message"] == "No such path '/nope'. Paths: /healthz, /livez, /metrics, /snapshot."
     assert get(served, "/snapshot", method="POST").status == 501
     assert get(served, "/metrics?x=1").status == 400
 
@@ -147,6 +147,9 @@ def test_healthz_is_503_with_the_reason_when_the_store_is_down(tmp_path: Path) -
             assert "127.0.0.1:1" in str(body["reason"]) and "s3cret" not in reply.body.decode()
             # the other endpoints say so too: /snapshot 503, /metrics still scrapes with store_up 0
             assert get(address, "/snapshot").status == 503
+            # ...but the process is alive: liveness stays 200, so Kubernetes does not restart the pod
+            live = get(address, "/livez")
+            assert (live.status, live.json()) == (200, {"status": "alive"})
             metrics = get(address, "/metrics")
             assert metrics.status == 200
             assert "recsys_store_up 0.0" in metrics.body.decode()
@@ -162,6 +165,17 @@ def test_healthz_is_503_with_the_reason_when_the_store_is_down(tmp_path: Path) -
             assert reply.status == 503 and "recsys db upgrade" in str(reply.json()["reason"])
     finally:
         empty.dispose()
+
+
+def test_livez_checks_only_the_process(memory_store: Store) -> None:
+    """/livez never waits for the store or for a snapshot being rebuilt (it holds no lock)."""
+    app = make_app(memory_store)
+    with app._build_lock:  # another thread is rebuilding a snapshot
+        assert app.handle("GET", "/livez").status == 200
+    memory_store.dispose()
+    assert app.handle("GET", "/livez").status == 200
+    assert app.handle("GET", "/livez?deep=1").status == 400
+    assert app.handle("POST", "/livez").status == 405
 
 
 def _samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -185,18 +199,17 @@ def test_metrics_endpoint(served: tuple[str, int]) -> None:
     assert dict((labels["source"], value) for labels, value in samples["recsys_source_stale"]) == {
         "lmsys": 1.0, "mteb": 0.0}
     assert samples["recsys_scoring_run_age_seconds"] == [({}, 0.0)]
-    selected = {(labels["task"], labels["model"]): value for labels, value in samples["recsys_model_selected_total"]}
-    assert selected == {("coding", "gpt-4.1"): 15, ("untagged", "gpt-4.1"): 5, ("untagged", "gpt-5"): 1}
-    # the histogram fills only as the server ranks tasks for /snapshot (next test)
-    assert "recsys_route_decision_latency_seconds_count" not in samples
-    # every metric served is named in the module-level table, as served by `serve`
+    # calls of the last 24 h only: the 25 h old gpt-5 call is out of the window
+    selected = {(labels["task"], labels["model"]): value for labels, value in samples["recsys_model_selected_calls"]}
+    assert selected == {("coding", "gpt-4.1"): 15, ("untagged", "gpt-4.1"): 5}
+    # every metric served is declared in the module-level table, as served by `serve`, with its HELP
     for family in text_string_to_metric_families(text):
-        name = family.name + "_total" if family.type == "counter" else family.name
-        assert "serve" in METRICS[name].exposed_by, name
-        assert METRICS[name].kind == family.type, name
+        assert "serve" in METRICS[family.name].exposed_by, family.name
+        assert METRICS[family.name].kind == family.type, family.name
+        assert METRICS[family.name].help == family.documentation, family.name
 
 
-def test_route_decision_histogram_and_cache_expiry(store: Store) -> None:
+def test_cache_expiry(store: Store) -> None:
     fill(store)
     clock = FakeMonotonic()
     with running(make_app(store, clock)) as address:
@@ -210,9 +223,8 @@ def test_route_decision_histogram_and_cache_expiry(store: Store) -> None:
         fresh = get(address, "/snapshot").json()
         models = {m["model"] for m in fresh["telemetry"]["models"]}  # type: ignore[index]
         assert "gpt-5" in models
-        samples = _samples(get(address, "/metrics").body.decode())
-        counts = {labels["task"]: value for labels, value in samples["recsys_route_decision_latency_seconds_count"]}
-        assert counts == {"coding": 2.0}  # two snapshot builds, one ranked task each
+        # serve times no route() decision: it exposes no latency of its own
+        assert "latency" not in get(address, "/metrics").body.decode()
 
 
 def test_port_in_use_is_a_clear_error(memory_store: Store) -> None:

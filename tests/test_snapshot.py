@@ -145,10 +145,15 @@ def test_unknown_task_and_bad_top_are_usage_errors(memory_store: Store) -> None:
     assert doc["tasks"] == {}
 
 
-def test_selection_counts_cover_all_stored_telemetry(store: Store) -> None:
+def test_selection_counts_cover_the_window_and_match_the_snapshot(store: Store) -> None:
     fill(store)
-    assert selection_counts(store) == {("coding", "gpt-4.1"): 15, ("untagged", "gpt-4.1"): 5,
-                                       ("untagged", "gpt-5"): 1}
+    assert selection_counts(store, since=NOW - timedelta(hours=26)) == {
+        ("coding", "gpt-4.1"): 15, ("untagged", "gpt-4.1"): 5, ("untagged", "gpt-5"): 1}
+    # the snapshot's window: the 25 h old call has left it, and the gauge falls with it
+    window = selection_counts(store, since=NOW - timedelta(hours=24))
+    assert window == {("coding", "gpt-4.1"): 15, ("untagged", "gpt-4.1"): 5}
+    selections = build_snapshot(store, load_policy(), v2_enabled=False, now=NOW).document["telemetry"]["selections"]
+    assert {(e["task"], e["model"]): e["calls"] for e in selections} == window
 
 
 def test_latency_percentiles_match_stats_percentile_on_every_backend(store: Store) -> None:

@@ -1,4 +1,4 @@
-"""Job metrics pushed to a Prometheus Pushgateway by every CronJob command (DESIGN.md section 9).
+"""Job metrics pushed to a Prometheus Pushgateway by every CronJob command.
 
 One push at the end of a job, success or failure, with ``job="recsys"`` and the grouping key
 ``{command="<job name>"}`` (never a pod or instance label, so each push replaces the last).
@@ -14,8 +14,9 @@ pushes ``recsys_job_last_skipped_timestamp_seconds`` alone, and every other seri
 A push has one total deadline (``timeout``, 10 s by default): a gateway that accepts and then
 answers a byte at a time cannot hold a job past it.
 
-Every metric recsys exposes, pushed or served by ``recsys serve``, is named in ``METRICS`` below, so
-alerting rules (and their tests) can reference the table instead of a second list.
+Every metric recsys exposes, pushed or served by ``recsys serve``, is declared once in ``METRICS``
+below with its type, labels and HELP text; nothing is pushed or served that is not declared there, so
+alerting rules, the Grafana dashboard and their tests reference the table instead of a second list.
 """
 
 from __future__ import annotations
@@ -34,14 +35,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CRONJOB_COMMANDS",
-    "LATENCY_BUCKETS",
     "METRICS",
     "PUSH_JOB",
+    "TELEMETRY_QUANTILES",
     "JobReport",
     "MetricSpec",
-    "StaticCollector",
-    "counter_family",
-    "histogram_family",
     "push_job_report",
 ]
 
@@ -52,10 +50,6 @@ PUSH_JOB = "recsys"
 CRONJOB_COMMANDS = (
     "ingest-lmsys", "ingest-mteb", "ingest-litellm", "score", "snapshot", "route-test", "telemetry-prune",
 )
-
-# Route decisions take microseconds (DESIGN.md 6 and the routing benchmark), a slow one milliseconds.
-LATENCY_BUCKETS = (0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
-                   0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -77,37 +71,70 @@ _PUSH = ("push",)
 _SERVE = ("serve",)
 _BOTH = ("push", "serve")
 
+# Every series is a gauge of a state or of the last run: a Pushgateway group is replaced by each
+# push, so a pushed counter or histogram would restart at every run and rate() over it would mean
+# nothing. Windowed counts (telemetry of the last 24 h) are gauges too: they fall as the window moves.
 METRICS: Mapping[str, MetricSpec] = {spec.name: spec for spec in (
+    # --- every job's outcome -------------------------------------------------------------------
     MetricSpec("recsys_job_duration_seconds", "gauge", (), "Wall time of the last run of the job.", _PUSH),
-    MetricSpec("recsys_job_success", "gauge", (), "1 if the last run of the job succeeded, else 0.", _PUSH),
+    MetricSpec("recsys_job_success", "gauge", (),
+               "1 if the last run of the job succeeded, 0 if it failed (a run skipped with exit 75 pushes neither).",
+               _PUSH),
     MetricSpec("recsys_job_last_success_timestamp_seconds", "gauge", (),
                "Unix time of the last successful run (pushed by successful runs only).", _PUSH),
     MetricSpec("recsys_job_last_failure_timestamp_seconds", "gauge", (),
                "Unix time of the last failed run (pushed by failed runs only).", _PUSH),
     MetricSpec("recsys_job_last_skipped_timestamp_seconds", "gauge", (),
-               "Unix time of the last run that found the job's lock held by another run and did nothing "
-               "(exit 75; pushed by those runs only, alone).", _PUSH),
+               "Unix time of the last run that exited 75 because another run of the job held its lock "
+               "(pushed by skipped runs only; such a run pushes nothing else).", _PUSH),
+    # --- ingest -------------------------------------------------------------------------------
     MetricSpec("recsys_ingest_rows", "gauge", ("source",), "Rows accepted by the last ingest.", _PUSH),
     MetricSpec("recsys_ingest_rejected_rows", "gauge", ("source",), "Rows rejected by the last ingest.", _PUSH),
+    # --- score --------------------------------------------------------------------------------
+    MetricSpec("recsys_scored_models", "gauge", (),
+               "(task, model) pairs the last score run ranked, over all tasks (0: nothing can be routed by score).",
+               _PUSH),
+    MetricSpec("recsys_excluded_models", "gauge", (),
+               "(task, model) pairs the last score run excluded, over all tasks, each with a reason.", _PUSH),
+    # --- route-test ---------------------------------------------------------------------------
+    MetricSpec("recsys_route_test_cases", "gauge", (), "Route-test cases the last route-test run checked.", _PUSH),
+    MetricSpec("recsys_route_test_failures", "gauge", (),
+               "Route-test cases whose expectations failed in the last route-test run.", _PUSH),
+    # --- route() decisions timed by a run (route-test: one per case; score: one per routable task) --
+    MetricSpec("recsys_recommendation_decisions", "gauge", ("task",),
+               "route() decisions the last run of the job made and timed, per task.", _PUSH),
+    MetricSpec("recsys_recommendation_latency_max_seconds", "gauge", ("task",),
+               "Wall time of the slowest route() decision the last run of the job made, per task.", _PUSH),
+    # --- telemetry-prune ----------------------------------------------------------------------
+    MetricSpec("recsys_telemetry_pruned_events", "gauge", (),
+               "Raw telemetry events the last telemetry-prune run deleted.", _PUSH),
+    # --- freshness and rankings (snapshot, serve) ----------------------------------------------
     MetricSpec("recsys_source_age_seconds", "gauge", ("source",),
                "Seconds since the source was last ingested or confirmed unchanged (cache freshness).", _BOTH),
     MetricSpec("recsys_source_stale", "gauge", ("source",),
                "1 when the source is older than RECSYS_STALE_AFTER_HOURS or never succeeded, else 0.", _BOTH),
     MetricSpec("recsys_scoring_run_age_seconds", "gauge", (),
                "Seconds since the current scoring run was computed.", _BOTH),
-    MetricSpec("recsys_recommendation_latency_seconds", "histogram", ("task",),
-               "Time to compute one recommendation (route decision) in a job: route-test, score, snapshot.",
-               _PUSH),
-    MetricSpec("recsys_route_decision_latency_seconds", "histogram", ("task",),
-               "Time this server took to rank each task's candidates when it rebuilt its snapshot.", _SERVE),
-    MetricSpec("recsys_model_selected_total", "counter", ("task", "model"),
-               "LiteLLM calls per task and model in the stored telemetry (drops when old events are pruned).",
-               _BOTH),
     MetricSpec("recsys_utility_score", "gauge", ("task", "model"),
                "Utility of the current top N models per task in the current scoring run.", _PUSH),
+    # --- LiteLLM telemetry over the snapshot's window (the last 24 h) --------------------------
+    MetricSpec("recsys_model_selected_calls", "gauge", ("task", "model"),
+               "LiteLLM calls per task and model in the last 24 h of stored telemetry (a window: it also falls).",
+               _BOTH),
+    MetricSpec("recsys_telemetry_calls", "gauge", ("model",),
+               "LiteLLM calls per model group in the last 24 h of stored telemetry, failures included.", _PUSH),
+    MetricSpec("recsys_telemetry_errors", "gauge", ("model",),
+               "Failed LiteLLM calls per model group in the last 24 h of stored telemetry.", _PUSH),
+    MetricSpec("recsys_telemetry_latency_seconds", "gauge", ("model", "quantile"),
+               "LiteLLM call latency per model group in the last 24 h of stored telemetry, at quantile 0.5 and "
+               "0.95 (cache hits excluded).", _PUSH),
+    # --- serve only ---------------------------------------------------------------------------
     MetricSpec("recsys_build_info", "gauge", ("version",), "Always 1; the recsys version serving.", _SERVE),
     MetricSpec("recsys_store_up", "gauge", (), "1 when the store answered the last scrape, else 0.", _SERVE),
 )}
+
+# The telemetry latency quantiles the snapshot document carries (its latency_p50_ms, latency_p95_ms).
+TELEMETRY_QUANTILES = {"0.5": "latency_p50_ms", "0.95": "latency_p95_ms"}
 
 
 @dataclass
@@ -122,6 +149,8 @@ class JobReport:
     success: bool | None = None
     # True when the run did nothing because another run holds the job's lock (exit 75).
     skipped: bool = False
+    # declared label-less gauges (see set_gauge): name -> value
+    gauges: dict[str, float] = field(default_factory=dict)
     # per source: rows accepted / rejected by an ingest, and the age of its current data
     ingest_rows: dict[str, int] = field(default_factory=dict)
     ingest_rejected_rows: dict[str, int] = field(default_factory=dict)
@@ -129,12 +158,14 @@ class JobReport:
     source_stale: dict[str, bool] = field(default_factory=dict)
     scoring_run_age_seconds: float | None = None
     # (task, model) -> value
-    model_selected: dict[tuple[str, str], int] = field(default_factory=dict)
+    model_selected_calls: dict[tuple[str, str], int] = field(default_factory=dict)
     utility_score: dict[tuple[str, str], float] = field(default_factory=dict)
-    # (task, seconds) observations of recommendation latency
+    # model -> value; (model, quantile) -> seconds
+    telemetry_calls: dict[str, int] = field(default_factory=dict)
+    telemetry_errors: dict[str, int] = field(default_factory=dict)
+    telemetry_latency_seconds: dict[tuple[str, str], float] = field(default_factory=dict)
+    # (task, seconds) of each route() decision the run timed
     recommendation_latency: list[tuple[str, float]] = field(default_factory=list)
-    # free-form gauges other jobs add: name (the recsys_ prefix is added when missing) -> value
-    gauges: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.command not in CRONJOB_COMMANDS:
@@ -143,16 +174,24 @@ class JobReport:
         self._started_monotonic = time.monotonic()
         self._finished_monotonic: float | None = None
 
+    def set_gauge(self, name: str, value: float) -> None:
+        """Set one declared, label-less gauge of ``METRICS`` (a name missing there is a programming error)."""
+        spec = METRICS.get(name)
+        if spec is None or spec.kind != "gauge" or spec.labels or "push" not in spec.exposed_by:
+            raise ValueError(f"{name!r} is not a declared label-less pushed gauge; declare it in METRICS first")
+        self.gauges[name] = float(value)
+
     def record_ingest(self, source: str, *, rows: int, rejected: int) -> None:
         self.ingest_rows[source] = rows
         self.ingest_rejected_rows[source] = rejected
 
     def observe_recommendation_latency(self, seconds: float, *, task: str) -> None:
-        """One route decision's wall time (route-test and score call this per decision)."""
+        """One real ``route()`` decision's wall time (route-test and score call this per decision)."""
         self.recommendation_latency.append((task, seconds))
 
     def record_snapshot(self, document: Mapping[str, Any], *, top: int = 3) -> None:
-        """Source freshness, scoring run age and the top ``top`` utilities of each task, from a snapshot."""
+        """Source freshness, scoring run age, the top ``top`` utilities of each task and the telemetry
+        of the window, from a snapshot document."""
         for source in document.get("sources", []):
             if source["age_seconds"] is not None:
                 self.source_age_seconds[source["source"]] = float(source["age_seconds"])
@@ -164,6 +203,16 @@ class JobReport:
             for entry in ranked[:top]:
                 if entry["utility"] is not None:
                     self.utility_score[(task, entry["model"])] = float(entry["utility"])
+        telemetry = document.get("telemetry") or {}
+        for entry in telemetry.get("models", []):
+            model = entry["model"]
+            self.telemetry_calls[model] = int(entry["calls"])
+            self.telemetry_errors[model] = int(entry["errors"])
+            for quantile, key in TELEMETRY_QUANTILES.items():
+                if entry.get(key) is not None:
+                    self.telemetry_latency_seconds[(model, quantile)] = float(entry[key]) / 1000
+        for entry in telemetry.get("selections", []):
+            self.model_selected_calls[(entry["task"], entry["model"])] = int(entry["calls"])
 
     def finish(self, *, success: bool, skipped: bool = False) -> None:
         """Record the end of the run; ``skipped``: it found the lock held and did nothing (exit 75)."""
@@ -177,101 +226,53 @@ class JobReport:
         return (self._finished_monotonic or time.monotonic()) - self._started_monotonic
 
 
-def _help(name: str) -> str:
-    return METRICS[name].help
-
-
-def histogram_family(name: str, observations: list[tuple[str, float]]) -> Any:
-    """A HistogramMetricFamily (label ``task``) from raw observations, without ``_created`` samples."""
-    from prometheus_client.core import HistogramMetricFamily
-
-    family = HistogramMetricFamily(name, METRICS[name].help, labels=["task"])
-    by_task: dict[str, list[float]] = {}
-    for task, seconds in observations:
-        by_task.setdefault(task, []).append(seconds)
-    for task, values in sorted(by_task.items()):
-        buckets = [(repr(bound), float(sum(1 for v in values if v <= bound))) for bound in LATENCY_BUCKETS]
-        buckets.append(("+Inf", float(len(values))))
-        family.add_metric([task], buckets, sum(values))
-    return family
-
-
-def counter_family(name: str, values: Mapping[tuple[str, str], int]) -> Any:
-    """A CounterMetricFamily (labels ``task``, ``model``), without ``_created`` samples."""
-    from prometheus_client.core import CounterMetricFamily
-
-    family = CounterMetricFamily(name.removesuffix("_total"), METRICS[name].help, labels=["task", "model"])
-    for (task, model), count in sorted(values.items()):
-        family.add_metric([task, model], count)
-    return family
-
-
-class StaticCollector:
-    """A collector that yields prebuilt metric families."""
-
-    def __init__(self, families: list[Any]) -> None:
-        self._families = families
-
-    def collect(self) -> list[Any]:
-        return self._families
-
-
 def _registry(report: JobReport) -> CollectorRegistry:
-    # Each metric is created with its literal name (not built in a loop), so tools that read this
-    # module's source (the alert-rule checks of the deployment tests) see every name pushed.
+    """The run's series, each a gauge declared in ``METRICS`` and set only when the run has a value."""
     from prometheus_client import CollectorRegistry, Gauge
 
     registry = CollectorRegistry()
     if report.skipped:
         # Alone, so the POST leaves the last real run's series (success, timestamps, counts) intact.
-        Gauge("recsys_job_last_skipped_timestamp_seconds", _help("recsys_job_last_skipped_timestamp_seconds"),
-              registry=registry).set(report.finished or report.clock.now().timestamp())
+        spec = METRICS["recsys_job_last_skipped_timestamp_seconds"]
+        Gauge(spec.name, spec.help, registry=registry).set(report.finished or report.clock.now().timestamp())
         return registry
 
-    def per_label(metric: Gauge, values: Mapping[Any, float]) -> None:
+    def gauge(name: str, values: Mapping[Any, float]) -> None:
+        if not values:
+            return
+        spec = METRICS[name]
+        metric = Gauge(name, spec.help, list(spec.labels), registry=registry)
         for key, value in sorted(values.items()):
-            metric.labels(*(key if isinstance(key, tuple) else (key,))).set(value)
+            if spec.labels:
+                metric.labels(*(key if isinstance(key, tuple) else (key,))).set(value)
+            else:
+                metric.set(value)
 
-    Gauge("recsys_job_duration_seconds", _help("recsys_job_duration_seconds"),
-          registry=registry).set(report.duration_seconds)
-    Gauge("recsys_job_success", _help("recsys_job_success"), registry=registry).set(1 if report.success else 0)
+    gauge("recsys_job_duration_seconds", {(): report.duration_seconds})
+    gauge("recsys_job_success", {(): 1 if report.success else 0})
     finished = report.finished if report.finished is not None else report.clock.now().timestamp()
     if report.success:
-        Gauge("recsys_job_last_success_timestamp_seconds", _help("recsys_job_last_success_timestamp_seconds"),
-              registry=registry).set(finished)
+        gauge("recsys_job_last_success_timestamp_seconds", {(): finished})
     else:
-        Gauge("recsys_job_last_failure_timestamp_seconds", _help("recsys_job_last_failure_timestamp_seconds"),
-              registry=registry).set(finished)
-    if report.ingest_rows:
-        per_label(Gauge("recsys_ingest_rows", _help("recsys_ingest_rows"), ["source"], registry=registry),
-                  report.ingest_rows)
-    if report.ingest_rejected_rows:
-        per_label(Gauge("recsys_ingest_rejected_rows", _help("recsys_ingest_rejected_rows"), ["source"],
-                        registry=registry), report.ingest_rejected_rows)
-    if report.source_age_seconds:
-        per_label(Gauge("recsys_source_age_seconds", _help("recsys_source_age_seconds"), ["source"],
-                        registry=registry), report.source_age_seconds)
-    if report.source_stale:
-        per_label(Gauge("recsys_source_stale", _help("recsys_source_stale"), ["source"], registry=registry),
-                  {source: float(stale) for source, stale in report.source_stale.items()})
+        gauge("recsys_job_last_failure_timestamp_seconds", {(): finished})
+    for name, value in sorted(report.gauges.items()):
+        gauge(name, {(): value})
+    gauge("recsys_ingest_rows", report.ingest_rows)
+    gauge("recsys_ingest_rejected_rows", report.ingest_rejected_rows)
+    gauge("recsys_source_age_seconds", report.source_age_seconds)
+    gauge("recsys_source_stale", {source: float(stale) for source, stale in report.source_stale.items()})
     if report.scoring_run_age_seconds is not None:
-        Gauge("recsys_scoring_run_age_seconds", _help("recsys_scoring_run_age_seconds"),
-              registry=registry).set(report.scoring_run_age_seconds)
-    if report.utility_score:
-        per_label(Gauge("recsys_utility_score", _help("recsys_utility_score"), ["task", "model"],
-                        registry=registry), report.utility_score)
-    # Built as metric families: prometheus_client's Counter and Histogram would add `_created` samples.
-    families = []
-    if report.model_selected:
-        families.append(counter_family("recsys_model_selected_total", report.model_selected))
-    if report.recommendation_latency:
-        families.append(histogram_family("recsys_recommendation_latency_seconds", report.recommendation_latency))
-    if families:
-        registry.register(StaticCollector(families))
-    for name, gauge_value in sorted(report.gauges.items()):
-        # Accept the name with or without its prefix: "scored_models" and "recsys_scored_models" alike.
-        full = name if name.startswith("recsys_") else f"recsys_{name}"
-        Gauge(full, f"{full.replace('_', ' ')}.", registry=registry).set(gauge_value)
+        gauge("recsys_scoring_run_age_seconds", {(): report.scoring_run_age_seconds})
+    gauge("recsys_utility_score", report.utility_score)
+    gauge("recsys_model_selected_calls", report.model_selected_calls)
+    gauge("recsys_telemetry_calls", report.telemetry_calls)
+    gauge("recsys_telemetry_errors", report.telemetry_errors)
+    gauge("recsys_telemetry_latency_seconds", report.telemetry_latency_seconds)
+    by_task: dict[str, list[float]] = {}
+    for task, seconds in report.recommendation_latency:
+        by_task.setdefault(task, []).append(seconds)
+    gauge("recsys_recommendation_decisions", {task: float(len(v)) for task, v in by_task.items()})
+    gauge("recsys_recommendation_latency_max_seconds", {task: max(v) for task, v in by_task.items()})
     return registry
 
 

@@ -1,7 +1,9 @@
 """``recsys serve``: a small read-only HTTP endpoint for debugging and scraping.
 
 ``GET /snapshot`` (the snapshot document; ``?task=`` and ``?top=``), ``GET /healthz`` (200 when the
-store answers, 503 with the reason otherwise) and ``GET /metrics`` (Prometheus text format).
+store answers, 503 with the reason otherwise: the readiness probe), ``GET /livez`` (200 while the
+process serves requests, whatever the store does: the liveness probe, so a database outage takes the
+pods out of the Service instead of restarting them) and ``GET /metrics`` (Prometheus text format).
 The standard library's ``ThreadingHTTPServer`` is enough: responses come from a short cache, so
 the store sees at most one snapshot query per (task, top) per ``cache_seconds``.
 """
@@ -24,8 +26,14 @@ from ..errors import ConfigError, RecsysError, StoreError, UsageError
 from ..policy import Policy
 from ..redact import redact_text
 from ..store import Store
-from .metrics import LATENCY_BUCKETS, METRICS, StaticCollector, counter_family
-from .snapshot import build_snapshot, current_scoring_run, selection_counts, source_status
+from .metrics import METRICS
+from .snapshot import (
+    TELEMETRY_WINDOW_HOURS,
+    build_snapshot,
+    current_scoring_run,
+    selection_counts,
+    source_status,
+)
 
 __all__ = ["DEFAULT_CACHE_SECONDS", "DiagnosticsApp", "Response", "make_server"]
 
@@ -57,8 +65,6 @@ class DiagnosticsApp:
     def __init__(self, *, store: Store, policy: Policy, v2_enabled: bool, stale_after_hours: float = 26.0,
                  version: str, cache_seconds: float = DEFAULT_CACHE_SECONDS,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
-        from prometheus_client import CollectorRegistry, Histogram
-
         self.store = store
         self.policy = policy
         self.v2_enabled = v2_enabled
@@ -70,10 +76,6 @@ class DiagnosticsApp:
         self._cache: dict[tuple[str, ...], tuple[float, Response]] = {}
         # One builder at a time: concurrent misses wait for the first and reuse its result.
         self._build_lock = threading.Lock()
-        self._registry = CollectorRegistry()
-        self._decision_latency = Histogram(
-            "recsys_route_decision_latency_seconds", METRICS["recsys_route_decision_latency_seconds"].help,
-            ["task"], buckets=LATENCY_BUCKETS, registry=self._registry)
 
     # --- routing ----------------------------------------------------------------------------------
 
@@ -81,7 +83,7 @@ class DiagnosticsApp:
         """Answer one request; never raises."""
         parts = urlsplit(target)
         routes: dict[str, Callable[[dict[str, list[str]]], Response]] = {
-            "/snapshot": self._snapshot, "/healthz": self._healthz, "/metrics": self._metrics,
+            "/snapshot": self._snapshot, "/healthz": self._healthz, "/livez": self._livez, "/metrics": self._metrics,
         }
         route = routes.get(parts.path)
         if route is None:
@@ -153,8 +155,6 @@ class DiagnosticsApp:
         def build() -> Response:
             snapshot = build_snapshot(self.store, self.policy, v2_enabled=self.v2_enabled,
                                       stale_after_hours=self.stale_after_hours, task=task, top=top)
-            for name, seconds in snapshot.decision_seconds.items():
-                self._decision_latency.labels(task=name).observe(seconds)
             return _json(200, snapshot.document)
 
         return self._cached(("snapshot", task or "", str(top or "")), build)
@@ -168,6 +168,14 @@ class DiagnosticsApp:
         except RecsysError as exc:
             return _json(503, {"status": "unavailable", "reason": redact_text(exc.message)})
         return _json(200, {"status": "ok"})
+
+    def _livez(self, query: dict[str, list[str]]) -> Response:
+        # Answering at all is the check: this thread was accepted, parsed the request and runs. The
+        # store is deliberately not touched (a database outage is /healthz's business, not a reason
+        # to restart the process).
+        if query:
+            raise UsageError("/livez takes no query parameters.")
+        return _json(200, {"status": "alive"})
 
     def _metrics(self, query: dict[str, list[str]]) -> Response:
         if query:
@@ -191,7 +199,7 @@ class DiagnosticsApp:
         try:
             sources = source_status(self.store, now, timedelta(hours=self.stale_after_hours))
             run = current_scoring_run(self.store, now)
-            selections = selection_counts(self.store)
+            selections = selection_counts(self.store, since=now - timedelta(hours=TELEMETRY_WINDOW_HOURS))
         except RecsysError as exc:
             # Still a valid scrape: build info and store_up 0 say what is wrong.
             log.warning("metrics: the store did not answer: %s", redact_text(exc.message))
@@ -206,8 +214,10 @@ class DiagnosticsApp:
                 stale.labels(source=source["source"]).set(1 if source["stale"] else 0)
             if run is not None:
                 gauge("recsys_scoring_run_age_seconds").set(run["age_seconds"])
-            registry.register(StaticCollector([counter_family("recsys_model_selected_total", selections)]))
-        body = generate_latest(registry) + generate_latest(self._registry)
+            selected = gauge("recsys_model_selected_calls", ("task", "model"))
+            for (task, model), calls in sorted(selections.items()):
+                selected.labels(task=task, model=model).set(calls)
+        body = generate_latest(registry)
         # Cache a store outage too, briefly, so a scrape storm cannot pile onto a failing database.
         return Response(200, CONTENT_TYPE_PLAIN_0_0_4, body)
 

@@ -10,10 +10,9 @@ with reasons; ``telemetry.selections`` per task and model; ``next_steps`` when t
 from __future__ import annotations
 
 import itertools
-import time
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -47,14 +46,9 @@ UNTAGGED_TASK = "untagged"
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A built snapshot; ``document`` is the versioned JSON document (valid against the schema).
-
-    ``decision_seconds`` holds, per task, the time taken to order that task's candidates (what an
-    unconstrained utility route decision does); ``recsys serve`` exposes it as a histogram.
-    """
+    """A built snapshot; ``document`` is the versioned JSON document (valid against the schema)."""
 
     document: dict[str, Any]
-    decision_seconds: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:
@@ -131,7 +125,6 @@ class _Scoring:
     run: dict[str, Any] | None
     ranked: dict[str, list[Score]]
     excluded: dict[str, list[dict[str, Any]]]
-    decision_seconds: dict[str, float]
 
 
 def _run_info(run: ScoringRun, now: datetime) -> dict[str, Any]:
@@ -151,7 +144,7 @@ def _scoring(store: Store, now: datetime, task: str | None, top: int | None) -> 
     with store.session() as session:
         run = session.exec(select(ScoringRun).where(col(ScoringRun.is_current)).limit(1)).first()
         if run is None:
-            return _Scoring(None, {}, {}, {})
+            return _Scoring(None, {}, {})
         table = UtilityScore.__table__  # type: ignore[attr-defined]
         query = sa.select(*(table.c[name] for name in Score._fields)).where(table.c.run_id == run.id)
         if task is not None:
@@ -165,14 +158,11 @@ def _scoring(store: Store, now: datetime, task: str | None, top: int | None) -> 
         else:
             by_task[score.task].append(score)
     ranked: dict[str, list[Score]] = {}
-    decision_seconds: dict[str, float] = {}
     for name in sorted(by_task):
-        started = time.perf_counter()
         ordered = sorted(by_task[name], key=_order_key)
-        decision_seconds[name] = time.perf_counter() - started
         ranked[name] = ordered[:top] if top is not None else ordered
     excluded_sorted = {t: sorted(v, key=lambda e: e["model"]) for t, v in sorted(excluded.items())}
-    return _Scoring(_run_info(run, now), ranked, excluded_sorted, decision_seconds)
+    return _Scoring(_run_info(run, now), ranked, excluded_sorted)
 
 
 def _evidence_values(store: Store, policy: Policy,
@@ -290,12 +280,14 @@ def _telemetry(store: Store, now: datetime) -> dict[str, Any]:
 _PERCENTILES = (50, 95)
 
 
-def selection_counts(store: Store) -> dict[tuple[str, str], int]:
-    """Calls per (task, model) over all stored telemetry: ``recsys_model_selected_total``."""
+def selection_counts(store: Store, *, since: datetime) -> dict[tuple[str, str], int]:
+    """Calls per (task, model) of the telemetry that started at ``since`` or later (the snapshot's
+    ``telemetry.selections``): ``recsys serve``'s ``recsys_model_selected_calls``."""
     name = sa.func.coalesce(col(TelemetryEvent.model_group), col(TelemetryEvent.model))
     with store.connect() as conn:
         rows = conn.execute(
-            sa.select(col(TelemetryEvent.task), name, sa.func.count()).group_by(col(TelemetryEvent.task), name)
+            sa.select(col(TelemetryEvent.task), name, sa.func.count())
+            .where(col(TelemetryEvent.started_at) >= since).group_by(col(TelemetryEvent.task), name)
         ).all()
     return {(task or UNTAGGED_TASK, model): int(count) for task, model, count in rows}
 
@@ -356,4 +348,4 @@ def build_snapshot(
         "unmapped_tasks": unmapped_tasks(store),
         "next_steps": _next_steps(sources, scoring.run),
     }
-    return Snapshot(document=document, decision_seconds=scoring.decision_seconds)
+    return Snapshot(document=document)
