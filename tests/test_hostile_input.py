@@ -1,0 +1,279 @@
+"""Hostile data never poisons the store: every value is checked at the edge it comes in by.
+
+Telemetry from a real LiteLLM_SpendLogs table (the SQL transcribed from litellm's schema.prisma) in
+the test Postgres, imported into a store on each backend; saved snapshots read by `route-test
+--scores`; `recsys serve` as a real process; the COPY path against the real Postgres server; and
+property tests (hypothesis) of the row validators. The callback's own cases, which need litellm,
+live in test_telemetry_litellm.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from recsys_cli._base import AppState
+from recsys_cli.app import app
+from typer.testing import CliRunner
+
+from recommender_core.clock import FixedClock
+from recommender_core.errors import RecsysError, RejectedRow
+from recommender_core.store import Store
+from recommender_core.store.tables import IngestRun, ScoringRun, SourceState, TelemetryEvent, UtilityScore
+from recommender_core.telemetry.events import (
+    STANDARD_LOGGING_FIELDS_READ,
+    TelemetryRecord,
+    record_from_standard_logging,
+)
+from recommender_core.telemetry.spend_logs import COLUMNS_READ, METADATA_READ, record_from_spend_log
+from recommender_core.telemetry.validate import CLOCK_SKEW, MAX_COST_USD, MAX_TOKENS, check_record
+
+from .scoring_data import SMALL_POLICY, add_arena
+from .test_telemetry_spend_logs import T0, _insert, _row
+
+runner = CliRunner()
+NOW = T0.replace(tzinfo=UTC) + timedelta(hours=1)  # the store's clock: an hour after the calls
+
+
+def _cli(url: str, *args: str, now: datetime = NOW) -> Any:
+    return runner.invoke(app, ["--database-url", url, *args], obj=AppState(clock=FixedClock(now)))
+
+
+def _event_rows(url: str) -> dict[str, dict[str, Any]]:
+    store = Store(url)
+    try:
+        with store.session() as session:
+            return {e.event_id: e.model_dump(exclude={"id"})
+                    for e in session.execute(sa.select(TelemetryEvent)).scalars()}
+    finally:
+        store.dispose()
+
+
+# --- telemetry: the SpendLogs import ------------------------------------------------------------
+
+@pytest.mark.postgres
+def test_a_future_dated_spend_log_row_is_rejected_counted_and_never_moves_the_cursor(
+        store: Store, database_url: str, spend_logs_dsn: str) -> None:
+    """Case 1: a row dated 9999-12-31 used to carry the import cursor to year 9999, after which every
+    import succeeded and imported nothing. Now it is rejected and counted on every run, and the
+    cursor stays on the latest stored row, so later rows still come in."""
+    _insert(spend_logs_dsn, [
+        _row("ok-1", 0), _row("ok-2", 1),
+        _row("from-9999", 0, startTime=datetime(9999, 12, 31, 23, 59, 59), endTime=datetime(9999, 12, 31, 23, 59, 59)),
+        # Ten minutes after the import's "now": past the allowed five minutes of clock skew.
+        _row("ten-minutes-ahead", 0, startTime=NOW.replace(tzinfo=None) + timedelta(minutes=10),
+             endTime=NOW.replace(tzinfo=None) + timedelta(minutes=10, seconds=1)),
+        # Three minutes ahead is clock skew between the proxy and us: accepted.
+        _row("skewed", 0, startTime=NOW.replace(tzinfo=None) + timedelta(minutes=3),
+             endTime=NOW.replace(tzinfo=None) + timedelta(minutes=3, seconds=1)),
+    ])
+    first = _cli(database_url, "ingest", "litellm", "--spend-logs-url", spend_logs_dsn, "--json")
+    assert first.exit_code == 0, first.output
+    doc = json.loads(first.stdout)
+    assert (doc["read"], doc["inserted"], doc["rejected"]) == (5, 3, 2)
+    assert doc["rejected_reasons"] == {"started_at is in the future": 2}
+    assert doc["cursor"] == (NOW + timedelta(minutes=3)).isoformat()
+    before = _event_rows(database_url)
+    assert set(before) == {"ok-1", "ok-2", "skewed"}
+
+    # A row five minutes before "now": inside the overlap the next import re-reads before its cursor.
+    _insert(spend_logs_dsn, [_row("later", 55 * 60)])
+    second = _cli(database_url, "ingest", "litellm", "--spend-logs-url", spend_logs_dsn,
+                  now=NOW + timedelta(minutes=1))
+    assert second.exit_code == 0, second.output
+    assert second.stderr == ""
+    assert second.stdout == (f"Imported 1 new spend-log rows (4 read, 1 already stored, 2 rejected (started_at is "
+                             f"in the future: 2)); cursor {(NOW + timedelta(minutes=3)).isoformat()}.\n")
+    after = _event_rows(database_url)
+    assert set(after) == {"ok-1", "ok-2", "skewed", "later"}
+    assert {k: after[k] for k in before} == before  # the telemetry already stored is untouched
+    with store.session() as session:
+        runs = session.execute(sa.select(IngestRun).order_by(IngestRun.id)).scalars().all()
+        cursor = session.execute(sa.select(SourceState).where(SourceState.source == "litellm")).scalars().one()
+    assert [(r.status, r.rows_accepted, r.rows_rejected) for r in runs] == [("success", 3, 2), ("success", 1, 2)]
+    assert runs[0].details["rejected"] == {"started_at is in the future": 2}
+    assert datetime.fromisoformat(cursor.value) == NOW + timedelta(minutes=3)
+
+
+@pytest.mark.postgres
+def test_a_cursor_an_older_version_left_in_the_future_is_repaired(
+        store: Store, database_url: str, spend_logs_dsn: str) -> None:
+    """A cursor at 9999 stored by an older version is no time this version could have stored: the
+    import goes back to the latest stored spend-log event and moves on from there."""
+    _insert(spend_logs_dsn, [_row("ok-1", 0)])
+    assert _cli(database_url, "ingest", "litellm", "--spend-logs-url", spend_logs_dsn).exit_code == 0
+    with store.session() as session:
+        state = session.execute(sa.select(SourceState).where(SourceState.source == "litellm")).scalars().one()
+        state.value = "9999-12-31T23:59:59+00:00"
+    _insert(spend_logs_dsn, [_row("ok-2", 60)])
+    result = _cli(database_url, "ingest", "litellm", "--spend-logs-url", spend_logs_dsn, "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["inserted"], doc["cursor"]) == (1, (T0 + timedelta(seconds=60)).replace(tzinfo=UTC).isoformat())
+    assert "stored cursor 9999-12-31T23:59:59+00:00 is not a usable time" in result.stderr
+    assert set(_event_rows(database_url)) == {"ok-1", "ok-2"}
+
+
+def _utilities(store: Store) -> tuple[int, dict[tuple[str, str], float | None]]:
+    with store.session() as session:
+        run = session.execute(sa.select(ScoringRun).where(ScoringRun.is_current.is_(True))).scalars().one()  # type: ignore[attr-defined]
+        scores = session.execute(sa.select(UtilityScore).where(UtilityScore.run_id == run.id)).scalars().all()
+    assert run.id is not None
+    return run.id, {(s.task, s.model): s.utility for s in scores}
+
+
+@pytest.mark.postgres
+def test_non_finite_negative_and_overflowing_figures_never_reach_scoring(
+        store: Store, database_url: str, spend_logs_dsn: str, tmp_path: Path) -> None:
+    """Cases 2 and 3: one spend of NaN or Infinity among 50 costed rows, or prompt_tokens = -2^31, made
+    every later `recsys score` fail on Postgres while the row stayed in the window; a spend of -1e6
+    made a model cheaper and raised its utility. Each such row is rejected and counted now, and a
+    scoring run after them equals the one before."""
+    add_arena(store, [("alpha", "overall", 1300.0, 1250.0), ("beta", "overall", 1400.0, 1350.0),
+                      ("delta-2025", "overall", 1200.0, 1100.0)])
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(SMALL_POLICY)
+    _insert(spend_logs_dsn, [_row(f"alpha-{i}", i, model="alpha", model_group="alpha", spend=0.002,
+                                  prompt_tokens=800, completion_tokens=200) for i in range(60)])
+    assert _cli(database_url, "ingest", "litellm", "--spend-logs-url", spend_logs_dsn).exit_code == 0
+    scored = _cli(database_url, "score", "--policy", str(policy))
+    assert scored.exit_code == 0, scored.output
+    run_before, utilities_before = _utilities(store)
+    events_before = _event_rows(database_url)
+
+    hostile = [
+        _row("nan-spend", 100, model="alpha", model_group="alpha", spend=float("nan")),
+        _row("inf-spend", 101, model="alpha", model_group="alpha", spend=float("inf")),
+        _row("negative-spend", 102, model="alpha", model_group="alpha", spend=-1e6),
+        _row("absurd-spend", 103, model="alpha", model_group="alpha", spend=1e300),
+        _row("int-min-tokens", 104, model="alpha", model_group="alpha", prompt_tokens=-2**31),
+        _row("int-max-tokens", 105, model="alpha", model_group="alpha", completion_tokens=2**31 - 1),
+        _row("ends-before-start", 106, model="alpha", model_group="alpha",
+             endTime=T0 + timedelta(seconds=106) - timedelta(seconds=5)),
+    ]
+    _insert(spend_logs_dsn, hostile)
+    imported = _cli(database_url, "ingest", "litellm", "--spend-logs-url", spend_logs_dsn, "--json")
+    assert imported.exit_code == 0, imported.output
+    doc = json.loads(imported.stdout)
+    assert (doc["inserted"], doc["rejected"]) == (0, 7)
+    assert doc["rejected_reasons"] == {
+        "cost is not finite": 2, "cost is negative": 1, "cost is over 10,000 USD": 1,
+        "prompt_tokens is negative": 1, "completion_tokens is over 100,000,000": 1,
+        "ended_at is before started_at": 1}
+    assert _event_rows(database_url) == events_before
+
+    again = _cli(database_url, "score", "--policy", str(policy))
+    assert again.exit_code == 0, again.output
+    run_after, utilities_after = _utilities(store)
+    assert run_after == run_before + 1
+    assert utilities_after == utilities_before  # the hostile rows moved nothing
+
+
+# --- telemetry: property tests of the two row builders --------------------------------------------
+
+_ANY_SCALAR = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=300),
+    st.sampled_from(["", " ", "1e400", "-0", "NaN", "12", "task:chat", "task/chat", "\x00", "\x1b[31m", "a" * 300]),
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)),
+)
+_ANY_VALUE = st.recursive(_ANY_SCALAR, lambda inner: st.one_of(
+    st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=10), inner, max_size=5)), max_leaves=10)
+_FIGURES = st.one_of(_ANY_SCALAR, st.floats(min_value=-10, max_value=2 * MAX_COST_USD),
+                     st.integers(min_value=-10, max_value=2 * MAX_TOKENS), st.floats(min_value=-1e20, max_value=1e20),
+                     st.floats(min_value=NOW.timestamp() - 1e6, max_value=NOW.timestamp() + 1e3))
+
+
+def _assert_checked(record: TelemetryRecord) -> None:
+    """What every stored event is: the validator's rules, spelled out once more."""
+    assert check_record(record, now=NOW) is record
+    assert record.started_at <= NOW + CLOCK_SKEW
+    assert record.ended_at is None or record.started_at <= record.ended_at <= NOW + CLOCK_SKEW
+    for figure in (record.latency_ms, record.ttft_ms, record.cost):
+        assert figure is None or (math.isfinite(figure) and figure >= 0)
+    for tokens in (record.prompt_tokens, record.completion_tokens):
+        assert tokens is None or 0 <= tokens <= MAX_TOKENS
+    assert record.cost is None or record.cost <= MAX_COST_USD
+    assert len(record.event_id) <= 128 and len(record.model) <= 256
+
+
+_IDS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.:", min_size=1, max_size=60)
+_TIMES = st.datetimes(min_value=NOW.replace(tzinfo=None) - timedelta(days=10),
+                      max_value=NOW.replace(tzinfo=None) + timedelta(minutes=30))
+
+
+@st.composite
+def _hostile(draw: st.DrawFn, base: dict[str, Any], keys: list[str], figures: tuple[str, ...]) -> dict[str, Any]:
+    """``base`` (a plausible row) with up to three of ``keys`` replaced by anything at all."""
+    row = dict(base)
+    for key in draw(st.lists(st.sampled_from(keys), max_size=3, unique=True)):
+        row[key] = draw(_FIGURES if key in figures else _ANY_VALUE)
+    return row
+
+
+@st.composite
+def _spend_log_rows(draw: st.DrawFn) -> dict[str, Any]:
+    start = draw(_TIMES)
+    took = draw(st.timedeltas(min_value=timedelta(0), max_value=timedelta(minutes=5)))
+    base = {"request_id": draw(_IDS), "model": draw(st.sampled_from(["gpt-4o", "alpha", "task/chat"])),
+            "model_group": draw(st.one_of(st.none(), st.sampled_from(["gpt-4o", "task/chat"]))),
+            "startTime": start, "endTime": start + took,
+            "completionStartTime": draw(st.one_of(st.none(), st.just(start + timedelta(milliseconds=5)))),
+            "spend": draw(st.floats(min_value=0, max_value=5)), "prompt_tokens": draw(st.integers(0, 10**6)),
+            "completion_tokens": draw(st.integers(0, 10**6)), "status": draw(st.sampled_from(["success", "failure"])),
+            "cache_hit": draw(st.sampled_from(["True", "False", None])), "request_tags": ["task:chat"]}
+    keys = sorted({*COLUMNS_READ, *METADATA_READ})
+    return draw(_hostile(base, keys, ("spend", "prompt_tokens", "completion_tokens", "attempted_fallbacks")))
+
+
+_SPEND_LOG_ROWS = _spend_log_rows()
+
+
+@settings(max_examples=400, deadline=None)
+@given(row=_SPEND_LOG_ROWS)
+def test_any_spend_log_row_gives_a_checked_record_or_a_rejection(row: dict[str, Any]) -> None:
+    try:
+        record = record_from_spend_log(row, now=NOW)
+    except RecsysError as exc:
+        assert isinstance(exc, RejectedRow) and exc.reason and "\n" not in exc.reason
+        return
+    _assert_checked(record)
+
+
+@st.composite
+def _payloads(draw: st.DrawFn) -> dict[str, Any]:
+    start = draw(_TIMES).replace(tzinfo=UTC).timestamp()
+    end = start + draw(st.floats(min_value=0, max_value=300))
+    base = {"id": draw(_IDS), "model": draw(st.sampled_from(["gpt-4o", "alpha"])), "status": "success",
+            "startTime": start, "endTime": end, "completionStartTime": draw(st.floats(min_value=start, max_value=end)),
+            "stream": draw(st.booleans()), "response_cost": draw(st.floats(min_value=0, max_value=5)),
+            "prompt_tokens": draw(st.integers(0, 10**6)), "completion_tokens": draw(st.integers(0, 10**6)),
+            "request_tags": ["task:chat"], "metadata": {}}
+    return draw(_hostile(base, list(STANDARD_LOGGING_FIELDS_READ),
+                         ("response_cost", "prompt_tokens", "completion_tokens", "startTime", "endTime",
+                          "completionStartTime")))
+
+
+_PAYLOADS = _payloads()
+
+
+@settings(max_examples=400, deadline=None)
+@given(payload=_PAYLOADS, metadata=st.one_of(st.none(), st.dictionaries(
+    st.sampled_from(["task", "recsys_task", "attempted_fallbacks", "attempted_retries", "original_model_group",
+                     "spend_logs_metadata"]), _ANY_VALUE)), call_id=st.one_of(st.none(), st.text(max_size=300)))
+def test_any_standard_logging_payload_gives_a_checked_record_or_a_rejection(
+        payload: dict[str, Any], metadata: dict[str, Any] | None, call_id: str | None) -> None:
+    try:
+        record = record_from_standard_logging(payload, metadata=metadata, call_id=call_id, now=NOW)
+    except RecsysError as exc:
+        assert isinstance(exc, RejectedRow) and exc.reason and "\n" not in exc.reason
+        return
+    _assert_checked(record)
