@@ -10,7 +10,10 @@ live in test_telemetry_litellm.py.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,9 @@ from typer.testing import CliRunner
 
 from recommender_core.clock import FixedClock
 from recommender_core.errors import RecsysError, RejectedRow
+from recommender_core.sources.base import EvidenceRecord
 from recommender_core.store import Store
+from recommender_core.store.bulk import insert_evidence
 from recommender_core.store.tables import IngestRun, ScoringRun, SourceState, TelemetryEvent, UtilityScore
 from recommender_core.telemetry.events import (
     STANDARD_LOGGING_FIELDS_READ,
@@ -35,7 +40,8 @@ from recommender_core.telemetry.events import (
 from recommender_core.telemetry.spend_logs import COLUMNS_READ, METADATA_READ, record_from_spend_log
 from recommender_core.telemetry.validate import CLOCK_SKEW, MAX_COST_USD, MAX_TOKENS, check_record
 
-from .scoring_data import SMALL_POLICY, add_arena
+from .scoring_data import SMALL_POLICY, add_arena, add_ingest_run
+from .test_faults import as_cli, evidence, one_line, pg_admin
 from .test_telemetry_spend_logs import T0, _insert, _row
 
 runner = CliRunner()
@@ -277,3 +283,86 @@ def test_any_standard_logging_payload_gives_a_checked_record_or_a_rejection(
         assert isinstance(exc, RejectedRow) and exc.reason and "\n" not in exc.reason
         return
     _assert_checked(record)
+
+
+# --- the COPY path: a failure is one line, never a driver traceback or warning -------------------
+
+def _copy(store: Store, records: list[EvidenceRecord]) -> None:
+    run_id = add_ingest_run(store, "lmsys", version="hostile")
+    with store.session() as session:
+        insert_evidence(session, run_id=run_id, source="lmsys", source_version="hostile", records=records)
+
+
+def _psycopg_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("psycopg") and r.levelno >= logging.WARNING]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("hostile", ["long_name_then_nul", "long_name"])
+def test_a_copy_the_server_refuses_is_one_line_and_no_driver_warning(
+        postgres_url: str, hostile: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    """A value the server refuses early in a long COPY (a 10,000-character model name), then one the
+    driver refuses later (a NUL byte): the driver raised inside the COPY, psycopg logged "error ignored
+    terminating <psycopg.Copy ...>" and a psycopg traceback followed. The rows are checked before the
+    COPY now, and what the server refuses leaves the store as one StoreError line."""
+    store = Store(postgres_url)
+    store.upgrade()
+    try:
+        add_arena(store, [("alpha", "overall", 1300.0, 1250.0)])
+        before = evidence(store)
+        rows = [EvidenceRecord(model="x" * 10_000, category="text/overall", value=1300.0)]
+        rows += [EvidenceRecord(model=f"model-{i}", category="text/overall", value=1300.0) for i in range(100_000)]
+        if hostile == "long_name_then_nul":
+            rows.append(EvidenceRecord(model="nul\x00byte", category="text/overall", value=1300.0))
+        caplog.set_level(logging.WARNING, logger="psycopg")
+        code, stderr = as_cli(lambda: _copy(store, rows), capsys)
+        assert code == 1
+        one_line(stderr, "StoreError: Database error at postgresql://")
+        assert stderr.endswith(("row 100002 of the write holds a NUL byte in 'model', which PostgreSQL text cannot "
+                                "store.\n") if hostile == "long_name_then_nul" else
+                               "value too long for type character varying(512).\n"), stderr
+        assert _psycopg_warnings(caplog) == []
+        assert evidence(store) == before
+    finally:
+        store.dispose()
+
+
+@pytest.mark.postgres
+def test_a_connection_killed_during_a_copy_is_one_line_and_no_driver_warning(
+        postgres_url: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    """The store's backend killed (pg_terminate_backend, from a second connection) while the COPY
+    streams: the write failed inside the COPY, and psycopg logged the failed end of the COPY as a
+    second error. Now the COPY ends once and the failure is one StoreUnavailableError line."""
+    store = Store(postgres_url)
+    store.upgrade()
+    killed: list[int] = []
+
+    def kill_the_copy() -> None:
+        deadline = time.monotonic() + 30
+        with pg_admin(postgres_url) as admin:
+            while time.monotonic() < deadline:
+                row = admin.execute("SELECT pid FROM pg_stat_activity WHERE query LIKE 'COPY benchmark_evidence%%' "
+                                    "AND state = 'active'").fetchone()
+                if row:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+                    killed.append(row[0])
+                    return
+                time.sleep(0.002)
+
+    try:
+        add_arena(store, [("alpha", "overall", 1300.0, 1250.0)])
+        before = evidence(store)
+        rows = [EvidenceRecord(model=f"model-{i}-{'x' * 200}", category="text/overall", value=1300.0,
+                               organization="o" * 200) for i in range(600_000)]
+        caplog.set_level(logging.WARNING, logger="psycopg")
+        killer = threading.Thread(target=kill_the_copy)
+        killer.start()
+        code, stderr = as_cli(lambda: _copy(store, rows), capsys)
+        killer.join()
+        assert killed, "the COPY ended before it could be killed; give it more rows"
+        assert code == 1
+        one_line(stderr, "StoreUnavailableError: Cannot reach the database at postgresql://")
+        assert _psycopg_warnings(caplog) == []
+        assert evidence(store) == before
+    finally:
+        store.dispose()
