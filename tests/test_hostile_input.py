@@ -12,6 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -27,7 +32,7 @@ from recsys_cli.app import app
 from typer.testing import CliRunner
 
 from recommender_core.clock import FixedClock
-from recommender_core.errors import RecsysError, RejectedRow
+from recommender_core.errors import ConfigError, RecsysError, RejectedRow
 from recommender_core.sources.base import EvidenceRecord
 from recommender_core.store import Store
 from recommender_core.store.bulk import insert_evidence
@@ -366,3 +371,187 @@ def test_a_connection_killed_during_a_copy_is_one_line_and_no_driver_warning(
         assert evidence(store) == before
     finally:
         store.dispose()
+
+
+# --- saved snapshots: route-test --scores and RecommenderRouter(scores=path) -----------------------
+
+SNAPSHOT_CASES = """
+cases:
+  - name: chat goes to the strongest affordable model
+    task: chat
+    expect:
+      primary_in: [alpha, beta, delta]
+"""
+
+
+@pytest.fixture(scope="module")
+def saved_snapshot(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A real `recsys snapshot --json` of a scored store (SQLite: reading a file does not depend on
+    the backend), as a document to spoil."""
+    folder = tmp_path_factory.mktemp("snapshot")
+    url = f"sqlite:///{folder / 'recsys.db'}"
+    store = Store(url)
+    store.upgrade()
+    add_arena(store, [("alpha", "overall", 1300.0, 1250.0), ("beta", "overall", 1400.0, 1350.0),
+                      ("delta-2025", "overall", 1200.0, 1100.0)])
+    store.dispose()
+    policy = folder / "policy.yaml"
+    policy.write_text(SMALL_POLICY)
+    assert _cli(url, "score", "--policy", str(policy)).exit_code == 0
+    snap = _cli(url, "snapshot", "--policy", str(policy), "--json")
+    assert snap.exit_code == 0, snap.output
+    doc: dict[str, Any] = json.loads(snap.stdout)
+    return doc
+
+
+def _route_test(snapshot: Path, tmp_path: Path) -> Any:
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(SNAPSHOT_CASES)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(SMALL_POLICY)
+    return runner.invoke(app, ["route-test", str(cases), "--scores", str(snapshot), "--policy", str(policy)],
+                         env={"ENABLE_MODEL_RECOMMENDER_V2": "true"})
+
+
+def _spoil(doc: dict[str, Any], how: str, path: Path) -> str:
+    """Write ``doc`` spoiled ``how`` to ``path``; returns the one line route-test must answer."""
+    doc = json.loads(json.dumps(doc))
+    first = doc["tasks"]["chat"][0]
+    save = "Save one with 'recsys snapshot --json > FILE'."
+    fresh = "Save a fresh one with 'recsys snapshot --json'."
+    if how == "newer_schema":
+        doc["schema_version"] = 999
+        expected = (f"Snapshot {path} has schema_version 999: it was written by a newer recsys (this one reads 1). "
+                    "Upgrade recsys to route from it.")
+    elif how == "string_schema":
+        doc["schema_version"] = "1"
+        expected = f"Snapshot {path}: schema_version must be the whole number 1, got '1'. {save}"
+    elif how == "missing_schema":
+        del doc["schema_version"]
+        expected = f"Snapshot file {path} has no schema_version, so it is no recsys snapshot. {save}"
+    elif how == "zero_schema":
+        doc["schema_version"] = 0
+        expected = f"Snapshot {path} has schema_version 0, which no recsys writes (this one reads 1). {save}"
+    elif how == "nan_utility":
+        first["utility"] = math.nan
+        expected = f"Snapshot file {path} is not a JSON document: NaN is not a number JSON allows. {save}"
+    elif how in ("utility_above_one", "negative_utility"):
+        first["utility"] = 1.5 if how == "utility_above_one" else -0.25
+        expected = (f"Snapshot {path}: tasks.chat[0].utility must be a finite number from 0 to 1, got "
+                    f"{first['utility']}. {fresh}")
+    elif how == "overflowing_utility":
+        path.write_text(json.dumps(doc).replace(json.dumps(first["utility"]), "1e400", 1))
+        return (f"Snapshot {path}: tasks.chat[0].utility must be a finite number from 0 to 1, got inf. {fresh}")
+    elif how == "negative_cost":
+        first["cost_per_1k_tokens"] = -1.0
+        expected = (f"Snapshot {path}: tasks.chat[0].cost_per_1k_tokens must be a finite number of at least 0, "
+                    f"got -1.0. {fresh}")
+    elif how == "nested_100000_deep":
+        path.write_text('{"schema_version": 1, "tasks": {"chat": ' + "[" * 100_000 + "]" * 100_000 + "}}")
+        return f"Snapshot file {path} is nested too deeply to be a snapshot. {save}"
+    elif how == "directory":
+        path.mkdir()
+        return f"Snapshot {path} is not a regular file (a directory, FIFO or device); give the path of a saved " \
+               f"snapshot. {save}"
+    elif how == "oversized":
+        with path.open("wb") as handle:  # sparse: 33 MiB on paper, nothing on disk
+            handle.write(json.dumps(doc).encode())
+            handle.truncate(33 * 1024 * 1024)
+        return f"Snapshot {path} is {33 * 1024 * 1024} bytes, over the 33554432-byte limit for a saved snapshot. {save}"
+    else:
+        raise AssertionError(how)
+    path.write_text(json.dumps(doc))
+    return expected
+
+
+SPOILED = ["newer_schema", "string_schema", "missing_schema", "zero_schema", "nan_utility", "utility_above_one",
+           "negative_utility", "overflowing_utility", "negative_cost", "nested_100000_deep", "directory", "oversized"]
+
+
+@pytest.mark.parametrize("how", SPOILED)
+def test_route_test_refuses_a_spoiled_snapshot_in_one_line(
+        saved_snapshot: dict[str, Any], tmp_path: Path, how: str) -> None:
+    """Cases 4 and 7: a snapshot of schema_version 999, "1" or none, with a NaN or out-of-range
+    utility, was read and its cases passed; one nested 100,000 deep ended in a RecursionError
+    traceback. Each is refused with exit 1 and one line naming the file and what is wrong; the same
+    loader serves RecommenderRouter(scores=path)."""
+    from recommender_core.routing.recommender import as_table
+
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(saved_snapshot))
+    passed = _route_test(good, tmp_path)
+    assert passed.exit_code == 0, passed.output  # the real snapshot, unspoiled, routes and passes
+
+    spoiled = tmp_path / "spoiled.json"
+    expected = _spoil(saved_snapshot, how, spoiled)
+    result = _route_test(spoiled, tmp_path)
+    assert (result.exit_code, result.stderr) == (1, f"ConfigError: {expected}\n")
+    with pytest.raises(ConfigError) as info:
+        as_table(spoiled)
+    assert info.value.message == expected
+
+
+def test_a_fifo_given_as_scores_is_refused_at_once(saved_snapshot: dict[str, Any], tmp_path: Path) -> None:
+    """Case 4: `route-test --scores <a FIFO>` waited forever for a writer (a real FIFO, a real process)."""
+    fifo = tmp_path / "scores.fifo"
+    os.mkfifo(fifo)
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(SNAPSHOT_CASES)
+    recsys = shutil.which("recsys", path=str(Path(sys.executable).parent))
+    assert recsys is not None
+    started = time.monotonic()
+    result = subprocess.run([recsys, "route-test", str(cases), "--scores", str(fifo)], capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "ENABLE_MODEL_RECOMMENDER_V2": "true"})
+    assert time.monotonic() - started < 30
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (f"ConfigError: Snapshot {fifo} is not a regular file (a directory, FIFO or device); "
+                             "give the path of a saved snapshot. Save one with 'recsys snapshot --json > FILE'.\n")
+
+
+_JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(min_value=-(10**40), max_value=10**40),
+              st.floats(allow_nan=False), st.text(max_size=20)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12)
+
+
+@st.composite
+def _snapshot_documents(draw: st.DrawFn) -> bytes:
+    """A real snapshot's shape with up to three values replaced by anything JSON holds, or raw bytes."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.binary(max_size=200))
+    entry = {"rank": 1, "model": draw(st.sampled_from(["alpha", "beta", ""])), "utility": draw(st.floats(0, 1)),
+             "quality": 0.5, "cost": 0.5, "latency": 0.5, "reliability": 0.5, "cost_per_1k_tokens": 0.002,
+             "latency_p95_ms": 900.0, "success_rate": None, "evidence": ["lmsys:text/overall"]}
+    doc: dict[str, Any] = {"schema_version": 1, "tasks": {"chat": [entry, {**entry, "model": "delta"}]},
+                           "excluded": {"chat": [{"model": "gamma", "reason": "no price"}]}}
+    targets = [doc, doc["tasks"], entry, doc["excluded"]["chat"][0]]
+    for _ in range(draw(st.integers(0, 3))):
+        target = draw(st.sampled_from(targets))
+        key = draw(st.one_of(st.sampled_from(sorted(target)), st.text(max_size=5)))
+        target[key] = draw(_JSON)
+    text = json.dumps(doc, allow_nan=True)
+    if draw(st.booleans()):
+        text = text.replace("0.002", draw(st.sampled_from(["NaN", "-Infinity", "1e400", "-1e400", "1" * 5000])), 1)
+    return text.encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=_snapshot_documents())
+def test_any_snapshot_file_gives_a_checked_table_or_a_recsys_error(data: bytes) -> None:
+    from recommender_core.routing.table import table_from_snapshot
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "snapshot.json"
+        path.write_bytes(data)
+        try:
+            table = table_from_snapshot(path)
+        except RecsysError as exc:
+            assert "\n" not in exc.message or exc.message.count("\n") == exc.message.count("\\n")
+            return
+    for task in table.tasks.values():
+        for row in task.by_utility:
+            for value in (row.utility, row.quality, row.cost, row.latency, row.reliability):
+                assert math.isfinite(value) and -1e-9 <= value <= 1 + 1e-9
+            assert math.isfinite(row.cost_per_1k_tokens) and row.cost_per_1k_tokens >= -1e-9
+            assert row.model
