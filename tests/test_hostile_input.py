@@ -14,6 +14,8 @@ import logging
 import math
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
@@ -555,3 +558,225 @@ def test_any_snapshot_file_gives_a_checked_table_or_a_recsys_error(data: bytes) 
                 assert math.isfinite(value) and -1e-9 <= value <= 1 + 1e-9
             assert math.isfinite(row.cost_per_1k_tokens) and row.cost_per_1k_tokens >= -1e-9
             assert row.model
+
+
+# --- telemetry prune ------------------------------------------------------------------------------
+
+def test_an_absurd_retention_is_one_line_and_prunes_nothing(store: Store, database_url: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Case 4: `telemetry prune --older-than 99999999999` ended in an OverflowError traceback. Now a
+    retention beyond 100 years is a usage error (the setting too: a config error), and nothing is
+    deleted; 100 years itself works."""
+    from recommender_core.telemetry.writer import write_records
+
+    write_records(store, [TelemetryRecord(event_id="kept", model="gpt-4o", status="success",
+                                          started_at=NOW - timedelta(days=400))])
+    before = _event_rows(database_url)
+    absurd = _cli(database_url, "telemetry", "prune", "--older-than", "99999999999")
+    assert (absurd.exit_code, absurd.stdout) == (2, "")
+    assert absurd.stderr == ("UsageError: --older-than 99999999999 is more than 36500 days (100 years); give a "
+                             "number of days from 1 to 36500.\n")
+    monkeypatch.setenv("RECSYS_TELEMETRY_RETENTION_DAYS", "99999999999")
+    setting = _cli(database_url, "telemetry", "prune")
+    assert (setting.exit_code, setting.stderr) == (
+        1, "ConfigError: Invalid setting RECSYS_TELEMETRY_RETENTION_DAYS: Input should be less than or equal to "
+           "36500.\n")
+    monkeypatch.delenv("RECSYS_TELEMETRY_RETENTION_DAYS")
+    century = _cli(database_url, "telemetry", "prune", "--older-than", "36500", "--json")
+    assert century.exit_code == 0, century.output
+    assert json.loads(century.stdout)["deleted"] == 0
+    assert _event_rows(database_url) == before
+
+
+# --- recsys serve -----------------------------------------------------------------------------------
+
+TOP = "Query parameter 'top' must be a whole number from 1 to 10000, got"
+TASK = "Query parameter 'task' must be a task name: printable characters, at most 128 of them."
+HOSTILE_QUERIES = [
+    ("top=" + "9" * 5000, f"{TOP} '99999999999999999999...'."),
+    ("top=10001", f"{TOP} '10001'."),
+    ("top=%C2%B2", f"{TOP} '²'."),
+    ("task=%00", TASK),
+    ("task=%1B%5B31mred", TASK),
+    ("task=" + "a" * 129, TASK),
+    ("&".join(f"x{i}=1" for i in range(20)), None),
+]
+
+
+@pytest.mark.parametrize(("query", "message"), HOSTILE_QUERIES,
+                         ids=["top_5000_digits", "top_too_large", "top_superscript", "task_nul", "task_escape",
+                              "task_too_long", "too_many_fields"])
+def test_serve_answers_out_of_bound_parameters_with_400(store: Store, query: str, message: str | None) -> None:
+    """Case 9: `?top=<5,000 digits>` was a 500 with a traceback, `?task=%00` a 503 "Database error"
+    (on Postgres). Every parameter is bounded: a 400 with one JSON message, and the server goes on."""
+    from .test_serve import get, make_app, running
+    from .test_snapshot import fill
+
+    fill(store)
+    with running(make_app(store)) as address:
+        reply = get(address, f"/snapshot?{query}")
+        assert (reply.status, reply.content_type) == (400, "application/json"), reply.body[:300]
+        body = reply.json()
+        assert body["error"] == "Bad Request"
+        if message is not None:
+            assert body["message"] == message
+        else:
+            assert str(body["message"]).startswith("Malformed query string 'x0=1&x1=1&")
+        assert get(address, "/snapshot?task=coding&top=1").status == 200
+
+
+def _threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no Threads line")
+
+
+def _wait_for(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())
+
+
+def test_serve_drops_idle_connections_and_logs_disconnects_as_debug_at_most(tmp_path: Path) -> None:
+    """Case 9, with the installed entry point: idle connections each held a thread forever, and each
+    client that hung up printed a BrokenPipeError/ConnectionResetError traceback (4,210 stderr lines
+    for 198 disconnects). Now a connection silent for RECSYS_SERVE_IDLE_TIMEOUT_SECONDS (1 s here) is
+    closed and its thread ends, and hang-ups print nothing at the default log level."""
+    env = {**os.environ, "RECSYS_DATABASE_URL": f"sqlite:///{tmp_path / 'recsys.db'}",
+           "RECSYS_SERVE_IDLE_TIMEOUT_SECONDS": "1"}
+    recsys = shutil.which("recsys", path=str(Path(sys.executable).parent))
+    assert recsys is not None
+    proc = subprocess.Popen([recsys, "serve", "--port", "0"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    idle: list[socket.socket] = []
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+        address = ("127.0.0.1", port)
+        from .test_serve import get
+
+        assert get(address, "/healthz").status == 200
+        baseline = _threads(proc.pid)
+        for _ in range(20):
+            idle.append(socket.create_connection(address, timeout=10))
+        assert _wait_for(lambda: _threads(proc.pid) >= baseline + 20, 5), "one thread per open connection"
+        for conn in idle:
+            assert conn.recv(1) == b""  # closed by the server (within the 10 s client timeout)
+        assert _wait_for(lambda: _threads(proc.pid) <= baseline, 5), "the idle connections' threads ended"
+
+        for i in range(60):
+            conn = socket.create_connection(address, timeout=10)
+            conn.sendall(b"GET /snapshot HTTP/1.1\r\nHost: x\r\n\r\n" if i % 2 else b"GET /snap")
+            # Hang up hard (RST), before the answer: the server's next read or write fails.
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            conn.close()
+        assert get(address, "/healthz").status == 200  # still serving
+    finally:
+        for conn in idle:
+            conn.close()
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, stderr = proc.communicate(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0
+    assert stderr == "", stderr[:2000]  # after the start line: nothing (disconnects are debug lines)
+
+
+# --- credentials: each token only to its own service, over https ----------------------------------
+
+def _lmsys_requests(mirror: str | None, monkeypatch: pytest.MonkeyPatch, **env: str) -> list[tuple[str, str | None]]:
+    """(URL, Authorization) of every request one `ingest lmsys` makes through a Hub-compatible
+    endpoint: the default Hub (``mirror`` None) or a mirror URL."""
+    from recommender_core.config import Settings
+    from recommender_core.policy import load_policy
+    from recommender_core.sources import lmsys_constants as lmsys
+    from recommender_core.sources.base import IngestOptions
+    from recommender_core.sources.http import HttpSettings
+    from recommender_core.sources.lmsys import LmsysSource
+
+    from .lmsys_data import board_rows, parquet_bytes
+
+    monkeypatch.setenv("HF_TOKEN", "hf_s3cret")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    seen: list[tuple[str, str | None]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((str(request.url), request.headers.get("authorization")))
+        if request.url.path.endswith("/api/datasets/" + lmsys.DATASET_ID):
+            return httpx.Response(200, json={"id": lmsys.DATASET_ID, "sha": "b" * 40})
+        return httpx.Response(200, content=parquet_bytes(board_rows()))
+
+    store = Store("sqlite://")
+    store.upgrade()
+    source = LmsysSource(settings=Settings.load(), policy=load_policy(), transport=httpx.MockTransport(handler),
+                         http_settings=HttpSettings(max_attempts=1))
+    try:
+        result = source.run(store, IngestOptions(mirror=mirror))
+    finally:
+        source.close()
+        store.dispose()
+    assert result.rows_accepted == 78
+    return seen
+
+
+@pytest.mark.parametrize(("mirror", "env", "sent"), [
+    (None, {}, True),  # the Hub itself, over https
+    ("https://hub.mirror.internal", {}, False),  # a mirror the user did not name for the token
+    ("http://hub.mirror.internal", {}, False),
+    ("https://hub.mirror.internal", {"RECSYS_HF_TOKEN_HOSTS": "hub.mirror.internal"}, True),  # named: it gets it
+    ("http://hub.mirror.internal", {"RECSYS_HF_TOKEN_HOSTS": "hub.mirror.internal"}, False),  # never over http
+    ("http://huggingface.co", {}, False),  # the Hub's own host, but plain http
+    ("https://huggingface.co.evil.example", {}, False),
+], ids=["hub", "https_mirror", "http_mirror", "named_https_mirror", "named_http_mirror", "hub_over_http",
+        "lookalike_host"])
+def test_hf_token_goes_only_to_the_hub_or_a_named_mirror_over_https(
+        mirror: str | None, env: dict[str, str], sent: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Case 6: HF_TOKEN was sent as `Authorization: Bearer` to any --source host, even over plain http."""
+    requests = _lmsys_requests(mirror, monkeypatch, **env)
+    assert requests and {auth for _, auth in requests} == ({"Bearer hf_s3cret"} if sent else {None}), requests
+
+
+def test_each_token_goes_to_its_own_service_and_never_follows_a_redirect_off_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """GITHUB_TOKEN goes to the GitHub API only, HF_TOKEN to the Hub and its CDN only; a redirect to
+    another host drops the header (a token never follows a redirect off its host)."""
+    from recommender_core.config import Settings
+    from recommender_core.sources.http import HttpSettings, SourceClient
+
+    monkeypatch.setenv("HF_TOKEN", "hf_s3cret")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_s3cret")
+    settings = Settings.load()
+    assert settings.hf_token is not None and settings.github_token is not None
+    seen: dict[str, str | None] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen[str(request.url)] = request.headers.get("authorization")
+        if request.url.path == "/moved":
+            return httpx.Response(302, headers={"Location": "https://collector.evil.example/loot"})
+        return httpx.Response(200, json={"ok": True})
+
+    def fetch(token: str, url: str) -> str | None:
+        with SourceClient(source="test", token=token, transport=httpx.MockTransport(handler),
+                          settings=HttpSettings(max_attempts=1)) as client:
+            client.get_json(url)
+        return seen[url]
+
+    hf, github = settings.hf_token.get_secret_value(), settings.github_token.get_secret_value()
+    assert fetch(hf, "https://huggingface.co/api/datasets/x") == "Bearer hf_s3cret"
+    assert fetch(hf, "https://cas-bridge.xethub.hf.co/file") == "Bearer hf_s3cret"  # the Hub's CDN
+    assert fetch(hf, "https://api.github.com/repos/x") is None
+    assert fetch(github, "https://api.github.com/repos/x") == "Bearer ghp_s3cret"
+    assert fetch(github, "https://huggingface.co/api/datasets/x") is None
+    assert fetch(github, "https://raw.githubusercontent.com/x/y") is None
+    assert fetch(hf, "https://huggingface.co/moved") == "Bearer hf_s3cret"
+    assert seen["https://collector.evil.example/loot"] is None
