@@ -62,7 +62,7 @@ class ScopedToken(str):
 
     hosts: tuple[str, ...]
 
-    def __new__(cls, value: str, hosts: Iterable[str]) -> ScopedToken:
+    def __new__(cls, value: str, hosts: Iterable[str] = ()) -> ScopedToken:
         token = super().__new__(cls, value)
         token.hosts = tuple(hosts)
         return token
