@@ -166,7 +166,7 @@ def serve_command(
     app = DiagnosticsApp(store=app_state.store(), policy=app_state.policy(policy_path),
                          v2_enabled=settings.enable_model_recommender_v2,
                          stale_after_hours=settings.stale_after_hours, version=__version__)
-    server = make_server(app, host=host, port=port)
+    server = make_server(app, host=host, port=port, idle_timeout=settings.serve_idle_timeout_seconds)
     bound_host, bound_port = server.server_address[:2]
     url = f"http://{bound_host!s}:{bound_port}/"
     typer.echo(f"recsys serve: {url} (/snapshot, /metrics, /healthz, /livez); Ctrl-C stops", err=True)

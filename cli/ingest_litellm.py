@@ -52,7 +52,12 @@ def ingest_litellm(
     if app_state.json_output:
         print_json({"run_id": result.run_id, "read": result.read, "inserted": result.inserted,
                     "skipped_existing": result.skipped, "rejected": result.rejected,
+                    "rejected_reasons": dict(result.rejected_reasons),
                     "cursor": result.cursor.isoformat() if result.cursor else None})
     else:
+        rejected = ""
+        if result.rejected:
+            reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(result.rejected_reasons.items()))
+            rejected = f", {result.rejected} rejected ({reasons})"
         typer.echo(f"Imported {result.inserted} new spend-log rows ({result.read} read, {result.skipped} "
-                   f"already stored); cursor {result.cursor.isoformat() if result.cursor else 'unset'}.")
+                   f"already stored{rejected}); cursor {result.cursor.isoformat() if result.cursor else 'unset'}.")

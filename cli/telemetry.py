@@ -19,9 +19,15 @@ def prune(
     json_output: JsonOption = False,
 ) -> None:
     """Delete raw telemetry events older than the retention, in bounded batches."""
+    from recommender_core.config import MAX_RETENTION_DAYS
+    from recommender_core.errors import UsageError
     from recommender_core.telemetry.rollups import prune_events
 
     app_state = state(ctx, json_output=json_output)
+    if older_than is not None and older_than > MAX_RETENTION_DAYS:
+        raise UsageError(f"--older-than {older_than if older_than < 10**30 else 'of over 30 digits'} is more "
+                         f"than {MAX_RETENTION_DAYS} days (100 years); give a number of days from 1 to "
+                         f"{MAX_RETENTION_DAYS}.")
     days = older_than if older_than is not None else app_state.settings().telemetry_retention_days
     result = prune_events(app_state.store(), older_than_days=days)
     if app_state.report is not None:

@@ -6,18 +6,85 @@ passing keyword arguments (``Settings(database_url=...)``), never by mutating ``
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigError
 from .redact import redact_url
 
-__all__ = ["APP_NAME", "Settings", "default_database_url", "normalise_database_url"]
+__all__ = [
+    "APP_NAME",
+    "GITHUB_TOKEN_HOSTS",
+    "HF_TOKEN_HOSTS",
+    "MAX_RETENTION_DAYS",
+    "ScopedToken",
+    "Settings",
+    "default_database_url",
+    "normalise_database_url",
+]
 
 APP_NAME = "recsys"
+# 100 years: any longer retention is "keep everything", and a cutoff that far back cannot be computed.
+MAX_RETENTION_DAYS = 36_500
+
+
+# Where each upstream token may be sent, always over https: its own service's hosts. A "*." entry
+# matches every subdomain. The Hugging Face Hub answers downloads with redirects to its CDN
+# (cdn-lfs.huggingface.co, cas-bridge.xethub.hf.co); the datasets server is datasets-server.huggingface.co.
+HF_TOKEN_HOSTS: Final = ("huggingface.co", "*.huggingface.co", "*.hf.co")
+GITHUB_TOKEN_HOSTS: Final = ("api.github.com",)
+_HOST_PATTERN = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
+def host_allowed(host: str, patterns: Iterable[str]) -> bool:
+    """True when ``host`` is one of ``patterns`` (a ``*.`` pattern matches any subdomain).
+
+    >>> host_allowed("cas-bridge.xethub.hf.co", HF_TOKEN_HOSTS), host_allowed("hf.co.evil.net", HF_TOKEN_HOSTS)
+    (True, False)
+    """
+    host = host.lower().rstrip(".")
+    return any(host.endswith(p[1:]) if p.startswith("*.") else host == p for p in patterns)
+
+
+class ScopedToken(str):
+    """A token's value that knows where it may be sent: https URLs whose host is one of ``hosts``.
+
+    ``Settings.hf_token.get_secret_value()`` (and ``github_token``) return one, so whichever code
+    passes the value on to the HTTP client, the client sends it only where its service lives
+    (``recommender_core.sources.http``).
+    """
+
+    hosts: tuple[str, ...]
+
+    def __new__(cls, value: str, hosts: Iterable[str] = ()) -> ScopedToken:
+        token = super().__new__(cls, value)
+        token.hosts = tuple(hosts)
+        return token
+
+    def allowed_for(self, url: str) -> bool:
+        """True when this token may go to ``url``: https, and a host of ``hosts``."""
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return False
+        return parts.scheme == "https" and bool(parts.hostname) and host_allowed(parts.hostname or "", self.hosts)
+
+
+class _ScopedSecret(SecretStr):
+    """A SecretStr whose value comes out as a ``ScopedToken``."""
+
+    def __init__(self, value: str, hosts: Iterable[str]) -> None:
+        super().__init__(value)
+        self._hosts = tuple(hosts)
+
+    def get_secret_value(self) -> str:
+        return ScopedToken(super().get_secret_value(), self._hosts)
 
 
 def default_database_url() -> str:
@@ -77,18 +144,45 @@ class Settings(BaseSettings):
     )
     lmsys_url: str | None = None
     mteb_url: str | None = None
+    # Hosts beyond the service's own that may receive the token (a mirror of the Hub, a GitHub
+    # Enterprise API): comma-separated host names, "*.example.com" for every subdomain; https only.
+    # Declared before the tokens, whose validators read them.
+    hf_token_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    github_token_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     hf_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices("HF_TOKEN"))
     github_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("GITHUB_TOKEN")
     )
     stale_after_hours: float = Field(default=26.0, gt=0)
     telemetry_queue_size: int = Field(default=10_000, gt=0)
-    telemetry_retention_days: int = Field(default=30, gt=0)
+    telemetry_retention_days: int = Field(default=30, gt=0, le=MAX_RETENTION_DAYS)
     keep_runs: int = Field(default=30, gt=0)
     log_format: Literal["text", "json"] = "text"
+    # `recsys serve` closes a connection that sends nothing for this long (it would hold a thread).
+    serve_idle_timeout_seconds: float = Field(default=30.0, gt=0, le=86_400)
     # The LiteLLM proxy database `ingest litellm` reads. A secret (its password): from the environment,
     # never argv, where any process on the node can read it.
     spend_logs_url: SecretStr | None = None
+
+    @field_validator("hf_token_hosts", "github_token_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: Any) -> tuple[str, ...]:
+        names = value.split(",") if isinstance(value, str) else list(value or ())
+        hosts = tuple(str(n).strip().lower() for n in names if str(n).strip())
+        for host in hosts:
+            if not _HOST_PATTERN.fullmatch(host):
+                raise ValueError(f"{host[:80]!r} is not a host name; list host names such as hub.mirror.internal "
+                                 "(no scheme, port or path), separated by commas")
+        return hosts
+
+    @field_validator("hf_token", "github_token", mode="after")
+    @classmethod
+    def _scoped(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None:
+            return None
+        own = HF_TOKEN_HOSTS if info.field_name == "hf_token" else GITHUB_TOKEN_HOSTS
+        extra = info.data.get(f"{info.field_name}_hosts", ())
+        return _ScopedSecret(value.get_secret_value(), (*own, *extra))
 
     @property
     def is_default_database(self) -> bool:
@@ -115,8 +209,15 @@ class Settings(BaseSettings):
             return cls(**clean)  # type: ignore[arg-type]
         except ValidationError as exc:
             first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "settings"
-            env_name = field.upper() if field.upper().startswith(("ENABLE_", "HF_", "GITHUB_")) else (
-                f"RECSYS_{field.upper()}"
-            )
-            raise ConfigError(f"Invalid setting {env_name}: {first['msg']}.") from exc
+            field = str(first["loc"][0]) if first["loc"] else "settings"
+            env_name = _env_name(field)
+            raise ConfigError(f"Invalid setting {env_name}: {first['msg'].removeprefix('Value error, ')}.") from exc
+
+
+def _env_name(field: str) -> str:
+    """The environment variable of a Settings field (or of the alias an error names)."""
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"RECSYS_{field.upper()}" if info is not None else field.upper()

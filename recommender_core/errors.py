@@ -10,6 +10,7 @@ CLI exit code it maps to (DESIGN.md section 3), so the CLI keeps a single handle
     │   ├── SourceTimeout
     │   ├── SourceHTTPError                   carries status_code and url
     │   └── SourceSchemaError                 the data is not in the expected format
+    │       └── RejectedRow                   one row broke a validation rule: rejected and counted
     ├── StoreError                   exit 1   the database failed
     │   ├── StoreUnavailableError             cannot connect
     │   ├── StoreSchemaError                  schema not at the expected migration
@@ -39,6 +40,7 @@ __all__ = [
     "NoCandidateError",
     "PolicyError",
     "RecsysError",
+    "RejectedRow",
     "RouteTestFailed",
     "RoutingError",
     "ScoringError",
@@ -113,6 +115,17 @@ class SourceHTTPError(SourceError):
 
 class SourceSchemaError(SourceError):
     """The source's data is not in a format recsys understands."""
+
+
+class RejectedRow(SourceSchemaError):
+    """One row (an event, a record) broke a validation rule of its edge. The run goes on: the row is
+    not stored and is counted under ``reason``, which names the field and the rule but never the value
+    (so counts group, and hostile text is not echoed)."""
+
+    def __init__(self, reason: str, *, field: str | None = None, source: str | None = None) -> None:
+        super().__init__(reason, source=source)
+        self.reason = reason
+        self.field = field
 
 
 class StoreError(RecsysError):

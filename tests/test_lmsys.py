@@ -227,6 +227,7 @@ def test_rows_url_is_paged_through(memory_store: Store) -> None:
 def test_hub_compatible_mirror_and_html_instead_of_parquet(memory_store: Store,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", "hf_s3cret")
+    monkeypatch.setenv("RECSYS_HF_TOKEN_HOSTS", "hub.mirror.internal")  # named by the user: it gets the token
     tokens: list[str | None] = []
 
     def handler(request: httpx.Request) -> httpx.Response:

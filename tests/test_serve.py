@@ -104,9 +104,9 @@ def test_snapshot_endpoint_serves_the_schema_valid_document(served: tuple[str, i
 
 
 BAD_QUERIES = [
-    ("top=0", "'top' must be a whole number of at least 1, got '0'"),
-    ("top=x", "'top' must be a whole number of at least 1, got 'x'"),
-    ("top=-1", "'top' must be a whole number of at least 1, got '-1'"),
+    ("top=0", "'top' must be a whole number from 1 to 10000, got '0'"),
+    ("top=x", "'top' must be a whole number from 1 to 10000, got 'x'"),
+    ("top=-1", "'top' must be a whole number from 1 to 10000, got '-1'"),
     ("task=", "'task' is empty"),
     ("task=nope", "Unknown task 'nope'. Tasks: chat,"),
     ("task=chat&task=coding", "'task' given 2 times"),

@@ -47,7 +47,7 @@ def test_429_then_success_honours_retry_after_and_sends_token_and_user_agent() -
 
     c, sleeps = client(handler, token="hf_secret")
     with c:
-        assert c.get_json("https://hub.invalid/api/datasets/x") == {"sha": "abc"}
+        assert c.get_json("https://huggingface.co/api/datasets/x") == {"sha": "abc"}
     assert sleeps == [7.0]
     assert calls[0].headers["authorization"] == "Bearer hf_secret"
     assert calls[0].headers["user-agent"].startswith("recsys/")

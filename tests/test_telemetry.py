@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from recsys_cli.app import app
 from typer.testing import CliRunner
 
+from recommender_core.errors import RejectedRow
 from recommender_core.stats import percentile
 from recommender_core.store import Store
 from recommender_core.store.tables import TelemetryEvent, TelemetryRollup
@@ -53,8 +54,7 @@ def _slo(**overrides: object) -> dict[str, object]:
 # --- mapping ------------------------------------------------------------------------------------
 
 def test_standard_logging_object_maps_every_field() -> None:
-    record = record_from_standard_logging(_slo())
-    assert record is not None
+    record = record_from_standard_logging(_slo(), now=NOW)
     assert (record.event_id, record.trace_id, record.model_group, record.model, record.provider) == (
         "chatcmpl-1", "trace-1", "smart", "gpt-4o", "openai")
     assert record.status == "success" and record.error_class is None
@@ -70,12 +70,12 @@ def test_failure_unstreamed_and_task_from_metadata() -> None:
     record = record_from_standard_logging(
         _slo(status="failure", stream=None, request_tags=[], response_cost=0.0,
              error_information={"error_class": "RateLimitError", "error_message": "SECRET"}),
-        metadata={"task": "math"})
-    assert record is not None
+        metadata={"task": "math"}, now=NOW)
     assert record.status == "failure" and record.error_class == "RateLimitError"
     assert record.ttft_ms is None  # not streamed: the first token is the end of the call
     assert record.task == "math"
-    assert record_from_standard_logging(_slo(id=None)) is None
+    with pytest.raises(RejectedRow, match=r"^no event id$"):
+        record_from_standard_logging(_slo(id=None), now=NOW)
     assert task_from(["task:"]) is None
 
 

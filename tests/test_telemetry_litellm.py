@@ -400,3 +400,51 @@ def _settle_pair(callback: Any, writer: Any, timeout: float = 15.0) -> None:
     assert callback.flush(timeout=10)
     stats = callback.stats()
     assert len(writer.rows) == stats.written and stats.dropped == 0
+
+
+def test_the_callback_rejects_and_counts_hostile_values_from_real_calls(store: Store, callbacks: list[Any]) -> None:
+    """Real litellm calls whose logged figures break telemetry.validate's rules: a negative cost (a
+    custom price of -1000 USD per token), prompt_tokens = -2^31 (a response whose usage says so), and
+    a call that starts an hour after the store's clock. Each is counted per reason and never stored;
+    the good call and the telemetry already stored are untouched."""
+    from datetime import UTC, datetime, timedelta
+
+    from recommender_core import TelemetryCallback
+    from recommender_core.clock import FixedClock
+    from recommender_core.telemetry.writer import write_records
+
+    now = datetime.now(UTC)
+    earlier = TelemetryRecord(event_id="before", model="gpt-4o-mini", status="success",
+                              started_at=now - timedelta(hours=1), cost=0.001, prompt_tokens=10)
+    assert write_records(store, [earlier]) == 1
+    before = {e.event_id: e.model_dump() for e in _events(store)}
+    clock = FixedClock(now + timedelta(minutes=1))
+    callback = _register(callbacks, TelemetryCallback(store=store, flush_interval=0.05, clock=clock))
+    litellm.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response=SECRET_ANSWER)
+    litellm.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response=SECRET_ANSWER,
+                       input_cost_per_token=-1000.0, output_cost_per_token=0.0)
+    usage = {"prompt_tokens": -2**31, "completion_tokens": 5, "total_tokens": 5 - 2**31}
+    litellm.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response=litellm.ModelResponse(
+        choices=[{"message": {"role": "assistant", "content": SECRET_ANSWER}}], usage=usage))
+    _settle_with_rejects(callback, 3)
+    clock.set(datetime.now(UTC) - timedelta(hours=1))  # the store's clock is an hour behind the calls
+    litellm.completion(model="gpt-4o-mini", messages=MESSAGES, mock_response=SECRET_ANSWER)
+    _settle_with_rejects(callback, 4)
+    assert callback.rejected == {"cost is negative": 1, "prompt_tokens is negative": 1,
+                                 "started_at is in the future": 1}
+    events = {e.event_id: e for e in _events(store)}
+    assert len(events) == 2 and {k: events[k].model_dump() for k in before} == before
+    (good,) = (e for k, e in events.items() if k != "before")
+    assert good.cost is not None and good.cost > 0 and good.prompt_tokens is not None and good.prompt_tokens > 0
+    _assert_no_text(store)
+
+
+def _settle_with_rejects(callback: Any, expected: int, timeout: float = 10.0) -> None:
+    """Wait until ``expected`` calls were written, queued or rejected, then flush."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = callback.stats()
+        if stats.written + stats.queued + sum(callback.rejected.values()) >= expected:
+            break
+        time.sleep(0.02)
+    assert callback.flush(timeout=timeout)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from recsys_cli._base import AppState
 from recsys_cli.app import app
 from typer.testing import CliRunner
 
@@ -132,7 +133,7 @@ def test_cli_since_json_and_errors(database_url: str, spend_logs_dsn: str) -> No
     assert runner.invoke(app, ["--database-url", database_url, "db", "upgrade"]).exit_code == 0
     since = (T0 + timedelta(minutes=30)).isoformat() + "Z"
     result = runner.invoke(app, ["--database-url", database_url, "ingest", "litellm",
-                                 "--spend-logs-url", spend_logs_dsn, "--since", since, "--json"])
+                                 "--spend-logs-url", spend_logs_dsn, "--since", since, "--json"], obj=_at(T0))
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert (doc["read"], doc["inserted"]) == (1, 1)
@@ -165,6 +166,11 @@ def test_cli_since_json_and_errors(database_url: str, spend_logs_dsn: str) -> No
     assert len(_events_of(database_url)) == 1
 
 
+def _at(naive_utc: datetime) -> AppState:
+    """CLI state whose clock reads two hours after ``naive_utc``: the rows are in the past on any date."""
+    return AppState(clock=FixedClock(naive_utc.replace(tzinfo=UTC) + timedelta(hours=2)))
+
+
 def _events_of(url: str) -> dict[str, TelemetryEvent]:
     store = Store(url)
     try:
@@ -188,7 +194,7 @@ def test_the_task_comes_from_what_the_proxy_keeps_and_the_rule_is_stored(store: 
         _row("requester-only", 4, metadata={"requester_metadata": {"task": "math"}}),
         _row("plain", 5, model_group="gpt-4o"),
     ])
-    ingest_spend_logs(store, dsn=spend_logs_dsn)
+    ingest_spend_logs(store_at(store, FixedClock(T0.replace(tzinfo=UTC) + timedelta(hours=1))), dsn=spend_logs_dsn)
     events = _events(store)
     assert {k: (e.task, e.task_source) for k, e in events.items()} == {
         "documented": ("math", "spend_logs_metadata"),
@@ -216,7 +222,7 @@ def test_attempts_of_one_proxy_request_stay_apart(store: Store, spend_logs_dsn: 
         _row("call-3", 3, status="failure", metadata={"litellm_call_id": "call-3", "attempted_fallbacks": 1,
                                                       "attempted_retries": 2}),
     ])
-    ingest_spend_logs(store, dsn=spend_logs_dsn)
+    ingest_spend_logs(store_at(store, FixedClock(T0.replace(tzinfo=UTC) + timedelta(hours=1))), dsn=spend_logs_dsn)
     assert set(_events(store)) == {"call-1", "chatcmpl-9", "chatcmpl-9#cache:call-2", "call-3#1.2"}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -35,13 +36,21 @@ from .snapshot import (
     source_status,
 )
 
-__all__ = ["DEFAULT_CACHE_SECONDS", "DiagnosticsApp", "Response", "make_server"]
+__all__ = ["DEFAULT_CACHE_SECONDS", "DEFAULT_IDLE_TIMEOUT_SECONDS", "MAX_TASK_LENGTH", "MAX_TOP", "DiagnosticsApp",
+           "Response", "make_server"]
 
 log = logging.getLogger("recsys.serve")
 
 DEFAULT_CACHE_SECONDS = 5.0
+# A connection that sends nothing for this long is closed, so idle clients cannot each hold a thread.
+DEFAULT_IDLE_TIMEOUT_SECONDS = 30.0
 JSON_TYPE = "application/json"
 _SNAPSHOT_PARAMS = frozenset({"task", "top"})
+# Bounds of the query parameters (anything outside is a 400): a task name fits its column, and no
+# policy has more models than this.
+MAX_TASK_LENGTH = 128
+MAX_TOP = 10_000
+_MAX_QUERY_FIELDS = 8
 
 
 @dataclass(frozen=True)
@@ -91,9 +100,11 @@ class DiagnosticsApp:
         if method not in ("GET", "HEAD"):
             return _error(405, f"{method} is not allowed; use GET.")
         try:
-            query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+            query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query),
+                             max_num_fields=_MAX_QUERY_FIELDS)
         except ValueError:
-            return _error(400, f"Malformed query string {parts.query!r}.")
+            shown = parts.query if len(parts.query) <= 200 else parts.query[:200] + "..."
+            return _error(400, f"Malformed query string {shown!r}.")
         try:
             return route(query)
         except UsageError as exc:
@@ -145,11 +156,18 @@ class DiagnosticsApp:
         task = query["task"][0] if "task" in query else None
         if task is not None and not task:
             raise UsageError("Query parameter 'task' is empty; give a task name or leave it out.")
+        if task is not None and (len(task) > MAX_TASK_LENGTH or not task.isprintable()):
+            raise UsageError(f"Query parameter 'task' must be a task name: printable characters, at most "
+                             f"{MAX_TASK_LENGTH} of them.")
         top: int | None = None
         if "top" in query:
             raw = query["top"][0]
-            if not raw.isdigit() or int(raw) < 1:
-                raise UsageError(f"Query parameter 'top' must be a whole number of at least 1, got {raw!r}.")
+            # ASCII digits only (str.isdigit also takes '²'), and few enough to read as a number.
+            if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(MAX_TOP))) \
+                    or not 1 <= int(raw) <= MAX_TOP:
+                shown = raw if len(raw) <= 20 else raw[:20] + "..."
+                raise UsageError(f"Query parameter 'top' must be a whole number from 1 to {MAX_TOP}, "
+                                 f"got {shown!r}.")
             top = int(raw)
 
         def build() -> Response:
@@ -227,6 +245,12 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "recsys"
 
+    def setup(self) -> None:
+        # Every read and write on the connection times out: an idle keep-alive client (or one that
+        # sends a request a byte a minute) is dropped after idle_timeout and its thread freed.
+        super().setup()
+        self.connection.settimeout(self.server.idle_timeout)
+
     def _respond(self, head_only: bool) -> None:
         response = self.server.app.handle(self.command, self.path)
         self.send_response(response.status)
@@ -252,15 +276,33 @@ class _Server(ThreadingHTTPServer):
     # Load tests open many short connections at once; the default backlog of 5 refuses some.
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], app: DiagnosticsApp) -> None:
+    def __init__(self, address: tuple[str, int], app: DiagnosticsApp, idle_timeout: float) -> None:
         self.app = app
+        self.idle_timeout = idle_timeout
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up or went quiet is one debug line, not the traceback socketserver prints."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            log.debug("client %s went away: %s", client_address[0] if client_address else "?", type(exc).__name__)
+            return
+        log.error("unexpected error serving %s: %s: %s", client_address[0] if client_address else "?",
+                  type(exc).__name__, redact_text(str(exc)))
+        log.debug("the unexpected error's traceback", exc_info=exc)
 
-def make_server(app: DiagnosticsApp, *, host: str = "127.0.0.1", port: int = 8080) -> ThreadingHTTPServer:
-    """Bind (port 0 picks a free one; see ``server_address``); call ``serve_forever()`` to serve."""
+
+def make_server(app: DiagnosticsApp, *, host: str = "127.0.0.1", port: int = 8080,
+                idle_timeout: float = DEFAULT_IDLE_TIMEOUT_SECONDS) -> ThreadingHTTPServer:
+    """Bind (port 0 picks a free one; see ``server_address``); call ``serve_forever()`` to serve.
+
+    A connection idle for ``idle_timeout`` seconds (no request, or a request or response stalled) is
+    closed.
+    """
+    if idle_timeout <= 0:
+        raise ValueError("idle_timeout must be positive")
     try:
-        return _Server((host, port), app)
+        return _Server((host, port), app, idle_timeout)
     except OSError as exc:
         raise ConfigError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}. "
                           "Choose another host or port.") from exc

@@ -2,7 +2,10 @@
 
 - Retries 429 and 5xx (and connection failures) with exponential backoff, honouring ``Retry-After``
   (seconds or an HTTP date) and the ``RateLimit`` header's ``t=`` reset.
-- Sends a User-Agent naming recsys, and a bearer token when one is configured.
+- Sends a User-Agent naming recsys, and a bearer token when one is configured, but only where the
+  token belongs: https URLs on its own service's hosts (``BearerToken``). A mirror, any other host,
+  and every plain-http URL get no token, unless the user lists the host for it
+  (``RECSYS_HF_TOKEN_HOSTS``, ``RECSYS_GITHUB_TOKEN_HOSTS``; still https only).
 - Streams downloads with a size cap and checks the body length against ``Content-Length``, so a
   truncated body fails instead of being parsed.
 - Every httpx exception becomes a ``SourceError`` here, at the boundary (table-driven; a test checks
@@ -15,7 +18,7 @@ import email.utils
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,10 +28,11 @@ import httpx
 
 from .. import __version__
 from ..clock import SYSTEM_CLOCK, Clock
+from ..config import GITHUB_TOKEN_HOSTS, HF_TOKEN_HOSTS, ScopedToken
 from ..errors import SourceError, SourceHTTPError, SourceTimeout
 from ..redact import redact_url
 
-__all__ = ["EXCEPTION_MAP", "USER_AGENT", "HttpSettings", "SourceClient", "parse_retry_after"]
+__all__ = ["EXCEPTION_MAP", "USER_AGENT", "BearerToken", "HttpSettings", "SourceClient", "parse_retry_after"]
 
 log = logging.getLogger("recsys.http")
 
@@ -112,6 +116,29 @@ def parse_retry_after(headers: Mapping[str, str], *, now: datetime) -> float | N
     return None
 
 
+class BearerToken(httpx.Auth):
+    """``Authorization: Bearer <token>`` on each request whose URL the token may go to: https, on a
+    host of its ``ScopedToken.hosts`` (from ``Settings``). A token given as a plain string goes only to
+    the services recsys knows (the Hugging Face Hub and its CDN, the GitHub API).
+
+    The check runs once per request, on the URL asked for. Redirects are httpx's: it drops the header
+    when a redirect leaves the origin (another host, or https to http), so a token never follows a
+    redirect off its host.
+    """
+
+    def __init__(self, token: str) -> None:
+        self._token = token if isinstance(token, ScopedToken) else ScopedToken(
+            token, (*HF_TOKEN_HOSTS, *GITHUB_TOKEN_HOSTS))
+
+    def allowed_for(self, url: str) -> bool:
+        return self._token.allowed_for(url)
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self.allowed_for(str(request.url)):
+            request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
+
+
 class SourceClient:
     """An httpx client for one source. Inject ``transport`` (or a whole ``client``) in tests.
 
@@ -138,8 +165,8 @@ class SourceClient:
         self._sleep = sleep
         self._clock = clock
         headers = {"User-Agent": USER_AGENT}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        # Per request, not a client header: the header depends on each request's URL.
+        self._auth: httpx.Auth | None = BearerToken(token) if token else None
         self._owns_client = client is None
         self._client = client or httpx.Client(
             transport=transport,
@@ -202,7 +229,8 @@ class SourceClient:
         while True:
             attempt += 1
             try:
-                with self._client.stream("GET", url, headers=headers) as response:
+                auth = self._auth if self._auth is not None else httpx.USE_CLIENT_DEFAULT
+                with self._client.stream("GET", url, headers=headers, auth=auth) as response:
                     if response.status_code in RETRY_STATUSES and attempt < self.settings.max_attempts:
                         delay = self._backoff(attempt, response)
                         log.info("%s answered %s; retry %d in %.1f s", redact_url(url), response.status_code,

@@ -1,4 +1,12 @@
-"""Bulk writes of evidence: COPY on Postgres (the fastest path psycopg has), executemany elsewhere."""
+"""Bulk writes: COPY on Postgres (the fastest path psycopg has), executemany elsewhere.
+
+Every COPY goes through ``copy_rows``, which keeps anything that can fail on the client out of the
+COPY itself. An exception raised inside psycopg's ``with cursor.copy(...)`` makes psycopg end the
+COPY on a connection the server may already have failed, and log that second failure as "error
+ignored terminating <psycopg.Copy ...>" on stderr, beside the traceback of the first. So the rows
+are built and checked before the COPY starts, a lost connection ends the COPY once, and whatever
+the COPY raises leaves as a SQLAlchemy error, which the store turns into one ``StoreError`` line.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +22,7 @@ from .tables import BenchmarkEvidence
 if TYPE_CHECKING:
     from ..sources.base import EvidenceRecord
 
-__all__ = ["EVIDENCE_COLUMNS", "insert_evidence"]
+__all__ = ["EVIDENCE_COLUMNS", "copy_rows", "insert_evidence"]
 
 EVIDENCE_COLUMNS: Sequence[str] = (
     "run_id", "source", "model", "category", "task_type", "metric", "value", "lower", "upper", "samples",
@@ -30,6 +38,44 @@ def _rows(run_id: int, source: str, source_version: str,
                json.dumps(dict(r.extra), allow_nan=False))
 
 
+def _refuse_nul(statement: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """PostgreSQL text cannot hold a NUL byte, and psycopg refuses one while formatting the row, which
+    would be inside the COPY: refuse it before."""
+    import psycopg
+
+    for number, row in enumerate(rows, start=1):
+        for column, value in zip(columns, row, strict=True):
+            if type(value) is str and "\x00" in value:
+                raise sa.exc.DataError(statement, None, psycopg.DataError(
+                    f"row {number} of the write holds a NUL byte in '{column}', which PostgreSQL text cannot store"))
+
+
+def copy_rows(cursor: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    """COPY ``rows`` (values in ``columns`` order) into ``table`` through a psycopg ``cursor``; returns
+    the row count. Raises SQLAlchemy errors (the store translates them), never a bare driver error."""
+    import psycopg
+
+    names = ", ".join(f'"{c}"' for c in columns)
+    statement = f"COPY {table} ({names}) FROM STDIN"
+    built = [tuple(row) for row in rows]  # any error building a row happens here, before the COPY
+    _refuse_nul(statement, columns, built)
+    lost: psycopg.OperationalError | None = None
+    try:
+        with cursor.copy(statement) as copy:
+            try:
+                for row in built:
+                    copy.write_row(row)
+            except psycopg.OperationalError as exc:
+                # The connection failed mid-COPY: leave the block normally, so the COPY ends once (its
+                # end fails the same way and raises) instead of psycopg logging a second failure.
+                lost = exc
+        if lost is not None:
+            raise lost
+    except psycopg.Error as exc:
+        raise sa.exc.DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
+    return len(built)
+
+
 def insert_evidence(session: Session, *, run_id: int, source: str, source_version: str,
                     records: Sequence[EvidenceRecord]) -> int:
     """Insert ``records`` for ``run_id`` inside the session's transaction; returns the row count."""
@@ -39,12 +85,9 @@ def insert_evidence(session: Session, *, run_id: int, source: str, source_versio
     if connection.dialect.name == "postgresql":
         raw = connection.connection.dbapi_connection
         assert raw is not None  # noqa: S101 - a live session has a DBAPI connection
-        columns = ", ".join(f'"{c}"' for c in EVIDENCE_COLUMNS)
         with raw.cursor() as cursor:  # type: ignore[attr-defined]
-            with cursor.copy(f"COPY benchmark_evidence ({columns}) FROM STDIN") as copy:
-                for row in _rows(run_id, source, source_version, records):
-                    copy.write_row(row)
-        return len(records)
+            return copy_rows(cursor, "benchmark_evidence", EVIDENCE_COLUMNS,
+                             _rows(run_id, source, source_version, records))
     table = BenchmarkEvidence.__table__  # type: ignore[attr-defined]
     payload = [dict(zip(EVIDENCE_COLUMNS, row, strict=True)) for row in _rows(run_id, source, source_version, records)]
     for item in payload:

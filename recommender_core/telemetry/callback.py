@@ -19,12 +19,17 @@ import atexit
 import functools
 import logging
 import os
+import threading
 import uuid
 import weakref
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..clock import SYSTEM_CLOCK, Clock
+from ..errors import RejectedRow
 from .events import TelemetryRecord, record_from_standard_logging
+from .validate import check_record
 from .writer import BatchWriter, WriterStats, write_records
 
 if TYPE_CHECKING:
@@ -93,6 +98,10 @@ class TelemetryCallback(CustomLogger):
     database (a ``sink`` receives each batch of ``TelemetryRecord``), for tests and embedding.
     ``exit_timeout`` bounds the flush at interpreter exit (seconds): with the store away, exit is
     delayed by at most that much, and the events still queued are lost (and logged as such).
+
+    Every event is checked against ``telemetry.validate``'s rules ("now" from ``clock``, default
+    the store's): one that breaks a rule (a NaN cost, negative tokens, a start in the future, ...)
+    is not stored and is counted per reason in ``rejected``.
     """
 
     def __init__(
@@ -106,6 +115,7 @@ class TelemetryCallback(CustomLogger):
         flush_interval: float = 1.0,
         backoff_max: float = 30.0,
         exit_timeout: float = 10.0,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__()
         if exit_timeout < 0:
@@ -129,6 +139,9 @@ class TelemetryCallback(CustomLogger):
         size = queue_size if queue_size is not None else settings.telemetry_queue_size  # type: ignore[union-attr]
         self._writer = BatchWriter(sink=sink, queue_size=size, batch_size=batch_size,
                                    flush_interval=flush_interval, backoff_max=backoff_max)
+        self._clock = clock if clock is not None else (store.clock if store is not None else SYSTEM_CLOCK)
+        self._rejected: Counter[str] = Counter()
+        self._rejected_lock = threading.Lock()
         self._closed = False
         atexit.register(_close_at_exit, weakref.ref(self))
 
@@ -166,7 +179,18 @@ class TelemetryCallback(CustomLogger):
         """Events dropped because the queue was full."""
         return self._writer.dropped
 
+    @property
+    def rejected(self) -> dict[str, int]:
+        """Events rejected by ``telemetry.validate``'s rules (never stored), per reason."""
+        with self._rejected_lock:
+            return dict(self._rejected)
+
     # --- the hooks (parameter names are LiteLLM's) ---------------------------------------------
+
+    def _reject(self, reason: str) -> None:
+        with self._rejected_lock:
+            self._rejected[reason] += 1
+        log.debug("telemetry: a call's event was rejected: %s", reason)
 
     def _record(self, kwargs: Mapping[str, Any]) -> None:
         try:
@@ -178,11 +202,14 @@ class TelemetryCallback(CustomLogger):
             call_id = kwargs.get("litellm_call_id")
             record = record_from_standard_logging(
                 payload, metadata=metadata if isinstance(metadata, Mapping) else None,
-                call_id=call_id if isinstance(call_id, str) else None)
-            if record is not None:
-                self._writer.enqueue(record)
+                call_id=call_id if isinstance(call_id, str) else None, now=self._clock.now())
+        except RejectedRow as exc:  # a value breaking telemetry.validate's rules: never stored
+            self._reject(exc.reason)
+            return
         except Exception:  # a telemetry bug must never break the caller's request
             log.debug("telemetry: could not record a call", exc_info=True)
+            return
+        self._writer.enqueue(record)  # never blocks, never raises
 
     def log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
         self._record(kwargs)
@@ -199,5 +226,13 @@ class TelemetryCallback(CustomLogger):
         self._record(kwargs)
 
     def record_many(self, records: Sequence[TelemetryRecord]) -> None:
-        """Queue already-built records (the spend-log importer and benchmarks use the same path)."""
-        self._writer.enqueue_many(records)
+        """Queue already-built records (benchmarks use the same path), each checked against
+        ``telemetry.validate``'s rules first: one that breaks a rule is counted in ``rejected``."""
+        now = self._clock.now()
+        accepted = []
+        for record in records:
+            try:
+                accepted.append(check_record(record, now=now))
+            except RejectedRow as exc:
+                self._reject(exc.reason)
+        self._writer.enqueue_many(accepted)

@@ -21,7 +21,7 @@ CALLS_PER_TASK = 5
 
 def _seen(callback: Any) -> int:
     stats = callback.stats()
-    return int(stats.written + stats.queued + stats.dropped)
+    return int(stats.written + stats.queued + stats.dropped + sum(callback.rejected.values()))
 
 
 def run_demo(*, database_url: str | None = None, calls_per_task: int = CALLS_PER_TASK) -> int:

@@ -10,8 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from ..clock import SYSTEM_CLOCK
+from ..errors import RejectedRow
+from .validate import check_record, epoch_time, figure, token_count
 
 __all__ = [
     "STANDARD_LOGGING_FIELDS_READ",
@@ -24,6 +28,7 @@ __all__ = [
     "attempt_position",
     "attribute_task",
     "clean_tags",
+    "clean_text",
     "record_from_standard_logging",
     "task_from",
 ]
@@ -76,33 +81,12 @@ class TelemetryRecord:
         return row
 
 
-def _text(value: object, limit: int = _MAX_NAME) -> str | None:
-    if value is None:
+def clean_text(value: object, limit: int = _MAX_NAME) -> str | None:
+    """A text field stripped and cut to its column's width; None when absent, empty or not text."""
+    if not isinstance(value, str):
         return None
-    text = str(value).strip()
+    text = value.strip()
     return text[:limit] if text else None
-
-
-def _number(value: object) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if number == number else None  # NaN is no figure
-
-
-def _count(value: object) -> int | None:
-    number = _number(value)
-    return None if number is None else int(number)
-
-
-def _epoch(value: object) -> datetime | None:
-    number = _number(value)
-    if number is None or number <= 0:
-        return None
-    return datetime.fromtimestamp(number, UTC)
 
 
 class TaskSource:
@@ -214,26 +198,46 @@ def attempt_event_id(logged_id: str, *, call_id: str | None, fallback_depth: int
         suffix = f"#cache:{call_id}"
     if call_id and (hits or base == call_id) and (fallback_depth or retry):
         suffix += f"#{fallback_depth}.{retry}"
-    return base[: _MAX_ID - len(suffix)] + suffix
+    # Cut to the column's width (a hostile call id could make the suffix alone too long); both
+    # writers cut the same way, so they still agree.
+    return (base[: max(_MAX_ID - len(suffix), 0)] + suffix)[:_MAX_ID]
+
+
+# More attempts than this is no real request: the position is treated as malformed.
+_MAX_ATTEMPT = 10_000
 
 
 def attempt_position(value: object) -> int:
     """``attempted_fallbacks`` / ``attempted_retries`` as a count (absent or malformed: 0)."""
-    number = _count(value)
-    return number if number is not None and number > 0 else 0
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return 0
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return 0
+    return int(number) if 1 <= number <= _MAX_ATTEMPT and number.is_integer() else 0
 
 
 def clean_tags(raw: object) -> tuple[str, ...]:
     """Request tags as a bounded tuple of short strings (anything else is ignored)."""
     if not isinstance(raw, list | tuple):
         return ()
-    return tuple(str(t)[:_MAX_NAME] for t in raw[:_MAX_TAGS] if isinstance(t, str | int | float))
+    tags = []
+    for tag in raw[:_MAX_TAGS]:
+        if isinstance(tag, bool) or not isinstance(tag, str | int | float):
+            continue
+        if isinstance(tag, int) and abs(tag) >= 10**18:
+            continue  # no tag, and too long to spell out cheaply
+        tags.append(str(tag)[:_MAX_NAME])
+    return tuple(tags)
 
 
 def record_from_standard_logging(
-    payload: Mapping[str, Any], *, metadata: Mapping[str, Any] | None = None, call_id: str | None = None
-) -> TelemetryRecord | None:
-    """Map LiteLLM's ``standard_logging_object`` to a record; None when it has no id or model.
+    payload: Mapping[str, Any], *, metadata: Mapping[str, Any] | None = None, call_id: str | None = None,
+    now: datetime | None = None,
+) -> TelemetryRecord:
+    """Map LiteLLM's ``standard_logging_object`` to a record checked by ``validate.check_record``
+    against ``now`` (default: the system clock); ``RejectedRow`` names the rule it breaks.
 
     ``metadata`` is the caller's request metadata (``litellm_params["metadata"]``): its task keys,
     the model group asked for before any fallback and the attempt's position (retries, fallbacks).
@@ -242,29 +246,28 @@ def record_from_standard_logging(
     time to first token is ``completionStartTime - startTime`` and is kept only for streamed calls,
     where it differs from the end of the call.
     """
-    logged_id = _text(payload.get("id"), _MAX_ID)
-    model = _text(payload.get("model"))
-    if logged_id is None or model is None:
-        return None
-    started = _epoch(payload.get("startTime"))
-    ended = _epoch(payload.get("endTime"))
-    first = _epoch(payload.get("completionStartTime"))
+    logged_id = clean_text(payload.get("id"), _MAX_ID)
+    if logged_id is None:
+        raise RejectedRow("no event id", field="event_id", source="telemetry")
+    started = epoch_time(payload.get("startTime"), "started_at")
+    ended = epoch_time(payload.get("endTime"), "ended_at")
+    first = epoch_time(payload.get("completionStartTime"), "ttft_ms")
     if started is None:
-        return None
+        raise RejectedRow("no started_at", field="started_at", source="telemetry")
     request = metadata or {}
     event_id = attempt_event_id(
-        logged_id, call_id=_text(call_id or payload.get("litellm_call_id"), _MAX_ID),
+        logged_id, call_id=clean_text(call_id or payload.get("litellm_call_id"), _MAX_ID),
         fallback_depth=attempt_position(request.get("attempted_fallbacks")),
         retry=attempt_position(request.get("attempted_retries")))
     status = "failure" if payload.get("status") == "failure" else "success"
     error_class = None
     if status == "failure":
         info = payload.get("error_information") or {}
-        error_class = _text(info.get("error_class") if isinstance(info, Mapping) else None, _MAX_ID)
+        error_class = clean_text(info.get("error_class") if isinstance(info, Mapping) else None, _MAX_ID)
         error_class = error_class or "UnknownError"
     tags = clean_tags(payload.get("request_tags"))
     logged_meta = _mapping(payload.get("metadata"))
-    model_group = _text(payload.get("model_group"))
+    model_group = clean_text(payload.get("model_group"))
     task, task_source = attribute_task(
         spend_logs_metadata=logged_meta.get("spend_logs_metadata") or request.get("spend_logs_metadata"),
         tags=tags, metadata=request, requester_metadata=logged_meta.get("requester_metadata"),
@@ -273,26 +276,25 @@ def record_from_standard_logging(
     ttft = None
     if payload.get("stream") and first is not None and (ended is None or first < ended):
         ttft = max((first - started).total_seconds() * 1000, 0.0)
-    prompt_tokens = _count(payload.get("prompt_tokens"))
-    completion_tokens = _count(payload.get("completion_tokens"))
-    return TelemetryRecord(
+    record = TelemetryRecord(
         event_id=event_id,
-        trace_id=_text(payload.get("trace_id"), _MAX_ID),
+        trace_id=clean_text(payload.get("trace_id"), _MAX_ID),
         origin="callback",
         model_group=model_group,
-        model=model,
-        provider=_text(payload.get("custom_llm_provider"), 64),
+        model=clean_text(payload.get("model")) or "",
+        provider=clean_text(payload.get("custom_llm_provider"), 64),
         task=task,
         task_source=task_source,
         status=status,
         error_class=error_class,
         started_at=started,
         ended_at=ended,
-        latency_ms=max(latency, 0.0) if latency is not None else None,
+        latency_ms=latency,
         ttft_ms=ttft,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        cost=_number(payload.get("response_cost")),
+        prompt_tokens=token_count(payload.get("prompt_tokens"), "prompt_tokens"),
+        completion_tokens=token_count(payload.get("completion_tokens"), "completion_tokens"),
+        cost=figure(payload.get("response_cost"), "cost"),
         cache_hit=payload.get("cache_hit") is True,
         tags=tags,
     )
+    return check_record(record, now=now if now is not None else SYSTEM_CLOCK.now())

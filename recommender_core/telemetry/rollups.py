@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import col
 
+from ..config import MAX_RETENTION_DAYS
 from ..stats import percentile, percentile_from_ranks
 from ..store import Store
 from ..store.tables import TelemetryEvent, TelemetryRollup
@@ -165,8 +166,8 @@ def prune_events(
     """Delete raw events that started before ``now - older_than_days``, ``batch_size`` rows per
     transaction, so a large backlog never holds one long lock. Takes the ``telemetry-prune`` lock
     and refreshes the stored rollups afterwards."""
-    if older_than_days < 1:
-        raise ValueError("older_than_days must be at least 1")
+    if not 1 <= older_than_days <= MAX_RETENTION_DAYS:
+        raise ValueError(f"older_than_days must be from 1 to {MAX_RETENTION_DAYS}")
     now = now or store.clock.now()
     cutoff = now - timedelta(days=older_than_days)
     deleted = batches = 0

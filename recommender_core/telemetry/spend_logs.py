@@ -15,7 +15,12 @@ One attempt, one event: the event id is ``attempt_event_id`` of the row's ``requ
 response id, else the call id), the key ``TelemetryCallback`` computes for the same attempt, so a
 proxy that runs the callback and is also imported stores each attempt once.
 
-Incremental: the cursor is the latest ``startTime`` imported, kept in ``source_state`` per proxy
+Every row is checked against the rules of ``validate`` (finite, bounded figures; no call that
+ends before it starts or starts in the future): a row that breaks one is not stored and is counted
+per reason in the run (``rows_rejected``, ``details["rejected"]``), and the run goes on.
+
+Incremental: the cursor is the latest ``startTime`` imported (of stored rows only: a rejected,
+future-dated row cannot carry it past every real row), kept in ``source_state`` per proxy
 database. Each run re-reads ``OVERLAP`` before the cursor, because the proxy commits its spend logs
 in batches and a row can land after later-starting ones; rows already stored are skipped by their
 event id (idempotent). ``since`` replaces the cursor for one run.
@@ -24,18 +29,24 @@ event id (idempotent). ``since`` replaces the cursor for one run.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+import logging
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..errors import SourceError, SourceSchemaError
+import sqlalchemy as sa
+from sqlmodel import Session, col
+
+from ..errors import RejectedRow, SourceError, SourceSchemaError
 from ..redact import first_line, redact_url
 from ..store import Store
 from ..store.runs import finish_ingest_run, ingest_job
-from ..store.tables import SourceState
-from .events import TelemetryRecord, attempt_event_id, attempt_position, attribute_task, clean_tags
+from ..store.tables import SourceState, TelemetryEvent
+from .events import TelemetryRecord, attempt_event_id, attempt_position, attribute_task, clean_tags, clean_text
 from .rollups import refresh_rollups
+from .validate import CLOCK_SKEW, EARLIEST, check_record, figure, token_count, utc_time
 from .writer import write_records
 
 __all__ = [
@@ -48,6 +59,8 @@ __all__ = [
     "ingest_spend_logs",
     "record_from_spend_log",
 ]
+
+log = logging.getLogger("recsys.telemetry")
 
 SOURCE = "litellm"
 JOB = "ingest-litellm"
@@ -107,61 +120,57 @@ class SpendLogsResult:
     rejected: int
     start: datetime | None
     cursor: datetime | None
+    rejected_reasons: Mapping[str, int] = field(default_factory=dict)  # reason -> rows (validate.py)
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
+def record_from_spend_log(row: Mapping[str, Any], *, now: datetime) -> TelemetryRecord:
+    """Map one spend-log row (the columns of ``_QUERY``) to a record checked by
+    ``validate.check_record`` against ``now``; ``RejectedRow`` names the rule it breaks."""
+    request_id = clean_text(row.get("request_id"))
+    if request_id is None:
+        raise RejectedRow("no event id", field="event_id", source=SOURCE)
     # Prisma DateTime is timestamp(3) without time zone, written in UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def record_from_spend_log(row: dict[str, Any]) -> TelemetryRecord | None:
-    """Map one spend-log row (the columns of ``_QUERY``) to a record; None without id or model."""
-    request_id = str(row.get("request_id") or "").strip()
-    model = str(row.get("model") or "").strip()[:256]
-    started = _utc(row.get("startTime"))
-    if not request_id or not model or started is None:
-        return None
-    ended = _utc(row.get("endTime"))
-    first = _utc(row.get("completionStartTime"))
+    started = utc_time(row.get("startTime"), "started_at")
+    if started is None:
+        raise RejectedRow("no started_at", field="started_at", source=SOURCE)
+    ended = utc_time(row.get("endTime"), "ended_at")
+    first = utc_time(row.get("completionStartTime"), "ttft_ms")
     status = "failure" if (row.get("status") or "success") == "failure" else "success"
     tags = clean_tags(row.get("request_tags"))
     latency = (ended - started).total_seconds() * 1000 if ended is not None else None
     ttft = None
     if first is not None and ended is not None and started <= first < ended:
         ttft = (first - started).total_seconds() * 1000
-    cache_hit = str(row.get("cache_hit") or "").strip().lower() == "true"
-    spend = row.get("spend")
-    model_group = str(row["model_group"])[:256] if row.get("model_group") else None
+    cache_hit = (clean_text(row.get("cache_hit")) or "").lower() == "true"
+    model_group = clean_text(row.get("model_group"))
     task, task_source = attribute_task(
         spend_logs_metadata={"task": row.get("spend_logs_task")}, tags=tags,
         model_groups=(model_group, row.get("original_model_group")))
-    call_id = str(row.get("litellm_call_id") or "").strip() or None
-    return TelemetryRecord(
-        event_id=attempt_event_id(request_id, call_id=call_id,
+    record = TelemetryRecord(
+        event_id=attempt_event_id(request_id, call_id=clean_text(row.get("litellm_call_id")),
                                   fallback_depth=attempt_position(row.get("attempted_fallbacks")),
                                   retry=attempt_position(row.get("attempted_retries"))),
         origin="spend_logs",
         # The table has no trace id (session_id is a conversation id, not one request's attempts).
         trace_id=None,
         model_group=model_group,
-        model=model,
-        provider=(str(row["custom_llm_provider"])[:64] if row.get("custom_llm_provider") else None),
+        model=clean_text(row.get("model")) or "",
+        provider=clean_text(row.get("custom_llm_provider"), 64),
         task=task,
         task_source=task_source,
         status=status,
-        error_class=((row.get("error_class") or "UnknownError")[:128] if status == "failure" else None),
+        error_class=(clean_text(row.get("error_class"), 128) or "UnknownError") if status == "failure" else None,
         started_at=started,
         ended_at=ended,
-        latency_ms=max(latency, 0.0) if latency is not None else None,
+        latency_ms=latency,
         ttft_ms=ttft,
-        prompt_tokens=row.get("prompt_tokens"),
-        completion_tokens=row.get("completion_tokens"),
-        cost=float(spend) if spend is not None else None,
+        prompt_tokens=token_count(row.get("prompt_tokens"), "prompt_tokens"),
+        completion_tokens=token_count(row.get("completion_tokens"), "completion_tokens"),
+        cost=figure(row.get("spend"), "cost"),
         cache_hit=cache_hit,
         tags=tags,
     )
+    return check_record(record, now=now)
 
 
 def _cursor_key(dsn: str) -> str:
@@ -214,6 +223,31 @@ def _pages(dsn: str, start: datetime) -> Iterator[list[dict[str, Any]]]:
             start_naive, after_id = rows[-1]["startTime"], rows[-1]["request_id"]
 
 
+def _usable_cursor(session: Session, value: str | None, *, now: datetime) -> tuple[datetime | None, bool]:
+    """The stored cursor, and whether it had to be repaired.
+
+    A cursor this version stores is the start of a stored, checked event. One that is unreadable or
+    lies in the future was left by an older version (a future-dated row carried it there, and every
+    import after it read nothing): it is replaced by the latest start of the spend-log events stored
+    (re-reading from there is idempotent), or by none.
+    """
+    if value is None:
+        return None, False
+    try:
+        cursor: datetime | None = datetime.fromisoformat(value)
+    except ValueError:
+        cursor = None
+    if cursor is not None and cursor.tzinfo is not None and EARLIEST <= cursor <= now + CLOCK_SKEW:
+        return cursor, False
+    latest = session.execute(
+        sa.select(sa.func.max(col(TelemetryEvent.started_at)))
+        .where(col(TelemetryEvent.origin) == "spend_logs", col(TelemetryEvent.started_at) <= now + CLOCK_SKEW)
+    ).scalar()
+    log.warning("ingest litellm: the stored cursor %s is not a usable time (left by an older version); "
+                "importing from %s instead", value[:40], latest.isoformat() if latest else "the first row")
+    return latest, True
+
+
 def ingest_spend_logs(
     store: Store, *, dsn: str, since: datetime | None = None, keep_runs: int = 30
 ) -> SpendLogsResult:
@@ -229,33 +263,45 @@ def ingest_spend_logs(
     with ingest_job(store, job=JOB, source=SOURCE, keep_runs=keep_runs) as handle:
         with store.session() as session:
             state = session.get(SourceState, (SOURCE, key))
-            stored = datetime.fromisoformat(state.value) if state is not None else None
+            stored, repaired = _usable_cursor(session, state.value if state is not None else None,
+                                              now=store.clock.now())
         start = since if since is not None else (stored - OVERLAP if stored is not None else None)
-        read = inserted = rejected = 0
+        read = inserted = 0
+        rejected: Counter[str] = Counter()
         cursor = stored
         for page in _pages(dsn, start or datetime(1970, 1, 1, tzinfo=UTC)):
+            # "now" as the page was read: no row of it can have started later (bar the allowed skew).
+            page_now = store.clock.now()
             records = []
             for row in page:
-                record = record_from_spend_log(row)
-                if record is None:
-                    rejected += 1
+                try:
+                    record = record_from_spend_log(row, now=page_now)
+                except RejectedRow as exc:
+                    rejected[exc.reason] += 1  # never stored, and never moves the cursor
                     continue
                 records.append(record)
                 if cursor is None or record.started_at > cursor:
                     cursor = record.started_at
             read += len(page)
             inserted += write_records(store, records, claim=handle.claim)
+        rows_rejected = sum(rejected.values())
+        if rows_rejected:
+            log.info("ingest litellm: %d spend-log rows rejected (%s)", rows_rejected,
+                        ", ".join(f"{reason}: {n}" for reason, n in rejected.most_common()))
         handle.source_version = cursor.isoformat() if cursor is not None else None
         handle.rows_accepted = inserted
-        handle.rows_rejected = rejected
-        handle.details = {"read": read, "skipped_existing": read - rejected - inserted,
-                          "start": start.isoformat() if start else None}
+        handle.rows_rejected = rows_rejected
+        handle.details = {"read": read, "skipped_existing": read - rows_rejected - inserted,
+                          "rejected": dict(rejected), "start": start.isoformat() if start else None}
         now = store.clock.now()
         with store.session() as session:
-            if cursor is not None and cursor != stored:
+            if cursor is not None and (cursor != stored or repaired):
                 session.merge(SourceState(source=SOURCE, key=key, value=cursor.isoformat(), updated_at=now))
+            elif cursor is None and repaired:
+                session.execute(sa.delete(SourceState).where(col(SourceState.source) == SOURCE,
+                                                             col(SourceState.key) == key))
             finish_ingest_run(session, handle, now=now)
         run_id = handle.run_id
     refresh_rollups(store)
-    return SpendLogsResult(run_id=run_id, read=read, inserted=inserted, skipped=read - rejected - inserted,
-                           rejected=rejected, start=start, cursor=cursor)
+    return SpendLogsResult(run_id=run_id, read=read, inserted=inserted, skipped=read - rows_rejected - inserted,
+                           rejected=rows_rejected, rejected_reasons=dict(rejected), start=start, cursor=cursor)

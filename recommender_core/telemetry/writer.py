@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 from ..redact import first_line
 from ..store import Store
+from ..store.bulk import copy_rows
 from ..store.tables import TelemetryEvent
 from .events import TelemetryRecord
 
@@ -83,9 +84,8 @@ def _write_postgres(store: Store, records: list[TelemetryRecord],
             f"SELECT {columns} FROM telemetry_event WITH NO DATA")
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            with cursor.copy(f"COPY {_STAGE} ({columns}) FROM STDIN") as copy:
-                for r in records:
-                    copy.write_row((*_ROW_VALUES(r), json.dumps(list(r.tags))))
+            copy_rows(cursor, _STAGE, _COLUMNS,
+                      ((*_ROW_VALUES(r), json.dumps(list(r.tags))) for r in records))
         finally:
             cursor.close()
         result = conn.exec_driver_sql(
