@@ -184,6 +184,11 @@ class Settings(BaseSettings):
         extra = info.data.get(f"{info.field_name}_hosts", ())
         return _ScopedSecret(value.get_secret_value(), (*own, *extra))
 
+    def source_url(self, source: str) -> str | None:
+        """The mirror configured for an evidence source (``RECSYS_<SOURCE>_URL``), if any."""
+        value = getattr(self, f"{source}_url", None) if f"{source}_url" in type(self).model_fields else None
+        return value if isinstance(value, str) else None
+
     @property
     def is_default_database(self) -> bool:
         """True when no database was configured: the embedded SQLite store."""

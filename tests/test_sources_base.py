@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import httpx
@@ -12,8 +13,16 @@ from sqlmodel import select
 from recommender_core.clock import FixedClock
 from recommender_core.config import Settings
 from recommender_core.errors import SourceError, SourceHTTPError, SourceSchemaError, SourceTimeout
-from recommender_core.policy import load_policy
-from recommender_core.sources.base import Batch, EvidenceRecord, IngestOptions, Source
+from recommender_core.policy import Task, load_policy
+from recommender_core.sources.base import (
+    Batch,
+    EvidenceRecord,
+    EvidenceValue,
+    IngestOptions,
+    PreviousRun,
+    Quality,
+    Source,
+)
 from recommender_core.sources.http import EXCEPTION_MAP, HttpSettings, SourceClient, parse_retry_after
 from recommender_core.store import Store
 from recommender_core.store.runs import list_runs
@@ -157,10 +166,15 @@ class FakeSource(Source):
         self.version, self.records, self.rejected, self.fail = version, records, rejected, fail
         self.loads = 0
 
+    @classmethod
+    def quality(cls, ref: str, selector: str, rows: Sequence[EvidenceValue], names: Sequence[str],
+                task: Task) -> Quality:
+        return Quality({}, dict.fromkeys(names, "fake evidence measures nothing"))
+
     def resolve_version(self, options: IngestOptions) -> str:
         return self.version
 
-    def load(self, version: str, options: IngestOptions) -> Batch:
+    def load(self, version: str, options: IngestOptions, previous: PreviousRun | None = None) -> Batch:
         self.loads += 1
         if self.fail is not None:
             raise self.fail
@@ -222,10 +236,10 @@ def test_empty_source_is_refused(store: Store) -> None:
 
 def test_registry_lists_every_plugin_and_unknown_names_say_what_exists() -> None:
     from recommender_core.errors import ConfigError
-    from recommender_core.sources import PLUGIN_MODULES, get_source, load_sources
+    from recommender_core.sources import available_sources, get_source, load_sources
 
     registry = load_sources()
-    assert set(registry) == set(PLUGIN_MODULES) == {"lmsys", "mteb"}
+    assert set(registry) == set(available_sources()) == {"lmsys", "mteb"}
     for name, cls in registry.items():
         assert cls.name == name and cls.job == f"ingest-{name}"
     with pytest.raises(ConfigError, match=r"^Unknown source 'lmsy'\. Available sources: lmsys, mteb\.$"):

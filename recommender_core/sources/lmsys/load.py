@@ -1,4 +1,4 @@
-"""LMArena (Chatbot Arena) ratings: the ``lmsys`` source (DESIGN.md section 4, SOURCES.md part A).
+"""Reading LMArena ratings for the ``lmsys`` plugin: the Hub, mirrors, versions and the parsers.
 
 Network mode asks the Hub for the dataset ``sha`` of ``lmarena-ai/leaderboard-dataset`` (the
 version: an unchanged sha is a no-op run) and downloads each configured config's ``latest`` parquet
@@ -25,42 +25,29 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import httpx
+from ...errors import SourceError, SourceSchemaError
+from ...redact import redact_url
+from ..base import Batch, EvidenceRecord, IngestOptions
+from ..http import SourceClient
+from . import CONFIG_NAME as _CONFIG_NAME
+from . import NAME
+from . import constants as C
 
-from ..config import Settings
-from ..errors import SourceError, SourceSchemaError
-from ..policy import Policy
-from ..redact import redact_url
-from . import lmsys_constants as C
-from .base import Batch, EvidenceRecord, IngestOptions, ProgressFactory, Source, register_source
-from .http import HttpSettings, SourceClient
+if TYPE_CHECKING:
+    from . import LmsysSource
 
-__all__ = ["LmsysSource", "configs_from_policy", "parse_legacy_csv", "parse_parquet", "parse_rows_page"]
+__all__ = ["LmsysReader", "legacy_csv_version", "parse_legacy_csv", "parse_parquet", "parse_rows_page"]
 
-NAME = "lmsys"
-_CONFIG_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _UNSUPPORTED = ("Supported: a parquet file, a datasets-server /rows JSON page, a folder laid out like the "
                 f"dataset repo ({C.DATASET_ID}), or a legacy leaderboard CSV with an "
                 f"'{C.LEGACY_RATING_COLUMN}' column.")
-
-
-def configs_from_policy(policy: Policy) -> tuple[str, ...]:
-    """The Arena configs the policy's tasks reference (``lmsys:<config>/...``), else the default."""
-    found: list[str] = []
-    for task in policy.tasks.values():
-        for ref in task.evidence_refs:
-            if ref.source == NAME:
-                config = ref.selector.split("/", 1)[0]
-                if config not in found:
-                    found.append(config)
-    return tuple(found) or C.DEFAULT_CONFIGS
 
 
 # --- value checks (a tight loop: 50,000 rows must parse in a fraction of a COPY) ----------------
@@ -355,52 +342,23 @@ def _read_git_head(folder: Path) -> str | None:
 
 # --- the source -----------------------------------------------------------------------------------
 
-@register_source
-class LmsysSource(Source):
-    """LMArena ratings from ``lmarena-ai/leaderboard-dataset`` (or a mirror of it).
+class LmsysReader:
+    """One run's reading of the Hub or a mirror for an ``LmsysSource`` (bodies cached: one download per run)."""
 
-    >>> from recommender_core.policy import load_policy
-    >>> source = LmsysSource(settings=Settings.load(), policy=load_policy())
-    >>> source.configs
-    ('text',)
-    """
-
-    name = NAME
-    job = "ingest-lmsys"
-
-    def __init__(self, *, settings: Settings, policy: Policy, progress: ProgressFactory | None = None,
-                 configs: Sequence[str] | None = None, endpoint: str = C.HF_ENDPOINT,
-                 transport: httpx.BaseTransport | None = None, client: httpx.Client | None = None,
-                 http_settings: HttpSettings | None = None, sleep: Callable[[float], None] | None = None) -> None:
-        super().__init__(settings=settings, policy=policy, progress=progress)
-        chosen = tuple(dict.fromkeys(configs)) if configs else configs_from_policy(policy)  # --config text twice
-        for config in chosen:
-            if not _CONFIG_NAME.match(config):
-                raise SourceError(f"{NAME}: {config!r} is not a dataset config name (e.g. text, vision, webdev).",
-                                  source=NAME)
-        self.configs = chosen
-        self.endpoint = endpoint
-        self._transport, self._client, self._http_settings, self._sleep = transport, client, http_settings, sleep
-        self._http: SourceClient | None = None
+    def __init__(self, source: LmsysSource) -> None:
+        self.source = source
+        self.settings, self.configs, self.endpoint = source.settings, source.configs, source.endpoint
+        self.progress = source.progress
         # Bodies fetched while resolving the version, reused by load (one download per run).
         self._cache: dict[str, bytes] = {}
 
     # --- plumbing ---
 
     def http(self) -> SourceClient:
-        if self._http is None:
-            token = self.settings.hf_token.get_secret_value() if self.settings.hf_token else None
-            kwargs: dict[str, Any] = {}
-            if self._sleep is not None:
-                kwargs["sleep"] = self._sleep
-            self._http = SourceClient(source=NAME, token=token, client=self._client, transport=self._transport,
-                                      settings=self._http_settings, **kwargs)
-        return self._http
+        token = self.settings.hf_token.get_secret_value() if self.settings.hf_token else None
+        return self.source.http(token)
 
     def close(self) -> None:
-        if self._http is not None:
-            self._http.close()
-            self._http = None
         self._cache.clear()
 
     def _download(self, url: str, label: str) -> bytes:
@@ -409,11 +367,9 @@ class LmsysSource(Source):
             self._cache[url] = self.http().get(url, progress=callback).content
         return self._cache[url]
 
-    @staticmethod
-    def _mirror(options: IngestOptions, settings: Settings) -> str | None:
-        mirror = options.mirror or settings.lmsys_url
-        mirror = mirror.strip() if mirror and mirror.strip() else None
-        if mirror is not None and LmsysSource._is_url(mirror):
+    def _mirror(self, options: IngestOptions) -> str | None:
+        mirror = self.source.mirror(options)
+        if mirror is not None and self._is_url(mirror):
             try:
                 parts = urlsplit(mirror)
                 parts.port  # noqa: B018 - parsing the port is what validates it
@@ -486,14 +442,10 @@ class LmsysSource(Source):
                               f"dataset repo ({C.DATASET_ID}), one folder per config.", source=NAME)
         return file
 
-    # --- Source ---
-
-    def scope(self, options: IngestOptions) -> str | None:
-        """The configs a run ingests: asking for another config re-reads an unchanged dataset sha."""
-        return "configs:" + ",".join(sorted(self.configs))
+    # --- version and rows ---
 
     def resolve_version(self, options: IngestOptions) -> str:
-        mirror = self._mirror(options, self.settings)
+        mirror = self._mirror(options)
         if mirror is None:
             return self._hub_sha(self.endpoint)
         if self._is_url(mirror):
@@ -516,7 +468,7 @@ class LmsysSource(Source):
         return hashlib.sha256(data).hexdigest()
 
     def load(self, version: str, options: IngestOptions) -> Batch:
-        mirror = self._mirror(options, self.settings)
+        mirror = self._mirror(options)
         batch = Batch()
         seen: set[tuple[str, str]] = set()
         if mirror is None or (self._is_url(mirror) and self._remote_kind(mirror) == "hub"):

@@ -1,4 +1,4 @@
-"""``ingest mteb``: MTEB results (embeddings-benchmark/results) into evidence, one row per (model, task).
+"""Reading MTEB results (embeddings-benchmark/results) for the ``mteb`` plugin, one row per (model, task).
 
 Three ways in, one parser:
 
@@ -33,26 +33,18 @@ import os
 import re
 import sys
 import tempfile
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import sqlalchemy as sa
-from sqlmodel import Session
-
-from ..errors import ConfigError, SourceError, SourceSchemaError
-from ..store import Store
-from ..store.runs import current_ingest_run
-from ..store.tables import BenchmarkEvidence, SourceState
-from .base import Batch, EvidenceRecord, IngestOptions, IngestResult, Source, register_source
-from .http import SourceClient
-from .mteb_constants import (
+from ...errors import ConfigError, SourceError, SourceSchemaError
+from ..base import Batch, EvidenceRecord, IngestOptions, PreviousRun
+from ..http import SourceClient
+from .constants import (
     GITHUB_API,
     GITHUB_BRANCH,
     GITHUB_RAW,
@@ -79,7 +71,7 @@ from .mteb_constants import (
 )
 
 __all__ = [
-    "MtebSource",
+    "MtebReader",
     "Rejected",
     "TaskInfo",
     "TaskMap",
@@ -92,6 +84,9 @@ __all__ = [
     "note_unmapped",
     "parse_result",
 ]
+
+if TYPE_CHECKING:
+    from . import MtebSource
 
 log = logging.getLogger("recsys.sources.mteb")
 
@@ -639,87 +634,31 @@ def _tree_entries(document: dict[str, Any], kind: str) -> list[tuple[str, str]]:
 # --- the source --------------------------------------------------------------------------------------
 
 
-ClientFactory = Callable[[str, str | None], SourceClient]
+class MtebReader:
+    """One run's reading of a mirror, the GitHub API or the Hugging Face parquet for an ``MtebSource``."""
 
-
-def _default_client(source: str, token: str | None) -> SourceClient:
-    return SourceClient(source=source, token=token)
-
-
-@register_source
-class MtebSource(Source):
-    """MTEB per-task results: a local mirror, the GitHub API (policy candidates), or the HF parquet (--all)."""
-
-    name: ClassVar[str] = "mteb"
-    job: ClassVar[str] = "ingest-mteb"
-
-    client_factory: ClassVar[ClientFactory] = staticmethod(_default_client)
-
-    def __init__(self, *args: Any, tasks: TaskMap | None = None,
-                 client: SourceClient | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._tasks = tasks
-        self._client = client
-        self._store: Store | None = None
-        self._state: dict[str, str] = {}
-
-    # -- plumbing --
+    def __init__(self, source: MtebSource) -> None:
+        self.source = source
+        self.name = source.name
+        self.settings, self.policy, self.progress = source.settings, source.policy, source.progress
+        self.all_models = source.all_models
 
     @property
     def tasks(self) -> TaskMap:
-        """The task map, loaded when first needed (an unchanged run never needs it)."""
-        if self._tasks is None:
-            self._tasks = load_task_map()
-        return self._tasks
+        return self.source.tasks
 
     def _http(self, token: str | None) -> SourceClient:
-        if self._client is None:
-            self._client = type(self).client_factory(self.name, token)
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        return self.source.http(token)
 
     def _mirror(self, options: IngestOptions) -> str | None:
-        return options.mirror or self.settings.mteb_url
-
-    def run(self, store: Store, options: IngestOptions) -> IngestResult:
-        self._store = store
-        self._state = {}
-        try:
-            return super().run(store, options)
-        finally:
-            self._store = None
-
-    def save_state(self, session: Session, *, now: datetime) -> None:
-        """Store the per-model tree shas seen by this run, inside the run's own write transaction."""
-        if not self._state:
-            return
-        for key, value in self._state.items():
-            row = session.get(SourceState, (self.name, key))
-            if row is None:
-                session.add(SourceState(source=self.name, key=key, value=value, updated_at=now))
-            else:
-                row.value = value
-                row.updated_at = now
+        return self.source.mirror(options)
 
     # -- versions --
-
-    def scope(self, options: IngestOptions) -> str | None:
-        """Network mode tracks the policy's embedding candidates: a new candidate (or alias) is fetched at
-        once, not at the next upstream commit. A mirror and ``--all`` always cover every model."""
-        if self._mirror(options) or options.all_models:
-            return None
-        lines = [f"{name}={','.join(sorted(self.policy.candidates[name].aliases.get(self.name, ())))}"
-                 for name in sorted(self.policy.candidates_of_kind("embedding"))]
-        return "candidates:" + hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
     def resolve_version(self, options: IngestOptions) -> str:
         mirror = self._mirror(options)
         if mirror:
-            if options.all_models:
+            if self.all_models:
                 raise ConfigError("mteb: --all reads the Hugging Face dataset; it cannot be combined with a mirror "
                                   "(--source, or RECSYS_MTEB_URL: unset it for this run).")
             root = _mirror_path(mirror)
@@ -727,10 +666,10 @@ class MtebSource(Source):
                 return mirror_version(root)
             except OSError as exc:
                 raise _unreadable_mirror(root, exc) from exc
-        token = self.settings.hf_token if options.all_models else self.settings.github_token
+        token = self.settings.hf_token if self.all_models else self.settings.github_token
         secret = token.get_secret_value() if token is not None and hasattr(token, "get_secret_value") else token
         http = self._http(secret if isinstance(secret, str) else None)
-        if options.all_models:
+        if self.all_models:
             sha = _json_object(http, HF_API).get("sha")
             if not isinstance(sha, str) or not sha:
                 raise SourceSchemaError(f"mteb: {HF_API} answered without a 'sha'; the Hub API changed?",
@@ -744,7 +683,7 @@ class MtebSource(Source):
 
     # -- loading --
 
-    def load(self, version: str, options: IngestOptions) -> Batch:
+    def load(self, version: str, options: IngestOptions, previous: PreviousRun | None) -> Batch:
         mirror = self._mirror(options)
         if mirror:
             root = _mirror_path(mirror)
@@ -752,9 +691,9 @@ class MtebSource(Source):
                 return self._load_mirror(root)
             except OSError as exc:  # a folder that vanished or cannot be listed (one file is only rejected)
                 raise _unreadable_mirror(root, exc) from exc
-        if options.all_models:
+        if self.all_models:
             return self._load_parquet(version.removeprefix("hf:"))
-        return self._load_github(version, force=options.force)
+        return self._load_github(version, previous=None if options.force else previous)
 
     def _load_mirror(self, root: Path) -> Batch:
         batch = Batch()
@@ -778,25 +717,16 @@ class MtebSource(Source):
         matcher = self.policy.matcher(self.name)
         return [f for f in folders if matcher.candidate_for(folder_model_name(f)) in embedding]
 
-    def _previous_rows(self, folder: str) -> list[EvidenceRecord] | None:
-        if self._store is None:
-            return None
-        current = current_ingest_run(self._store, self.name)
+    @staticmethod
+    def _previous_rows(previous: PreviousRun, folder: str) -> list[EvidenceRecord] | None:
         # Only evidence read at a commit of the repository can stand in for an unchanged tree (not a
         # fingerprinted mirror, the sample or the parquet, whose contents may differ).
-        if current is None or not re.fullmatch(r"[0-9a-f]{40}", current.source_version or ""):
+        if not re.fullmatch(r"[0-9a-f]{40}", previous.source_version or ""):
             return None
-        table = BenchmarkEvidence.__table__  # type: ignore[attr-defined]
-        with self._store.session() as session:
-            rows = session.execute(sa.select(table).where(table.c.run_id == current.id,
-                                                          table.c.source == self.name)).mappings().all()
-        out = [EvidenceRecord(model=r["model"], category=r["category"], value=r["value"], metric=r["metric"],
-                              task_type=r["task_type"], revision=r["revision"], split=r["split"],
-                              subset_count=r["subset_count"], extra=r["extra"] or {})
-               for r in rows if (r["extra"] or {}).get("folder") == folder]
+        out = [r for r in previous.evidence() if (r.extra or {}).get("folder") == folder]
         return out or None
 
-    def _load_github(self, commit: str, *, force: bool) -> Batch:
+    def _load_github(self, commit: str, *, previous: PreviousRun | None) -> Batch:
         http = self._http(None)
         batch = Batch()
         root = _json_object(http, f"{GITHUB_API}/git/trees/{commit}")
@@ -810,20 +740,14 @@ class MtebSource(Source):
         if not tracked:
             raise SourceSchemaError("mteb: no model folder in the results repository matches an embedding candidate "
                                     "of the policy; add 'mteb' aliases to the policy.", source=self.name)
-        previous: dict[str, str] = {}
-        if self._store is not None and not force:
-            table = SourceState.__table__  # type: ignore[attr-defined]
-            with self._store.session() as session:
-                for key, value in session.execute(sa.select(table.c.key, table.c.value).where(
-                        table.c.source == self.name)).all():
-                    previous[key] = value
+        state = previous.state if previous is not None else {}
         fetched = reused = 0
         owners: dict[str, str] = {}
         for folder in tracked:
             key = STATE_TREE_PREFIX + folder
-            self._state[key] = trees[folder]
-            if previous.get(key) == trees[folder]:
-                kept = self._previous_rows(folder)
+            batch.state[key] = trees[folder]
+            if previous is not None and state.get(key) == trees[folder]:
+                kept = self._previous_rows(previous, folder)
                 if kept is not None:
                     add_records(batch, kept, owners, folder)
                     batch.skipped[SKIP_UNCHANGED_TREE] += 1
@@ -920,12 +844,3 @@ class MtebSource(Source):
                 extra={"dataset": sha, **({"splits": list(s.splits)} if len(s.splits) > 1 else {})}))
         batch.details["models"] = len({m for m, _ in picks})
         return batch
-
-
-def summarise(result: IngestResult) -> dict[str, Any]:
-    """The run summary as a plain document (the CLI prints it)."""
-    return {"source": result.source, "status": result.status, "source_version": result.source_version,
-            "run_id": result.run_id, "rows": result.rows_accepted, "rejected_rows": result.rows_rejected,
-            "rejected": dict(Counter(result.rejected_reasons).most_common()), "skipped": dict(result.skipped),
-            **{k: v for k, v in result.details.items() if k != "rejected_examples"},
-            "rejected_examples": result.details.get("rejected_examples", {})}
