@@ -14,13 +14,68 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from ._base import JsonOption, PolicyOption, RecsysTyper, cronjob, print_json, state
 
 if TYPE_CHECKING:
+    from typer import _click
+
     from recommender_core.sources.base import IngestResult, Source
 
-app = RecsysTyper()
+
+class _LazySourceCommands(dict[str, "_click.Command"]):
+    """The ``ingest`` group's commands: ``litellm`` at once, the source commands when first looked at,
+    so ``recsys --help`` imports no source plugin. (A dict, as click and the tests expect.)"""
+
+    _loaded = False
+
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            for name, command in _source_commands().items():
+                dict.__setitem__(self, name, command)
+
+    def __getitem__(self, name: str) -> _click.Command:
+        self._load()
+        return dict.__getitem__(self, name)
+
+    def __contains__(self, name: object) -> bool:
+        self._load()
+        return dict.__contains__(self, name)
+
+    def __iter__(self) -> Iterator[str]:
+        self._load()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        self._load()
+        return dict.__len__(self)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self._load()
+        return dict.get(self, name, default)
+
+    def keys(self) -> Any:
+        self._load()
+        return dict.keys(self)
+
+    def items(self) -> Any:
+        self._load()
+        return dict.items(self)
+
+    def values(self) -> Any:
+        self._load()
+        return dict.values(self)
+
+
+class _IngestGroup(TyperGroup):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.commands = _LazySourceCommands(self.commands)
+
+
+app = RecsysTyper(cls=_IngestGroup)
 
 # Flag hints the core leaves to the CLI (the library knows no flags).
 UNCHANGED_HINT = "use --force to ingest it again"
@@ -125,14 +180,17 @@ def _source_command(plugin: type[Source]) -> Callable[..., None]:
     return command
 
 
-def _register_sources() -> None:
+def _source_commands() -> dict[str, _click.Command]:
+    """One click command per registered source, built from the plugins' declarations."""
     from recommender_core.sources import load_sources
 
+    commands: dict[str, _click.Command] = {}
     for name, plugin in load_sources().items():
-        app.command(name)(cronjob(plugin.job)(_source_command(plugin)))
+        single = RecsysTyper()
+        single.command(name)(cronjob(plugin.job)(_source_command(plugin)))
+        commands[name] = typer.main.get_command(single)
+    return commands
 
 
-# Registration happens on import: ``litellm`` first, then one command per registered source.
+# ``litellm`` registers itself on import; the source commands come from the registry (above).
 from . import ingest_litellm  # noqa: E402,F401
-
-_register_sources()
