@@ -19,16 +19,14 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
 
-from ..errors import ConfigError, NoCandidateError, RoutingError, UsageError
+from ..errors import NoCandidateError, RoutingError, UsageError
 from ..policy import Policy, load_policy
 from .strategies import STRATEGIES, RouteConstraints, Strategy
 from .table import ScoreRow, TaskTable, UtilityTable, load_current_table
 
-__all__ = ["FLAG_ENV", "Exclusion", "RouteDecision", "decision_seconds", "parse_flag", "route"]
+__all__ = ["FLAG_ENV", "Exclusion", "RouteDecision", "decision_seconds", "route"]
 
 FLAG_ENV = "ENABLE_MODEL_RECOMMENDER_V2"
-_TRUE = frozenset({"1", "true", "yes", "on", "t", "y"})
-_FALSE = frozenset({"", "0", "false", "no", "off", "f", "n"})
 _INSTANCES: dict[str, Strategy] = {name: cls() for name, cls in STRATEGIES.items()}
 
 
@@ -90,23 +88,16 @@ class RouteDecision:
         }
 
 
-def parse_flag(value: str | None) -> bool:
-    """``ENABLE_MODEL_RECOMMENDER_V2`` as the settings parse it (unset or empty: off)."""
-    text = (value or "").strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigError(f"Invalid setting {FLAG_ENV}={value!r}: not a boolean; use true or false.")
-
-
 @lru_cache(maxsize=8)
 def _policy_at(path: str | None, _mtime_ns: int) -> Policy:
     return load_policy(path)
 
 
 def _configured_policy() -> Policy:
-    path = os.environ.get("RECSYS_POLICY") or None
+    from ..config import Settings  # pydantic-settings, imported on first use
+
+    configured = Settings.read("policy")
+    path = str(configured) if configured else None
     try:
         mtime = os.stat(path).st_mtime_ns if path else 0
     except OSError:
@@ -160,7 +151,9 @@ def route(
     if spec is None:
         raise RoutingError(f"Unknown task '{task}'. Tasks in the policy: {', '.join(sorted(policy.tasks))}.")
     if v2_enabled is None:
-        v2_enabled = parse_flag(os.environ.get(FLAG_ENV))
+        from ..config import Settings
+
+        v2_enabled = bool(Settings.read("enable_model_recommender_v2"))
     if not v2_enabled:
         static = spec.static_order
         return RouteDecision(task, strategy, False, static[0], static[1:])
