@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -244,3 +245,29 @@ def test_registry_lists_every_plugin_and_unknown_names_say_what_exists() -> None
         assert cls.name == name and cls.job == f"ingest-{name}"
     with pytest.raises(ConfigError, match=r"^Unknown source 'lmsy'\. Available sources: lmsys, mteb\.$"):
         get_source("lmsy")
+
+
+def test_one_git_helper_reads_clones_worktrees_packed_refs_and_detached_heads(tmp_path: Path) -> None:
+    from recommender_core.sources.base import git_head
+
+    main, packed, detached = "a" * 40, "b" * 40, "c" * 40
+    clone = tmp_path / "clone"
+    (clone / ".git" / "refs" / "heads").mkdir(parents=True)
+    (clone / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (clone / ".git" / "refs" / "heads" / "main").write_text(main + "\n")
+    assert git_head(clone) == main
+    # a worktree: .git is a file naming its git dir, whose commondir holds the packed refs
+    worktree_dir = clone / ".git" / "worktrees" / "wt"
+    worktree_dir.mkdir(parents=True)
+    (worktree_dir / "HEAD").write_text("ref: refs/heads/topic\n")
+    (worktree_dir / "commondir").write_text("../..\n")
+    (clone / ".git" / "packed-refs").write_text(f"# pack-refs with: peeled\n{packed} refs/heads/topic\n")
+    worktree = tmp_path / "wt"
+    worktree.mkdir()
+    (worktree / ".git").write_text(f"gitdir: {worktree_dir}\n")
+    assert git_head(worktree) == packed
+    (worktree_dir / "HEAD").write_text(detached + "\n")
+    assert git_head(worktree) == detached
+    (worktree_dir / "HEAD").write_text("not a commit\n")
+    assert git_head(worktree) is None
+    assert git_head(tmp_path / "plain") is None

@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ..errors import SourceSchemaError
@@ -49,6 +50,7 @@ __all__ = [
     "Quality",
     "Source",
     "SourceOption",
+    "git_head",
     "register_source",
 ]
 
@@ -294,6 +296,47 @@ class Source(abc.ABC):
         from .ingest import run_ingest
 
         return run_ingest(self, store, options)
+
+
+def git_head(folder: Path) -> str | None:
+    """The HEAD commit of a git clone at ``folder`` (a mirror's version), read from the files under
+    ``.git`` without running git; None when ``folder`` is not a readable clone. Handles a worktree or
+    submodule (``.git`` is a file naming the git dir), loose and packed refs, and a detached HEAD."""
+    try:
+        return _read_git_head(folder)
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _is_sha(text: str) -> bool:
+    return len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text)  # sha-1 or sha-256 repos
+
+
+def _read_git_head(folder: Path) -> str | None:
+    git = folder / ".git"
+    if git.is_file():  # a worktree or submodule: "gitdir: <path>"
+        text = git.read_text(encoding="utf-8").strip()
+        if text.startswith("gitdir:"):
+            git = (folder / text.split(":", 1)[1].strip()).resolve()
+    if not git.is_dir():
+        return None
+    head = (git / "HEAD").read_text(encoding="utf-8").strip()
+    if not head.startswith("ref:"):
+        return head if _is_sha(head) else None
+    ref = head.split(":", 1)[1].strip()
+    commondir = git / "commondir"
+    common = (git / commondir.read_text(encoding="utf-8").strip()).resolve() if commondir.is_file() else git
+    for base in (git, common):
+        loose = base / ref
+        if loose.is_file():
+            return loose.read_text(encoding="utf-8").strip() or None
+    packed = common / "packed-refs"
+    if packed.is_file():
+        for line in packed.read_text(encoding="utf-8").splitlines():
+            sha, _, name = line.partition(" ")
+            if name.strip() == ref:
+                return sha
+    return None
 
 
 SOURCES: dict[str, type[Source]] = {}

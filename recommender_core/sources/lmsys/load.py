@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ...errors import SourceError, SourceSchemaError
 from ...redact import redact_url
-from ..base import Batch, EvidenceRecord, IngestOptions
+from ..base import Batch, EvidenceRecord, IngestOptions, git_head
 from ..http import SourceClient
 from . import CONFIG_NAME as _CONFIG_NAME
 from . import NAME
@@ -319,29 +319,6 @@ def _parse_legacy_csv(reader: csv.DictReader[str], *, origin: str, batch: Batch,
         batch.records.append(EvidenceRecord(model=name, category=category, value=rating, published_on=published_on))
 
 
-def _read_git_head(folder: Path) -> str | None:
-    git = folder / ".git"
-    try:
-        head = (git / "HEAD").read_text("utf-8").strip()
-        if not head.startswith("ref: "):
-            return head if _SHA.match(head) else None
-        ref = head[5:].strip()
-        ref_file = git / ref
-        if ref_file.is_file():
-            return ref_file.read_text("utf-8").strip() or None
-        packed = git / "packed-refs"
-        if packed.is_file():
-            for line in packed.read_text("utf-8").splitlines():
-                parts = line.split()
-                if len(parts) == 2 and parts[1] == ref:
-                    return parts[0]
-    except (OSError, UnicodeDecodeError):
-        return None
-    return None
-
-
-# --- the source -----------------------------------------------------------------------------------
-
 class LmsysReader:
     """One run's reading of the Hub or a mirror for an ``LmsysSource`` (bodies cached: one download per run)."""
 
@@ -536,7 +513,7 @@ class LmsysReader:
             text = pinned.read_text("utf-8", errors="replace").strip().splitlines()
             if text and text[0].strip():
                 return text[0].strip()[:256]
-        head = _read_git_head(folder)
+        head = git_head(folder)
         if head:
             return head
         digest = hashlib.sha256()

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ...errors import ConfigError, SourceError, SourceSchemaError
-from ..base import Batch, EvidenceRecord, IngestOptions, PreviousRun
+from ..base import Batch, EvidenceRecord, IngestOptions, PreviousRun, git_head
 from ..http import SourceClient
 from .constants import (
     GITHUB_API,
@@ -351,9 +351,19 @@ def _model_name(folder: str, meta_raw: bytes | None) -> str:
     return name
 
 
+RevisionKey = tuple[tuple[int, ...], int, str]
+
+
+def revision_key(mteb_version: tuple[int, ...] | None, revision: str) -> RevisionKey:
+    """The one revision rule: when several revisions of a model hold a task, the greatest key wins:
+    the newest ``mteb_version`` (unknown lowest), then a real revision over ``no_revision_available``
+    over ``external``, then the greatest revision name (deterministic)."""
+    return (mteb_version or (-1,), revision_rank(revision), revision)
+
+
 @dataclass
 class _Pick:
-    key: tuple[Any, ...]
+    key: RevisionKey
     model: str
     revision: str
     score: TaskScore
@@ -367,7 +377,7 @@ class _ModelFolder:
     picks: dict[tuple[str, str], _Pick] = field(default_factory=dict)
 
     def offer(self, model: str, revision: str, score: TaskScore) -> None:
-        key = (score.mteb_version or (-1,), revision_rank(revision), revision)
+        key = revision_key(score.mteb_version, revision)
         slot = (model, score.task)
         current = self.picks.get(slot)
         if current is None or key > current.key:
@@ -392,11 +402,9 @@ class _ModelFolder:
                                  subset_count=s.subset_count, extra=extra)
 
 
-def _record_key(record: EvidenceRecord) -> tuple[Any, ...]:
-    """The revision rule of ``_ModelFolder.offer`` for records already built (from their extra)."""
-    version = _version_tuple(record.extra.get("mteb_version")) or (-1,)
-    revision = record.revision or ""
-    return (version, revision_rank(revision), revision)
+def _record_key(record: EvidenceRecord) -> RevisionKey:
+    """The revision rule for records already built (their mteb version is in their extra)."""
+    return revision_key(_version_tuple(record.extra.get("mteb_version")), record.revision or "")
 
 
 def add_records(batch: Batch, records: list[EvidenceRecord], owners: dict[str, str], folder: str) -> None:
@@ -497,44 +505,6 @@ def _results_dir(root: Path) -> Path:
     return root
 
 
-def _git_head(root: Path) -> str | None:
-    """The clone's HEAD commit, or None when ``root`` is not a readable clone (then its files are fingerprinted)."""
-    try:
-        return _read_git_head(root)
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def _read_git_head(root: Path) -> str | None:
-    git = root / ".git"
-    if git.is_file():  # a worktree or submodule: "gitdir: <path>"
-        text = git.read_text(encoding="utf-8").strip()
-        if text.startswith("gitdir:"):
-            git = (root / text.split(":", 1)[1].strip()).resolve()
-    if not git.is_dir():
-        return None
-    head = (git / "HEAD").read_text(encoding="utf-8").strip()
-    if not head.startswith("ref:"):
-        return head or None
-    ref = head.split(":", 1)[1].strip()
-    for base in (git, git.parent if git.parent.name == "worktrees" else git):
-        loose = base / ref
-        if loose.is_file():
-            return loose.read_text(encoding="utf-8").strip()
-    commondir = git / "commondir"
-    common = (git / commondir.read_text(encoding="utf-8").strip()).resolve() if commondir.is_file() else git
-    loose = common / ref
-    if loose.is_file():
-        return loose.read_text(encoding="utf-8").strip()
-    packed = common / "packed-refs"
-    if packed.is_file():
-        for line in packed.read_text(encoding="utf-8").splitlines():
-            sha, _, name = line.partition(" ")
-            if name == ref:
-                return sha
-    return None
-
-
 def _walk(directory: Path, rel: str = "") -> Iterator[tuple[str, os.DirEntry[str]]]:
     """Files under ``directory`` in sorted order, with "/"-separated relative paths (streamed)."""
     with os.scandir(directory) as scan:
@@ -556,7 +526,7 @@ def mirror_version(root: Path) -> str:
         first = override.read_text(encoding="utf-8", errors="replace").strip().splitlines()
         if first and first[0].strip():
             return first[0].strip()
-    head = _git_head(root)
+    head = git_head(root)
     if head:
         return head
     digest = hashlib.sha256()
@@ -833,7 +803,7 @@ class MtebReader:
             score = TaskScore(task, info.type if info else None, total / count, chosen, count, None)
             if info is None:  # the parquet's scores are main scores: a task the map lacks is still evidence
                 note_unmapped(batch, task)
-            key = (revision_rank(revision), revision)
+            key = revision_key(None, revision)  # the parquet carries no mteb version
             if (model, task) not in picks or key > picks[(model, task)].key:
                 picks[(model, task)] = _Pick(key, model, revision, score)
         for (model, task), pick in sorted(picks.items()):
