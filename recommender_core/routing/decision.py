@@ -17,12 +17,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import NoCandidateError, RoutingError, UsageError
 from ..policy import Policy, load_policy
 from .strategies import STRATEGIES, RouteConstraints, Strategy
 from .table import ScoreRow, TaskTable, UtilityTable, load_current_table
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 __all__ = ["FLAG_ENV", "Exclusion", "RouteDecision", "decision_seconds", "route"]
 
@@ -132,12 +135,14 @@ def route(
     strategy: str = "utility",
     scores: UtilityTable | None = None,
     v2_enabled: bool | None = None,
-    store: Any = None,
+    store: Store | None = None,
     policy: Policy | None = None,
 ) -> RouteDecision:
     """Decide the model order for ``task``.
 
-    ``scores`` defaults to the current scoring run of ``store`` (else the configured store),
+    ``scores`` defaults to the current scoring run of ``store``; with neither given, route() opens the
+    configured store (``Settings``: ``RECSYS_DATABASE_URL``, else the embedded SQLite default) for this
+    call and closes it again (pass a ``Store``, or use ``RecommenderRouter``, to keep one open),
     ``v2_enabled`` to ``ENABLE_MODEL_RECOMMENDER_V2``, ``policy`` to ``RECSYS_POLICY`` or the default.
     Constraints left as None take the task's defaults from the policy. With the flag off the policy's
     static order is returned whatever the scores. Raises ``NoCandidateError`` when nothing qualifies.
@@ -201,9 +206,9 @@ def decision_seconds(policy: Policy, scores: UtilityTable) -> dict[str, float]:
     return seconds
 
 
-def _table_from_store(store: Any, task: str) -> UtilityTable:
+def _table_from_store(store: Store | None, task: str) -> UtilityTable:
     owned = None
-    if store is None:
+    if store is None:  # documented in route(): the configured store, opened for this call
         from ..config import Settings
         from ..store import Store
 
