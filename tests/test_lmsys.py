@@ -387,7 +387,7 @@ def test_mirror_credentials_never_reach_a_message_or_the_run_record(mirror: str,
 @pytest.mark.parametrize("url", ["http://[::1/x.parquet", "https://example.invalid:port/x.parquet",
                                  "https://example.invalid/rows?dataset=d&config=text&split=latest&offset=abc"])
 def test_a_malformed_mirror_url_is_a_clear_error(url: str, memory_store: Store) -> None:
-    with pytest.raises(SourceError, match=r"is not a valid mirror URL \(.*\); check the --source URL"):
+    with pytest.raises(SourceError, match=r"is not a valid mirror URL \(.*\); check the mirror URL"):
         ingest(memory_store, url)
     assert list_runs(memory_store, source="lmsys")[0].status == RunStatus.FAILED
 

@@ -309,15 +309,29 @@ def test_a_missing_or_url_mirror_is_a_clear_config_error(store: Store, tmp_path:
     (tmp_path / "results.tar.gz").write_bytes(b"")
     with pytest.raises(ConfigError, match=r"results.tar.gz is not a directory; .* \(an unpacked folder\)"):
         _source().run(store, IngestOptions(mirror=str(tmp_path / "results.tar.gz")))
-    with pytest.raises(ConfigError, match=r"is a URL, but an MTEB mirror \(--source or RECSYS_MTEB_URL\) must be a "
-                       r"local folder: clone https://github.com/embeddings-benchmark/results"):
+    with pytest.raises(ConfigError, match=r"is a URL, but an MTEB mirror \(or RECSYS_MTEB_URL\) must be a "
+                       r"local folder: clone https://github.com/embeddings-benchmark/results") as info:
         _source().run(store, IngestOptions(mirror="https://example.invalid/results"))
-    with pytest.raises(ConfigError, match=r"cannot be combined with a mirror \(--source, or RECSYS_MTEB_URL: unset"):
+    assert info.value.option == "mirror"  # the core names the setting; the CLI adds its flag
+    with pytest.raises(ConfigError, match=r"cannot be combined with a mirror \(or RECSYS_MTEB_URL: unset") as info:
         _source(all_models=True).run(store, IngestOptions(mirror=str(SAMPLE)))
+    assert info.value.option == "all_models"
     empty = tmp_path / "empty"
     (empty / "results").mkdir(parents=True)
     with pytest.raises(SourceSchemaError, match="no model folders"):
         _source().run(store, IngestOptions(mirror=str(empty)))
+
+
+def test_the_cli_adds_the_flag_to_a_core_error(store: Store, database_url: str) -> None:
+    from recsys_cli.app import app
+
+    result = CliRunner().invoke(app, ["--database-url", database_url, "ingest", "mteb", "--source",
+                                      "https://example.invalid/results"])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("ConfigError: mteb: 'https://example.invalid/results' is a URL")
+    assert result.stderr.endswith("Hugging Face dataset). The mirror is set with --source.\n")
+    both = CliRunner().invoke(app, ["--database-url", database_url, "ingest", "mteb", "--all", "--source", str(SAMPLE)])
+    assert both.exit_code == 1 and both.stderr.endswith("unset it for this run). Run --all without --source.\n")
 
 
 @pytest.fixture(scope="module")

@@ -230,7 +230,7 @@ def test_dry_run_writes_nothing(store: Store) -> None:
 
 
 def test_empty_source_is_refused(store: Store) -> None:
-    with pytest.raises(SourceSchemaError, match=r"holds no rows; nothing was written. Check that --source \(or "
+    with pytest.raises(SourceSchemaError, match=r"holds no rows; nothing was written. Check that the mirror \(or "
                        r"RECSYS_FAKE_URL\) points at fake data"):
         FakeSource("v1", []).run(store, IngestOptions())
 

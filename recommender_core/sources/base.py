@@ -282,8 +282,8 @@ class Source(abc.ABC):
         total = len(batch.records) + batch.rows_rejected
         if total == 0:
             raise SourceSchemaError(f"{self.name}: the source holds no rows; nothing was written. Check that "
-                                    f"--source (or RECSYS_{self.name.upper()}_URL) points at {self.name} data.",
-                                    source=self.name)
+                                    f"the mirror (or RECSYS_{self.name.upper()}_URL) points at {self.name} data.",
+                                    source=self.name, option="mirror")
         if batch.rows_rejected / total > MAX_REJECTED_FRACTION:
             reasons = ", ".join(f"{reason}: {n}" for reason, n in batch.rejected.most_common(5))
             raise SourceSchemaError(

@@ -355,8 +355,8 @@ class LmsysReader:
                     if key in query:
                         int(query[key])
             except ValueError as exc:
-                raise SourceError(f"{NAME}: {redact_url(mirror)} is not a valid mirror URL ({exc}); check the --source "
-                                  "URL (or RECSYS_LMSYS_URL).", source=NAME) from exc
+                raise SourceError(f"{NAME}: {redact_url(mirror)} is not a valid mirror URL ({exc}); check the mirror "
+                                  "URL (or RECSYS_LMSYS_URL).", source=NAME, option="mirror") from exc
         return mirror
 
     @staticmethod

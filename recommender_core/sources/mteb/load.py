@@ -552,9 +552,10 @@ def _mirror_path(value: str) -> Path:
         value = value[len("file://"):]
     elif "://" in value:
         raise ConfigError(
-            f"mteb: {value!r} is a URL, but an MTEB mirror (--source or RECSYS_MTEB_URL) must be a local folder: "
+            f"mteb: {value!r} is a URL, but an MTEB mirror (or RECSYS_MTEB_URL) must be a local folder: "
             "clone https://github.com/embeddings-benchmark/results and pass its path, or set neither to read "
-            "the policy's candidates through the GitHub API (--all: every model from the Hugging Face dataset).")
+            "the policy's candidates through the GitHub API (or every model from the Hugging Face dataset).",
+            option="mirror")
     path = Path(value).expanduser()
     if not path.is_dir():
         what = "does not exist" if not path.exists() else "is not a directory"
@@ -629,8 +630,8 @@ class MtebReader:
         mirror = self._mirror(options)
         if mirror:
             if self.all_models:
-                raise ConfigError("mteb: --all reads the Hugging Face dataset; it cannot be combined with a mirror "
-                                  "(--source, or RECSYS_MTEB_URL: unset it for this run).")
+                raise ConfigError("mteb: reading every model from the Hugging Face dataset cannot be combined with "
+                                  "a mirror (or RECSYS_MTEB_URL: unset it for this run).", option="all_models")
             root = _mirror_path(mirror)
             try:
                 return mirror_version(root)
@@ -725,8 +726,8 @@ class MtebReader:
                     continue
             tree = _json_object(http, f"{GITHUB_API}/git/trees/{trees[folder]}?recursive=1")
             if tree.get("truncated"):
-                raise SourceSchemaError(f"mteb: the GitHub tree of {folder} was truncated; use --source with a clone.",
-                                        source=self.name)
+                raise SourceSchemaError(f"mteb: the GitHub tree of {folder} was truncated; read a clone as a mirror "
+                                        "instead.", source=self.name, option="mirror")
             blobs = [path for path, _ in _tree_entries(tree, "blob")]
 
             def reader(path: str, folder: str = folder) -> FileReader:
