@@ -134,3 +134,9 @@ def test_importing_the_litellm_modules_leaves_the_environment_as_it_was() -> Non
             "print(dict(os.environ) == before, m._cost_map_source_info.source)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.split() == ["True", "local"], out.stdout + out.stderr
+
+
+def test_no_production_module_is_over_400_lines() -> None:
+    sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines())
+             for folder in (CORE, ROOT / "cli") for p in folder.rglob("*.py") if "migrations" not in p.parts}
+    assert {path: n for path, n in sizes.items() if n > 400} == {}

@@ -24,25 +24,17 @@ over ``external``, then the greatest revision name (deterministic).
 
 from __future__ import annotations
 
-import bisect
-import hashlib
-import json
 import logging
-import math
 import os
 import re
-import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from ...errors import ConfigError, SourceError, SourceSchemaError
-from ..base import Batch, EvidenceRecord, IngestOptions, PreviousRun, git_head
+from ...errors import ConfigError, SourceSchemaError
+from ..base import Batch, EvidenceRecord, IngestOptions, PreviousRun
 from ..http import SourceClient
 from .constants import (
     GITHUB_API,
@@ -50,38 +42,32 @@ from .constants import (
     GITHUB_RAW,
     HF_API,
     HF_RESOLVE,
-    MIRROR_VERSION_FILE,
-    MODEL_META,
     PARQUET_COLUMNS,
-    REJECT_AMBIGUOUS_SPLIT,
-    REJECT_MALFORMED,
     REJECT_MISSING_SCORE,
-    REJECT_MISSING_SPLIT,
     REJECT_NOT_A_RESULT,
-    REJECT_UNKNOWN_TASK,
-    REJECT_UNREADABLE,
-    SKIP_NESTED,
-    SKIP_NOT_JSON,
     SKIP_UNCHANGED_TREE,
     STATE_TREE_PREFIX,
-    TASKS_DATA_FILE,
-    UNMAPPED_TASK,
-    UNMAPPED_TASKS,
-    revision_rank,
 )
+from .folder import (
+    FileReader,
+    _Pick,
+    add_records,
+    folder_model_name,
+    ingest_model_folder,
+    note_unmapped,
+    revision_key,
+)
+from .mirror import _file_reader, _mirror_path, _results_dir, _unreadable_mirror, _walk, mirror_version
+from .parse import Rejected, TaskInfo, TaskMap, TaskScore, _number, choose_splits, load_task_map, parse_result
 
 __all__ = [
     "MtebReader",
     "Rejected",
     "TaskInfo",
     "TaskMap",
-    "TaskScore",
-    "add_records",
     "choose_splits",
-    "folder_model_name",
     "load_task_map",
     "mirror_version",
-    "note_unmapped",
     "parse_result",
 ]
 
@@ -89,479 +75,6 @@ if TYPE_CHECKING:
     from . import MtebSource
 
 log = logging.getLogger("recsys.sources.mteb")
-
-
-# --- the task map ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TaskInfo:
-    """What mteb's own task metadata says about a task."""
-
-    type: str
-    main_score: str
-    eval_splits: tuple[str, ...]
-
-
-class TaskMap(Mapping[str, TaskInfo]):
-    """Task name -> metadata, from the mteb version that generated it (``mteb_version``); read-only.
-
-    ``find`` looks a name up as mteb's own loader does: the exact name, else the same name in another case
-    (``DiaBLaBitextMining`` result files are mteb's ``DiaBlaBitextMining``).
-    """
-
-    __slots__ = ("_folded", "mteb_version", "tasks")
-
-    def __init__(self, tasks: Mapping[str, TaskInfo], *, mteb_version: str = "unknown") -> None:
-        self.tasks = dict(tasks)
-        self.mteb_version = mteb_version
-        self._folded: dict[str, str] = {}
-        for name in sorted(self.tasks):
-            self._folded.setdefault(name.lower(), name)
-
-    def __getitem__(self, name: str) -> TaskInfo:
-        return self.tasks[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.tasks)
-
-    def __len__(self) -> int:
-        return len(self.tasks)
-
-    def find(self, name: str) -> tuple[str, TaskInfo] | None:
-        """The task's name as the map spells it and its metadata, or None for a task the map does not know."""
-        info = self.tasks.get(name)
-        if info is not None:
-            return name, info
-        canonical = self._folded.get(name.lower())
-        return None if canonical is None else (canonical, self.tasks[canonical])
-
-
-@lru_cache(maxsize=1)
-def load_task_map() -> TaskMap:
-    """The shipped task map (generated from mteb's task definitions by scripts/gen_mteb_tasks.py)."""
-    text = resources.files("recommender_core").joinpath("data", TASKS_DATA_FILE).read_text(encoding="utf-8")
-    document = json.loads(text)
-    return TaskMap({name: TaskInfo(type=t["type"], main_score=t["main_score"], eval_splits=tuple(t["eval_splits"]))
-                    for name, t in document["tasks"].items()}, mteb_version=str(document["mteb_version"]))
-
-
-# --- the one parser ----------------------------------------------------------------------------------
-
-
-class Rejected(Exception):
-    """A result file that cannot become evidence; ``reason`` is counted in the run summary."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-
-
-# The evidence table's split column holds at most this many characters; longer split lists are summarised.
-_SPLIT_COLUMN_CHARS = 64
-
-
-@dataclass(frozen=True)
-class TaskScore:
-    """One task's score from one result file: the mean main score over every subset of ``splits``.
-
-    ``task_type`` is None for a task the task map does not know (its file still carries a main score).
-    """
-
-    task: str
-    task_type: str | None
-    value: float
-    splits: tuple[str, ...]
-    subset_count: int
-    mteb_version: tuple[int, ...] | None
-
-    @property
-    def split(self) -> str:
-        """The evaluated split, or the comma-joined splits averaged (``<n> splits`` when that is too long)."""
-        joined = ",".join(self.splits)
-        return joined if len(joined) <= _SPLIT_COLUMN_CHARS else f"{len(self.splits)} splits"
-
-
-_VERSION = re.compile(r"\d+")
-
-
-def _version_tuple(value: Any) -> tuple[int, ...] | None:
-    if not isinstance(value, str) or not value:
-        return None
-    return tuple(int(part) for part in _VERSION.findall(value)[:4]) or None
-
-
-def choose_splits(splits: Iterable[str], info: TaskInfo | None) -> tuple[str, ...]:
-    """The splits a task score averages, as mteb evaluates the task.
-
-    ``test`` when the task evaluates it; else every evaluation split of the task (mteb's metadata) that the
-    file holds; else ``test`` when present; else the only split. A task the map does not know, with several
-    splits and no ``test``, averages all of them (what mteb's ``TaskResult.get_score`` does without metadata).
-    """
-    present = list(splits)
-    if not present:
-        raise Rejected(REJECT_MISSING_SPLIT)
-    if info is not None:
-        evaluated = tuple(s for s in info.eval_splits if s in present)
-        if "test" in evaluated:
-            return ("test",)
-        if evaluated:
-            return evaluated
-    if "test" in present:
-        return ("test",)
-    if len(present) == 1 or info is None:
-        return tuple(present)
-    raise Rejected(REJECT_AMBIGUOUS_SPLIT, ", ".join(sorted(present)))
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-# Legacy (pre-1.11) metric groups, renamed as mteb's TaskResult._convert_from_before_v1_11_0 does:
-# {"cos_sim": {"spearman": x}} becomes "cosine_spearman".
-_LEGACY_GROUPS = {"cos_sim": "cosine", "manhattan": "manhattan", "euclidean": "euclidean", "dot": "dot",
-                  "max": "max", "similarity": "similarity"}
-# Dict-valued keys that are metric groups, not subsets (the same list mteb uses).
-_NOT_SUBSETS = frozenset({"v_measures", "cos_sim", "euclidean", "manhattan", "dot", "max"})
-_LEGACY_META = frozenset({"dataset_revision", "mteb_dataset_name", "mteb_version", "task_name", "evaluation_time"})
-
-
-def _legacy_subset_score(metrics: dict[str, Any], main: str) -> float | None:
-    flat: dict[str, Any] = {}
-    for key, value in metrics.items():
-        if key in _LEGACY_GROUPS and isinstance(value, dict):
-            for inner, number in value.items():
-                flat[f"{_LEGACY_GROUPS[key]}_{inner}"] = number
-        else:
-            flat[key] = value
-    if "main_score" in flat:
-        return _number(flat["main_score"])
-    found = _number(flat.get(main))
-    if found is None and main.startswith("max_"):
-        # Newer PairClassification tasks score "max_<m>" (the best similarity function); old files
-        # hold "<similarity>_<m>" per function only: take their maximum (mteb itself leaves it null).
-        tail = f"_{main[4:]}"
-        values = [v for k, v in ((k, _number(v)) for k, v in flat.items())
-                  if v is not None and k.endswith(tail) and k[: -len(tail)] in _LEGACY_GROUPS.values()]
-        found = max(values) if values else None
-    return found
-
-
-def _legacy_score(data: dict[str, Any], task: str, info: TaskInfo) -> TaskScore:
-    splits = {k: v for k, v in data.items() if isinstance(v, dict) and k not in _LEGACY_META}
-    chosen = choose_splits(splits, info)
-    has_subsets = any(isinstance(v, dict) and k not in _NOT_SUBSETS
-                      for per_split in splits.values() for k, v in per_split.items())
-    values: list[float] = []
-    for split in chosen:
-        block = splits[split]
-        subsets = [v for k, v in block.items() if isinstance(v, dict) and k not in _NOT_SUBSETS] \
-            if has_subsets else [block]
-        for subset in subsets:
-            value = _legacy_subset_score(subset, info.main_score)
-            if value is None:
-                raise Rejected(REJECT_MISSING_SCORE, f"{task}: no {info.main_score} in split {split}")
-            values.append(value)
-    if not values:
-        raise Rejected(REJECT_MISSING_SCORE, f"{task}: no {info.main_score} in split {', '.join(chosen)}")
-    return TaskScore(task, info.type, math.fsum(values) / len(values), chosen, len(values),
-                     _version_tuple(data.get("mteb_version")))
-
-
-def _subset_scores(name: str, scores: dict[str, Any], chosen: tuple[str, ...]) -> list[float]:
-    """Every subset's main score in the chosen splits, counted as mteb's ``TaskResult.get_score`` counts them:
-    a subset whose ``languages`` list is empty is left out of the mean."""
-    values: list[float] = []
-    for split in chosen:
-        subsets = scores[split]
-        if not isinstance(subsets, list) or not subsets:
-            raise Rejected(REJECT_MISSING_SPLIT, f"{name}: split {split} holds no subsets")
-        for subset in subsets:
-            if isinstance(subset, dict) and subset.get("languages") == []:
-                continue
-            value = _number(subset.get("main_score")) if isinstance(subset, dict) else None
-            if value is None:
-                raise Rejected(REJECT_MISSING_SCORE, f"{name}: a subset of {split} has no numeric main_score")
-            values.append(value)
-    if not values:
-        raise Rejected(REJECT_MISSING_SCORE, f"{name}: no subset of {', '.join(chosen)} names a language")
-    return values
-
-
-def parse_result(raw: bytes, *, file_task: str, tasks: TaskMap) -> TaskScore:
-    """One result file's task score; raises ``Rejected`` with a reason for anything else.
-
-    A task the map does not know is still evidence when the file carries its own main scores (mteb 1.11 and
-    later): its score has ``task_type`` None. A legacy file of such a task names no main score: rejected.
-    """
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise Rejected(REJECT_MALFORMED, str(exc)) from exc
-    if not isinstance(data, dict):
-        raise Rejected(REJECT_NOT_A_RESULT)
-    name = data.get("task_name") or data.get("mteb_dataset_name") or file_task
-    if not isinstance(name, str):
-        raise Rejected(REJECT_NOT_A_RESULT)
-    found = tasks.find(name)
-    info = None
-    if found is not None:
-        name, info = found
-    scores = data.get("scores")
-    if scores is None:
-        if info is None:
-            raise Rejected(REJECT_UNKNOWN_TASK, name)
-        return _legacy_score(data, name, info)
-    if not isinstance(scores, dict):
-        raise Rejected(REJECT_NOT_A_RESULT)
-    chosen = choose_splits(scores, info)
-    values = _subset_scores(name, scores, chosen)
-    return TaskScore(name, info.type if info else None, math.fsum(values) / len(values), chosen, len(values),
-                     _version_tuple(data.get("mteb_version")))
-
-
-# --- revisions and model names -----------------------------------------------------------------------
-
-
-def folder_model_name(folder: str) -> str:
-    """``BAAI__bge-base-en-v1.5`` -> ``BAAI/bge-base-en-v1.5`` (the fallback when model_meta.json is missing)."""
-    return folder.replace("__", "/", 1)
-
-
-def _model_name(folder: str, meta_raw: bytes | None) -> str:
-    name = None
-    if meta_raw is not None:
-        try:
-            meta = json.loads(meta_raw)
-            name = meta.get("name") if isinstance(meta, dict) else None
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            name = None
-    if not isinstance(name, str) or not name.strip():
-        return folder_model_name(folder)
-    name = name.strip()
-    # Variant folders such as `openai__text-embedding-3-small_(embed_dim=512)` share the meta name:
-    # keep the folder's suffix so the variant stays a model of its own.
-    stem = name.replace("/", "__")
-    if folder != stem and folder.startswith(stem):
-        return name + folder[len(stem):]
-    return name
-
-
-RevisionKey = tuple[tuple[int, ...], int, str]
-
-
-def revision_key(mteb_version: tuple[int, ...] | None, revision: str) -> RevisionKey:
-    """The one revision rule: when several revisions of a model hold a task, the greatest key wins:
-    the newest ``mteb_version`` (unknown lowest), then a real revision over ``no_revision_available``
-    over ``external``, then the greatest revision name (deterministic)."""
-    return (mteb_version or (-1,), revision_rank(revision), revision)
-
-
-@dataclass
-class _Pick:
-    key: RevisionKey
-    model: str
-    revision: str
-    score: TaskScore
-
-
-@dataclass
-class _ModelFolder:
-    """Per model folder: the chosen revision per (model name, task)."""
-
-    folder: str
-    picks: dict[tuple[str, str], _Pick] = field(default_factory=dict)
-
-    def offer(self, model: str, revision: str, score: TaskScore) -> None:
-        key = revision_key(score.mteb_version, revision)
-        slot = (model, score.task)
-        current = self.picks.get(slot)
-        if current is None or key > current.key:
-            self.picks[slot] = _Pick(key, model, revision, score)
-
-    def records(self) -> Iterator[EvidenceRecord]:
-        # Records are held until the run's single write: share every repeated string and the extra
-        # mapping, so memory per row stays small on the whole repository.
-        extras: dict[tuple[int, ...] | None, dict[str, Any]] = {}
-        for (model, task), pick in sorted(self.picks.items()):
-            s = pick.score
-            extra = extras.get(s.mteb_version)
-            if extra is None:
-                version = ".".join(map(str, s.mteb_version)) if s.mteb_version else None
-                extra = extras[s.mteb_version] = {"folder": sys.intern(self.folder), "mteb_version": version}
-            if len(s.splits) > 1:  # the split column may only summarise them: keep the list
-                extra = {**extra, "splits": list(s.splits)}
-            task_type = None if s.task_type is None else sys.intern(s.task_type)
-            yield EvidenceRecord(model=sys.intern(model), category=sys.intern(task), value=s.value,
-                                 metric="main_score", task_type=task_type,
-                                 revision=sys.intern(pick.revision), split=sys.intern(s.split),
-                                 subset_count=s.subset_count, extra=extra)
-
-
-def _record_key(record: EvidenceRecord) -> RevisionKey:
-    """The revision rule for records already built (their mteb version is in their extra)."""
-    return revision_key(_version_tuple(record.extra.get("mteb_version")), record.revision or "")
-
-
-def add_records(batch: Batch, records: list[EvidenceRecord], owners: dict[str, str], folder: str) -> None:
-    """Append a folder's records; a model name another folder already produced is merged task by task
-    with the same revision rule (one row per model and task, whichever folder it came from)."""
-    collided = {r.model for r in records if owners.setdefault(r.model, folder) != folder}
-    if not collided:
-        batch.records.extend(records)
-        return
-    positions = {(r.model, r.category): i for i, r in enumerate(batch.records) if r.model in collided}
-    for record in records:
-        at = positions.get((record.model, record.category))
-        if at is None:
-            positions[(record.model, record.category)] = len(batch.records)
-            batch.records.append(record)
-        elif _record_key(record) > _record_key(batch.records[at]):
-            batch.records[at] = record
-    batch.details["merged_folders"] = batch.details.get("merged_folders", 0) + 1
-
-
-# A folder's files: (path relative to the model folder with "/" separators, a reader of its bytes).
-FileReader = Callable[[], bytes]
-
-
-def ingest_model_folder(folder: str, files: Iterable[tuple[str, FileReader]], batch: Batch,
-                        tasks: TaskMap) -> list[EvidenceRecord]:
-    """Parse one model folder's files (the one parser every mode feeds) into records, counting rejects."""
-    result = _ModelFolder(folder)
-    by_revision: dict[str, list[tuple[str, FileReader]]] = {}
-    metas: dict[str, FileReader] = {}
-    for rel, reader in files:
-        parts = rel.split("/")
-        if len(parts) < 2:
-            batch.skipped[SKIP_NESTED if parts[-1].endswith(".json") else SKIP_NOT_JSON] += 1
-            continue
-        if not parts[-1].endswith(".json"):
-            batch.skipped[SKIP_NOT_JSON] += 1
-            continue
-        if len(parts) > 2:
-            batch.skipped[SKIP_NESTED] += 1
-            continue
-        revision, filename = parts
-        if filename == MODEL_META:
-            metas[revision] = reader
-        else:
-            by_revision.setdefault(revision, []).append((filename, reader))
-    for revision, entries in sorted(by_revision.items()):
-        meta_reader = metas.get(revision)
-        meta_raw = None
-        if meta_reader is not None:
-            try:
-                meta_raw = meta_reader()
-            except (OSError, SourceError) as exc:
-                log.warning("%s/%s/%s unreadable (%s); using the folder name", folder, revision, MODEL_META, exc)
-        model = _model_name(folder, meta_raw)
-        for filename, reader in entries:
-            try:
-                raw = reader()
-            except OSError as exc:
-                batch.reject(REJECT_UNREADABLE)
-                log.debug("%s/%s/%s unreadable: %s", folder, revision, filename, exc)
-                continue
-            try:
-                score = parse_result(raw, file_task=filename[:-5], tasks=tasks)
-            except Rejected as exc:
-                batch.reject(exc.reason)
-                _note_example(batch, exc.reason, f"{folder}/{revision}/{filename}")
-                continue
-            if score.task_type is None:
-                note_unmapped(batch, score.task)
-            result.offer(model, revision, score)
-    return list(result.records())
-
-
-def note_unmapped(batch: Batch, task: str) -> None:
-    """Count a score of a task the task map does not know: stored (``task_type`` null), not rejected, and
-    named in the run summary so users know to regenerate the map."""
-    batch.details[UNMAPPED_TASK] = batch.details.get(UNMAPPED_TASK, 0) + 1
-    names: list[str] = batch.details.setdefault(UNMAPPED_TASKS, [])
-    at = bisect.bisect_left(names, task)
-    if at == len(names) or names[at] != task:
-        names.insert(at, task)
-
-
-def _note_example(batch: Batch, reason: str, path: str) -> None:
-    examples: dict[str, list[str]] = batch.details.setdefault("rejected_examples", {})
-    listed = examples.setdefault(reason, [])
-    if len(listed) < 3:
-        listed.append(path)
-
-
-# --- local mirrors -----------------------------------------------------------------------------------
-
-
-def _results_dir(root: Path) -> Path:
-    if (root / "results").is_dir():
-        return root / "results"
-    return root
-
-
-def _walk(directory: Path, rel: str = "") -> Iterator[tuple[str, os.DirEntry[str]]]:
-    """Files under ``directory`` in sorted order, with "/"-separated relative paths (streamed)."""
-    with os.scandir(directory) as scan:
-        entries = sorted(scan, key=lambda e: e.name)
-    for entry in entries:
-        path = f"{rel}/{entry.name}" if rel else entry.name
-        if entry.is_dir(follow_symlinks=False):
-            if entry.name.startswith("."):
-                continue
-            yield from _walk(Path(entry.path), path)
-        elif entry.is_file() or entry.is_symlink():  # a dangling link is counted as unreadable
-            yield path, entry
-
-
-def mirror_version(root: Path) -> str:
-    """A mirror's version: the override file, else git HEAD, else a fingerprint of its file list."""
-    override = root / MIRROR_VERSION_FILE
-    if override.is_file():
-        first = override.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-        if first and first[0].strip():
-            return first[0].strip()
-    head = git_head(root)
-    if head:
-        return head
-    digest = hashlib.sha256()
-    results = _results_dir(root)
-    count = 0
-    for rel, entry in _walk(results):
-        stat = entry.stat(follow_symlinks=False)
-        digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
-        count += 1
-    return f"files:{count}:{digest.hexdigest()[:16]}"
-
-
-def _file_reader(path: str) -> FileReader:
-    def read() -> bytes:
-        with open(path, "rb") as handle:
-            return handle.read()
-
-    return read
-
-
-def _mirror_path(value: str) -> Path:
-    if value.startswith("file://"):
-        value = value[len("file://"):]
-    elif "://" in value:
-        raise ConfigError(
-            f"mteb: {value!r} is a URL, but an MTEB mirror (or RECSYS_MTEB_URL) must be a local folder: "
-            "clone https://github.com/embeddings-benchmark/results and pass its path, or set neither to read "
-            "the policy's candidates through the GitHub API (or every model from the Hugging Face dataset).",
-            option="mirror")
-    path = Path(value).expanduser()
-    if not path.is_dir():
-        what = "does not exist" if not path.exists() else "is not a directory"
-        raise ConfigError(f"mteb: {value} {what}; pass a clone or mirror of embeddings-benchmark/results "
-                          "(an unpacked folder).")
-    return path
 
 
 def _parquet_batches(parquet: Any, path: str) -> Iterator[dict[str, list[Any]]]:
@@ -578,12 +91,6 @@ def _parquet_batches(parquet: Any, path: str) -> Iterator[dict[str, list[Any]]]:
             raise SourceSchemaError(f"mteb: {path} is corrupt ({exc}); nothing was written, run again later.",
                                     source="mteb") from exc
         yield part.to_pydict()
-
-
-def _unreadable_mirror(root: Path, exc: OSError) -> SourceError:
-    return SourceError(f"mteb: the mirror {root} cannot be read ({exc.strerror or exc}: {exc.filename}); check "
-                       "that it is complete and readable (not being updated right now), then run again.",
-                       source="mteb")
 
 
 def _json_object(http: SourceClient, url: str) -> dict[str, Any]:
