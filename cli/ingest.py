@@ -187,7 +187,8 @@ def _source_commands() -> dict[str, _click.Command]:
     commands: dict[str, _click.Command] = {}
     for name, plugin in load_sources().items():
         single = RecsysTyper()
-        single.command(name)(cronjob(plugin.job)(_source_command(plugin)))
+        command = _source_command(plugin)
+        single.command(name)(cronjob(plugin.job)(command) if plugin.cronjob else command)
         commands[name] = typer.main.get_command(single)
     return commands
 

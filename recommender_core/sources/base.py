@@ -197,6 +197,9 @@ class Source(abc.ABC):
     task_kinds: ClassVar[frozenset[str]] = frozenset()
     # A policy reference shown in messages, e.g. ``lmsys:text/coding``.
     reference_example: ClassVar[str] = ""
+    # Deployed as a CronJob (its ``job`` is one of the deployment's commands): the CLI pushes its
+    # metrics. A source users run by hand (a file of their own) leaves this False.
+    cronjob: ClassVar[bool] = False
 
     def __init__(self, *, settings: Settings, policy: Policy, progress: ProgressFactory | None = None,
                  transport: httpx.BaseTransport | None = None, client: httpx.Client | None = None,

@@ -78,6 +78,7 @@ class LmsysSource(Source):
         SourceOption("configs", "--config", "Dataset config to ingest (repeatable; default: those the policy "
                      "references, else text).", kind="text-list"),
     )
+    cronjob: ClassVar[bool] = True
     task_kinds: ClassVar[frozenset[str]] = frozenset({"chat"})
     reference_example: ClassVar[str] = "lmsys:text/coding"
 

@@ -58,6 +58,7 @@ class MtebSource(Source):
     options: ClassVar[tuple[SourceOption, ...]] = (
         SourceOption("all_models", "--all", "Every model, from the bulk mteb/results dataset."),
     )
+    cronjob: ClassVar[bool] = True
     task_kinds: ClassVar[frozenset[str]] = frozenset({"embedding"})
     reference_example: ClassVar[str] = "mteb:type/Retrieval"
 
