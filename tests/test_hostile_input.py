@@ -701,10 +701,10 @@ def _lmsys_requests(mirror: str | None, monkeypatch: pytest.MonkeyPatch, **env: 
     endpoint: the default Hub (``mirror`` None) or a mirror URL."""
     from recommender_core.config import Settings
     from recommender_core.policy import load_policy
-    from recommender_core.sources import lmsys_constants as lmsys
     from recommender_core.sources.base import IngestOptions
     from recommender_core.sources.http import HttpSettings
     from recommender_core.sources.lmsys import LmsysSource
+    from recommender_core.sources.lmsys import constants as lmsys
 
     from .lmsys_data import board_rows, parquet_bytes
 
