@@ -353,13 +353,15 @@ def test_a_connection_killed_during_a_copy_is_one_line_and_no_driver_warning(
     store = Store(postgres_url)
     store.upgrade()
     killed: list[int] = []
+    database = postgres_url.rsplit("/", 1)[-1].split("?", 1)[0]
 
     def kill_the_copy() -> None:
         deadline = time.monotonic() + 30
         with pg_admin(postgres_url) as admin:
             while time.monotonic() < deadline:
+                # Only this test's own database: another suite's COPY on the same server is not ours.
                 row = admin.execute("SELECT pid FROM pg_stat_activity WHERE query LIKE 'COPY benchmark_evidence%%' "
-                                    "AND state = 'active'").fetchone()
+                                    "AND state = 'active' AND datname = %s", (database,)).fetchone()
                 if row:
                     admin.execute("SELECT pg_terminate_backend(%s)", (row[0],))
                     killed.append(row[0])
