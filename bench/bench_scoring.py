@@ -18,8 +18,8 @@ from pathlib import Path
 
 from recommender_core.policy import parse_policy
 from recommender_core.scoring.run import run_scoring
-from recommender_core.scoring.telemetry_stats import telemetry_by_model
 from recommender_core.store import Store
+from recommender_core.telemetry.rollups import telemetry_by_model
 
 from ._common import Result, interleaved_medians
 

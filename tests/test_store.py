@@ -99,10 +99,9 @@ def test_every_table_round_trips(store: Store) -> None:
             provider="openai", task="coding", status="failure", error_class="RateLimitError",
             started_at=NOW, ended_at=NOW + timedelta(milliseconds=850), latency_ms=850.0, ttft_ms=120.5,
             prompt_tokens=100, completion_tokens=20, cost=0.00045, cache_hit=True, tags=["task:coding"]))
-        session.add(TelemetryRollup(computed_at=NOW, window_hours=24, model="gpt-4o", task="coding", calls=10,
-                                    errors=1, error_rate=0.1, latency_p50_ms=400, latency_p95_ms=900,
-                                    latency_p99_ms=1000, ttft_p50_ms=100, ttft_p95_ms=200,
-                                    mean_cost_per_call=0.001, cost_per_1k_tokens=0.004))
+        session.add(TelemetryRollup(hour_start=NOW, computed_at=NOW, model="gpt-4o", task="coding", calls=10,
+                                    errors=1, priced_calls=9, priced_cost=0.009, priced_tokens=2_250_000_000,
+                                    latency_samples=2, latency_sketch={"310": 1, "z": 1}))
         scoring = ScoringRun(status=RunStatus.SUCCESS, started_at=NOW, finished_at=NOW, policy_hash="f" * 64,
                              is_current=True, details={"tasks": 1})
         session.add(scoring)
@@ -131,7 +130,8 @@ def test_every_table_round_trips(store: Store) -> None:
         assert event.ended_at == NOW + timedelta(milliseconds=850)
         assert (event.error_class, event.cache_hit, event.tags, event.ttft_ms) == (
             "RateLimitError", True, ["task:coding"], 120.5)
-        assert session.exec(select(TelemetryRollup)).one().latency_p95_ms == 900
+        rollup = session.exec(select(TelemetryRollup)).one()
+        assert (rollup.priced_tokens, rollup.latency_sketch) == (2_250_000_000, {"310": 1, "z": 1})
         assert session.exec(select(ScoringRun)).one().is_current is True
         scores = {u.model: u for u in session.exec(select(UtilityScore))}
         assert scores["gpt-4o"].evidence == ["lmsys:text/coding"]

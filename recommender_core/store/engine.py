@@ -47,7 +47,7 @@ def _sqlite_on_connect(dbapi_conn: object, _record: object) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     try:  # the telemetry rollups bucket latencies in SQL; SQLite builds without math functions get them here
         cursor.execute("SELECT ln(1.0), ceil(0.5)")
-    except Exception:  # noqa: BLE001 - sqlite3.OperationalError: no such function
+    except Exception:
         dbapi_conn.create_function("ln", 1, math.log, deterministic=True)  # type: ignore[attr-defined]
         dbapi_conn.create_function("ceil", 1, math.ceil, deterministic=True)  # type: ignore[attr-defined]
     cursor.close()

@@ -37,7 +37,7 @@ BEGIN
     VALUES ({_SQLITE_HOUR.format(col="NEW.started_at")}, 1)
     ON CONFLICT (hour) DO UPDATE SET version = version + 1;
 END
-"""
+"""  # noqa: S608 - constants
 
 # ORDER BY: concurrent writers lock the marks in the same order, so they never deadlock. DO UPDATE
 # (not DO NOTHING) takes the mark's row lock, which a concurrent catch-up's conditional delete waits for.
@@ -50,7 +50,7 @@ BEGIN
     RETURN NULL;
 END
 $$
-"""
+"""  # noqa: S608 - constants
 _POSTGRES_TRIGGER = """
 CREATE TRIGGER telemetry_event_mark_hours AFTER INSERT ON telemetry_event
 REFERENCING NEW TABLE AS new_events FOR EACH STATEMENT EXECUTE FUNCTION telemetry_event_mark_hours()
