@@ -35,6 +35,7 @@ emptied, and recomputes the hour that holds the cutoff, so rollups never describ
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -284,23 +285,31 @@ def read_window(store: Store, *, since: datetime, catch_up: bool = True) -> Wind
             log.warning("telemetry rollups not caught up (read as they are): %s", exc)
     first = hour_floor(since)
     r = _ROLLUP.c
-    parts: dict[tuple[str, str | None], list[TelemetryAggregate]] = defaultdict(list)
-    count = 0
+    in_window = r.hour_start >= first
     with store.connect() as conn:
-        result = conn.execute(sa.select(
-            r.model, r.task, r.calls, r.errors, r.cost_calls, r.cost_total, r.priced_calls, r.priced_cost,
-            r.priced_tokens, r.prompt_tokens, r.completion_tokens, r.latency_sketch,
-        ).where(r.hour_start >= first))
-        for model, task, calls, errors, cost_calls, cost_total, priced, p_cost, p_tokens, prompt, completion, \
-                sketch in result:
-            count += 1
-            parts[(model, task)].append(TelemetryAggregate(
-                calls=calls, errors=errors, cost_calls=cost_calls, cost_total=cost_total, priced_calls=priced,
-                priced_cost=p_cost, priced_tokens=p_tokens, prompt_tokens=prompt, completion_tokens=completion,
-                latency=LatencySketch.from_json(sketch)))
-    merged = {key: items[0] if len(items) == 1 else TelemetryAggregate.merge_all(items)
-              for key, items in parts.items()}
-    return WindowTelemetry(first_hour=first, by_model_task=merged, rows_read=count)
+        # Sums in SQL; the sketches as their JSON text, merged bucket by bucket here (a row per hour
+        # is small, so this is a loop over a few buckets per row, not a per-row object).
+        sums = conn.execute(sa.select(
+            r.model, r.task, sa.func.count(), *(sa.func.sum(c) for c in (
+                r.calls, r.errors, r.cost_calls, r.cost_total, r.priced_calls, r.priced_cost, r.priced_tokens,
+                r.prompt_tokens, r.completion_tokens)),
+        ).where(in_window).group_by(r.model, r.task)).all()
+        sketches: dict[tuple[str, str | None], dict[str, int]] = defaultdict(dict)
+        for model, task, text in conn.execute(sa.select(r.model, r.task, sa.cast(r.latency_sketch, sa.Text))
+                                              .where(in_window, r.latency_samples > 0)):
+            merged = sketches[(model, task)]
+            for key, count in json.loads(text).items():
+                merged[key] = merged.get(key, 0) + count
+    aggregates = {}
+    rows = 0
+    for model, task, n, calls, errors, cost_calls, cost_total, priced, p_cost, p_tokens, prompt, completion in sums:
+        rows += int(n)
+        aggregates[(model, task)] = TelemetryAggregate(
+            calls=int(calls), errors=int(errors), cost_calls=int(cost_calls), cost_total=float(cost_total),
+            priced_calls=int(priced), priced_cost=float(p_cost), priced_tokens=int(p_tokens),
+            prompt_tokens=int(prompt), completion_tokens=int(completion),
+            latency=LatencySketch.from_json(sketches.get((model, task))))
+    return WindowTelemetry(first_hour=first, by_model_task=aggregates, rows_read=rows)
 
 
 @dataclass(frozen=True)
