@@ -56,7 +56,7 @@ def _exact(records: Sequence[TelemetryRecord], since: datetime) -> dict[str, obj
 
 
 def _assert_matches(store: Store, records: Sequence[TelemetryRecord], since: datetime) -> None:
-    got = read_window(store, since=since).by_model().get("gpt-4o", TelemetryAggregate())
+    got = read_window(store, since=since).by_model.get("gpt-4o", TelemetryAggregate())
     want = _exact(records, since)
     assert (got.calls, got.errors) == (want["calls"], want["errors"])
     assert got.latency_percentile(50) == pytest.approx(want["p50"], rel=DOCUMENTED_RELATIVE_ERROR)
@@ -70,9 +70,10 @@ def _dirty_hours(store: Store) -> list[int]:
             TelemetryRollupDirty.hour)).scalars())  # type: ignore[arg-type]
 
 
-def _rollup_rows(store: Store) -> list[tuple[datetime, str, str | None, int]]:
+def _rollup_rows(store: Store, *, all_tasks: bool = False) -> list[tuple[datetime, str, str | None, int]]:
     with store.session() as session:
-        rows = session.execute(sa.select(TelemetryRollup)).scalars().all()
+        rows = session.execute(sa.select(TelemetryRollup).where(
+            TelemetryRollup.all_tasks.is_(all_tasks))).scalars().all()  # type: ignore[attr-defined]
     return sorted((r.hour_start, r.model, r.task, r.calls) for r in rows)
 
 
@@ -118,13 +119,19 @@ def test_hour_rollups_merge_into_the_window_figures(store: Store) -> None:
     write_records(store, records)
     result = catch_up_rollups(store)
     assert result.hours == 31  # 30 h back from 12:30 touches 31 hours
-    window = read_window(store, since=NOW - timedelta(hours=24), catch_up=False)
+    window = read_window(store, since=NOW - timedelta(hours=24), catch_up=False, task_latency=True)
     # One row per (hour, model, task) in the window, merged per (model, task) and then per model.
-    # 25 hours of tagged calls, and the untagged ones of the last 60 minutes, which span two hours.
-    assert window.rows_read == 25 + 2 and set(window.by_model_task) == {("gpt-4o", "chat"), ("gpt-4o", None)}
-    merged = window.by_model()["gpt-4o"]
+    # Per task: 25 hours of tagged calls, and the untagged ones of the last 60 minutes, which span two
+    # hours; per model: 25 hours.
+    assert window.rows_read == 25 + 2 + 25 and set(window.by_model_task) == {("gpt-4o", "chat"), ("gpt-4o", None)}
+    merged = window.by_model["gpt-4o"]
+    assert set(window.by_model) == {"gpt-4o"}
     parts = window.by_model_task.values()
-    assert merged == TelemetryAggregate.merge_all(parts) == sum(parts, TelemetryAggregate())
+    for other in (TelemetryAggregate.merge_all(parts), sum(parts, TelemetryAggregate())):
+        # Counts and sketches merge exactly; float sums only up to the order of addition.
+        assert dataclasses.replace(other, cost_total=0.0, priced_cost=0.0) == dataclasses.replace(
+            merged, cost_total=0.0, priced_cost=0.0)
+        assert (other.cost_total, other.priced_cost) == pytest.approx((merged.cost_total, merged.priced_cost))
     # The merged sketch is the sketch of every value in the window, bucket for bucket.
     first = hour_floor(NOW - timedelta(hours=24))
     assert merged.latency == LatencySketch.of(
@@ -175,6 +182,7 @@ def test_a_late_event_for_a_past_hour_is_folded_in(store: Store) -> None:
             int((hour_floor(NOW) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(hours=1)) + 1)])
     catch_up_rollups(store)
     assert _rollup_rows(store) == after
+    assert _rollup_rows(store, all_tasks=True) == [(h, m, None, c) for h, m, _t, c in after]  # one task here
 
 
 def test_prune_removes_the_rollups_of_pruned_hours_and_recomputes_the_cutoff_hour(store: Store) -> None:
@@ -187,7 +195,8 @@ def test_prune_removes_the_rollups_of_pruned_hours_and_recomputes_the_cutoff_hou
     cutoff = NOW - timedelta(days=30)
     kept = [r for r in records if r.started_at >= cutoff]
     assert result.deleted == len(records) - len(kept) and result.batches == math.ceil(result.deleted / 100)
-    assert result.rollups_deleted == 2 * 24  # hours wholly before the cutoff hour: 12:00 two days earlier on
+    # The hours wholly before the cutoff hour (12:00 two days earlier on): a task row and a model row each.
+    assert result.rollups_deleted == 2 * 24 * 2
     hours = {h for h, _m, _t, _c in _rollup_rows(store)}
     assert min(hours) == hour_floor(cutoff)
     # The cutoff hour (12:00-13:00, cutoff 12:30) now counts only the events left in it.
@@ -241,7 +250,7 @@ def test_the_migration_marks_the_stored_history_for_the_first_catch_up(database_
                      if s.dialect == "sqlite" else NOW - timedelta(hours=ago)})
         s.upgrade()
         assert len(_dirty_hours(s)) == 3
-        assert read_window(s, since=NOW - timedelta(hours=72)).by_model()["gpt-4o"].calls == 4
-        assert read_window(s, since=NOW - timedelta(hours=24)).by_model()["gpt-4o"].calls == 3
+        assert read_window(s, since=NOW - timedelta(hours=72)).by_model["gpt-4o"].calls == 4
+        assert read_window(s, since=NOW - timedelta(hours=24)).by_model["gpt-4o"].calls == 3
     finally:
         s.dispose()

@@ -203,7 +203,7 @@ def test_rollups_per_model_and_task_with_sketched_percentiles(store: Store) -> N
     records.append(_record(303, model="deployment-a", group="smart", task="math", latency=50.0))
     write_records(store, records)
 
-    day = read_window(store, since=NOW - timedelta(hours=24))
+    day = read_window(store, since=NOW - timedelta(hours=24), task_latency=True)
     coding = day.by_model_task[("gpt-4o", "coding")]
     assert (coding.calls, coding.errors) == (105, 4)
     assert coding.error_rate == pytest.approx(4 / 105)
@@ -215,12 +215,13 @@ def test_rollups_per_model_and_task_with_sketched_percentiles(store: Store) -> N
     # The one cost definition: priced calls (a cost and tokens), failures at their cost of 0 included.
     assert coding.cost_per_1k_tokens == pytest.approx(1000 * (101 * 0.001) / (105 * 200))
     assert set(day.by_model_task) == {("gpt-4o", "coding"), ("smart", "math")}  # the model group names it
-    assert {m: a.calls for m, a in day.by_model().items()} == {"gpt-4o": 105, "smart": 1}
-    week = read_window(store, since=NOW - timedelta(hours=168)).by_model()
+    assert {m: a.calls for m, a in day.by_model.items()} == {"gpt-4o": 105, "smart": 1}
+    week = read_window(store, since=NOW - timedelta(hours=168)).by_model
     assert week["gpt-4o"].calls == 106 and week["gpt-4o"].latency_samples == 101
     with store.session() as session:
         count = session.execute(sa.select(sa.func.count()).select_from(TelemetryRollup)).scalar_one()
-    assert count == 5  # one row per (hour, model, task) that holds calls: 4 hours, 5 pairs
+    # One row per (hour, model, task) that holds calls (4 hours, 5 of them) and one per (hour, model).
+    assert count == 5 + 5
 
 
 def test_prune_deletes_old_events_in_bounded_batches(store: Store) -> None:

@@ -244,9 +244,9 @@ def _evidence_values(store: Store, policy: Policy,
 def _telemetry(store: Store, now: datetime) -> dict[str, Any]:
     """Calls, errors and latency percentiles per model over the window, from the hourly rollups
     (``telemetry.rollups``: whole hours, percentiles within 1% of the exact ones)."""
-    window = read_window(store, since=now - timedelta(hours=TELEMETRY_WINDOW_HOURS))
+    window = read_window(store, since=now - timedelta(hours=TELEMETRY_WINDOW_HOURS), tasks=True)
     models = []
-    for model, agg in sorted(window.by_model().items()):
+    for model, agg in sorted(window.by_model.items()):
         models.append({"model": model, "calls": agg.calls, "errors": agg.errors, "error_rate": agg.error_rate,
                        "latency_p50_ms": agg.latency_percentile(50), "latency_p95_ms": agg.latency_percentile(95)})
     return {
@@ -261,7 +261,7 @@ def _telemetry(store: Store, now: datetime) -> dict[str, Any]:
 def selection_counts(store: Store, *, since: datetime) -> dict[tuple[str, str], int]:
     """Calls per (task, model) of the telemetry from the hour holding ``since`` on (the snapshot's
     ``telemetry.selections``): ``recsys serve``'s ``recsys_model_selected_calls``."""
-    window = read_window(store, since=since)
+    window = read_window(store, since=since, tasks=True)
     return {(task or UNTAGGED_TASK, model): agg.calls for (model, task), agg in window.by_model_task.items()}
 
 

@@ -199,12 +199,14 @@ class TelemetryRollup(SQLModel, table=True):
     """
 
     __tablename__ = "telemetry_rollup"
-    __table_args__ = (sa.Index("ix_rollup_hour", "hour_start"),)
+    __table_args__ = (sa.Index("ix_rollup_hour", "hour_start", "all_tasks"),)
 
     id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True))
     hour_start: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
     model: str = Field(max_length=256)
     task: str | None = Field(default=None, max_length=128)  # None: calls without a task
+    # True: the model's row with every task merged (task None), which per-model reads use alone.
+    all_tasks: bool = False
     calls: int = 0  # successes and failures
     errors: int = 0
     cost_calls: int = 0  # calls that reported a cost

@@ -14,7 +14,8 @@ How the rollups stay current
   a full rebuild would. The catch-up runs at the start of every read (``read_window``): ``score``,
   ``snapshot`` and ``serve`` pay only for the hours written since the previous read.
 
-What a rollup holds (per hour, model, task)
+What a rollup holds (per hour, model, task; plus one row per hour and model, ``all_tasks``, with
+every task merged, so per-model reads touch O(hours x models) rows whatever the number of tasks)
   - ``model``: the LiteLLM ``model_group``, else the model name; ``task`` None for untagged calls.
   - ``calls`` counts successes and failures; ``errors`` the failures; ``error_rate = errors / calls``.
   - latency: a ``LatencySketch`` (log buckets, percentiles within 1% of the exact ones, see
@@ -148,18 +149,13 @@ class TelemetryAggregate:
 
 @dataclass(frozen=True)
 class WindowTelemetry:
-    """The rollups of a window of whole hours, merged per (model, task)."""
+    """The rollups of a window of whole hours: per model (every task merged, with the latency sketch)
+    and, when read with ``tasks=True``, per (model, task)."""
 
     first_hour: datetime
-    by_model_task: Mapping[tuple[str, str | None], TelemetryAggregate]
+    by_model: Mapping[str, TelemetryAggregate]
+    by_model_task: Mapping[tuple[str, str | None], TelemetryAggregate] = field(default_factory=dict)
     rows_read: int = 0
-
-    def by_model(self) -> dict[str, TelemetryAggregate]:
-        """Every task of a model merged."""
-        parts: dict[str, list[TelemetryAggregate]] = defaultdict(list)
-        for (model, _task), aggregate in self.by_model_task.items():
-            parts[model].append(aggregate)
-        return {model: TelemetryAggregate.merge_all(items) for model, items in parts.items()}
 
 
 @dataclass(frozen=True)
@@ -204,6 +200,15 @@ _ROLLUP = TelemetryRollup.__table__  # type: ignore[attr-defined]
 _DIRTY = TelemetryRollupDirty.__table__  # type: ignore[attr-defined]
 
 
+def _row(start: datetime, model: str, task: str | None, agg: TelemetryAggregate, *, all_tasks: bool,
+         computed_at: datetime) -> dict[str, Any]:
+    return {"hour_start": start, "model": model, "task": task, "all_tasks": all_tasks, "calls": agg.calls,
+            "errors": agg.errors, "cost_calls": agg.cost_calls, "cost_total": agg.cost_total,
+            "priced_calls": agg.priced_calls, "priced_cost": agg.priced_cost, "priced_tokens": agg.priced_tokens,
+            "prompt_tokens": agg.prompt_tokens, "completion_tokens": agg.completion_tokens,
+            "latency_samples": agg.latency.count, "latency_sketch": agg.latency.to_json(), "computed_at": computed_at}
+
+
 def _recompute_hour(store: Store, epoch_hour: int, computed_at: datetime) -> int | None:
     """Rebuild one hour's rollups from its raw events; None when another catch-up already did."""
     start = _hour_start(epoch_hour)
@@ -226,15 +231,18 @@ def _recompute_hour(store: Store, epoch_hour: int, computed_at: datetime) -> int
             else:
                 buckets[(name, task)][int(bucket)] = int(count)
         rows = []
+        per_model: dict[str, list[TelemetryAggregate]] = defaultdict(list)
         for name, task, calls, errors, cost_calls, cost_total, priced, p_cost, p_tokens, prompt, completion in groups:
-            sketch = LatencySketch(buckets=buckets.get((name, task), {}), zeros=zeros.get((name, task), 0))
-            rows.append({
-                "hour_start": start, "model": name, "task": task, "calls": int(calls), "errors": int(errors),
-                "cost_calls": int(cost_calls), "cost_total": float(cost_total), "priced_calls": int(priced),
-                "priced_cost": float(p_cost), "priced_tokens": int(p_tokens), "prompt_tokens": int(prompt),
-                "completion_tokens": int(completion), "latency_samples": sketch.count,
-                "latency_sketch": sketch.to_json(), "computed_at": computed_at,
-            })
+            aggregate = TelemetryAggregate(
+                calls=int(calls), errors=int(errors), cost_calls=int(cost_calls), cost_total=float(cost_total),
+                priced_calls=int(priced), priced_cost=float(p_cost), priced_tokens=int(p_tokens),
+                prompt_tokens=int(prompt), completion_tokens=int(completion),
+                latency=LatencySketch(buckets=buckets.get((name, task), {}), zeros=zeros.get((name, task), 0)))
+            per_model[name].append(aggregate)
+            rows.append(_row(start, name, task, aggregate, all_tasks=False, computed_at=computed_at))
+        # One more row per model with every task merged: what score and the snapshot's model list read.
+        rows += [_row(start, name, None, TelemetryAggregate.merge_all(parts), all_tasks=True, computed_at=computed_at)
+                 for name, parts in per_model.items()]
         conn.execute(sa.delete(_ROLLUP).where(_ROLLUP.c.hour_start == start))
         if rows:
             conn.execute(sa.insert(_ROLLUP), rows)
@@ -275,29 +283,45 @@ def mark_hours_dirty(conn: sa.Connection, moments: Iterable[datetime]) -> None:
 
 # --- reads ----------------------------------------------------------------------------------------
 
-def read_window(store: Store, *, since: datetime, catch_up: bool = True) -> WindowTelemetry:
-    """The telemetry of the whole hours from the one holding ``since`` on, per (model, task), read from
-    the rollups after a catch-up (``catch_up=False`` reads them as they are)."""
+def read_window(store: Store, *, since: datetime, catch_up: bool = True, tasks: bool = False,
+                task_latency: bool = False) -> WindowTelemetry:
+    """The telemetry of the whole hours from the one holding ``since`` on, read from the rollups after a
+    catch-up (``catch_up=False`` reads them as they are).
+
+    Per model always (O(hours x models) rows); per (model, task) with ``tasks=True`` (sums only, in
+    SQL; their latency sketches too with ``task_latency=True``, O(hours x models x tasks) rows).
+    """
     if catch_up:
         try:
             catch_up_rollups(store)
         except StoreWriteError as exc:  # a read-only role or mount still reads the rollups it has
             log.warning("telemetry rollups not caught up (read as they are): %s", exc)
     first = hour_floor(since)
-    r = _ROLLUP.c
-    in_window = r.hour_start >= first
     with store.connect() as conn:
-        # Sums in SQL; the sketches as their JSON text, merged bucket by bucket here (a row per hour
-        # is small, so this is a loop over a few buckets per row, not a per-row object).
-        sums = conn.execute(sa.select(
-            r.model, r.task, sa.func.count(), *(sa.func.sum(c) for c in (
-                r.calls, r.errors, r.cost_calls, r.cost_total, r.priced_calls, r.priced_cost, r.priced_tokens,
-                r.prompt_tokens, r.completion_tokens)),
-        ).where(in_window).group_by(r.model, r.task)).all()
-        sketches: dict[tuple[str, str | None], dict[str, int]] = defaultdict(dict)
+        by_model, rows = _read(conn, first, all_tasks=True, sketches=True)
+        by_task: dict[tuple[str, str | None], TelemetryAggregate] = {}
+        if tasks or task_latency:
+            by_task, task_rows = _read(conn, first, all_tasks=False, sketches=task_latency)
+            rows += task_rows
+    return WindowTelemetry(first_hour=first, by_model={model: agg for (model, _t), agg in by_model.items()},
+                           by_model_task=by_task, rows_read=rows)
+
+
+def _read(conn: sa.Connection, first: datetime, *, all_tasks: bool,
+          sketches: bool) -> tuple[dict[tuple[str, str | None], TelemetryAggregate], int]:
+    r = _ROLLUP.c
+    where = (r.hour_start >= first, r.all_tasks.is_(all_tasks))
+    sums = conn.execute(sa.select(
+        r.model, r.task, sa.func.count(), *(sa.func.sum(c) for c in (
+            r.calls, r.errors, r.cost_calls, r.cost_total, r.priced_calls, r.priced_cost, r.priced_tokens,
+            r.prompt_tokens, r.completion_tokens)),
+    ).where(*where).group_by(r.model, r.task)).all()
+    # The sketches as their JSON text, merged bucket by bucket (a few buckets per row, no per-row object).
+    merged_sketches: dict[tuple[str, str | None], dict[str, int]] = defaultdict(dict)
+    if sketches:
         for model, task, text in conn.execute(sa.select(r.model, r.task, sa.cast(r.latency_sketch, sa.Text))
-                                              .where(in_window, r.latency_samples > 0)):
-            merged = sketches[(model, task)]
+                                              .where(*where, r.latency_samples > 0)):
+            merged = merged_sketches[(model, task)]
             for key, count in json.loads(text).items():
                 merged[key] = merged.get(key, 0) + count
     aggregates = {}
@@ -308,8 +332,8 @@ def read_window(store: Store, *, since: datetime, catch_up: bool = True) -> Wind
             calls=int(calls), errors=int(errors), cost_calls=int(cost_calls), cost_total=float(cost_total),
             priced_calls=int(priced), priced_cost=float(p_cost), priced_tokens=int(p_tokens),
             prompt_tokens=int(prompt), completion_tokens=int(completion),
-            latency=LatencySketch.from_json(sketches.get((model, task))))
-    return WindowTelemetry(first_hour=first, by_model_task=aggregates, rows_read=rows)
+            latency=LatencySketch.from_json(merged_sketches.get((model, task))))
+    return aggregates, rows
 
 
 @dataclass(frozen=True)
@@ -335,7 +359,7 @@ def telemetry_by_model(store: Store, *, since: datetime) -> dict[str, ModelTelem
     return {model: ModelTelemetry(model=model, calls=agg.calls, errors=agg.errors,
                                   latency_p95_ms=agg.latency_percentile(95), cost_calls=agg.priced_calls,
                                   cost_per_1k_tokens=agg.cost_per_1k_tokens, latency_samples=agg.latency_samples)
-            for model, agg in window.by_model().items()}
+            for model, agg in window.by_model.items()}
 
 
 # --- retention ------------------------------------------------------------------------------------

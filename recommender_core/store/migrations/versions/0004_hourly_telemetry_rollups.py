@@ -67,6 +67,7 @@ def upgrade() -> None:
         sa.Column("hour_start", sa.DateTime(timezone=True), nullable=False),
         sa.Column("model", sa.String(length=256), nullable=False),
         sa.Column("task", sa.String(length=128), nullable=True),
+        sa.Column("all_tasks", sa.Boolean(), nullable=False),
         sa.Column("calls", sa.Integer(), nullable=False),
         sa.Column("errors", sa.Integer(), nullable=False),
         sa.Column("cost_calls", sa.Integer(), nullable=False),
@@ -82,7 +83,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("telemetry_rollup", schema=None) as batch_op:
-        batch_op.create_index("ix_rollup_hour", ["hour_start"], unique=False)
+        batch_op.create_index("ix_rollup_hour", ["hour_start", "all_tasks"], unique=False)
     op.create_table(
         "telemetry_rollup_dirty",
         sa.Column("hour", sa.BigInteger(), autoincrement=False, nullable=False),
