@@ -73,7 +73,8 @@ def _dirty_hours(store: Store) -> list[int]:
 def _rollup_rows(store: Store, *, all_tasks: bool = False) -> list[tuple[datetime, str, str | None, int]]:
     with store.session() as session:
         rows = session.execute(sa.select(TelemetryRollup).where(
-            TelemetryRollup.all_tasks.is_(all_tasks))).scalars().all()  # type: ignore[attr-defined]
+            TelemetryRollup.all_tasks.is_(all_tasks),  # type: ignore[attr-defined]
+            TelemetryRollup.span_hours == 1)).scalars().all()
     return sorted((r.hour_start, r.model, r.task, r.calls) for r in rows)
 
 
@@ -122,8 +123,8 @@ def test_hour_rollups_merge_into_the_window_figures(store: Store) -> None:
     window = read_window(store, since=NOW - timedelta(hours=24), catch_up=False, task_latency=True)
     # One row per (hour, model, task) in the window, merged per (model, task) and then per model.
     # Per task: 25 hours of tagged calls, and the untagged ones of the last 60 minutes, which span two
-    # hours; per model: 25 hours.
-    assert window.rows_read == 25 + 2 + 25 and set(window.by_model_task) == {("gpt-4o", "chat"), ("gpt-4o", None)}
+    # hours; per model: the 12 hours before midnight, then one row for the day.
+    assert window.rows_read == 25 + 2 + 12 + 1 and set(window.by_model_task) == {("gpt-4o", "chat"), ("gpt-4o", None)}
     merged = window.by_model["gpt-4o"]
     assert set(window.by_model) == {"gpt-4o"}
     parts = window.by_model_task.values()
@@ -195,8 +196,13 @@ def test_prune_removes_the_rollups_of_pruned_hours_and_recomputes_the_cutoff_hou
     cutoff = NOW - timedelta(days=30)
     kept = [r for r in records if r.started_at >= cutoff]
     assert result.deleted == len(records) - len(kept) and result.batches == math.ceil(result.deleted / 100)
-    # The hours wholly before the cutoff hour (12:00 two days earlier on): a task row and a model row each.
-    assert result.rollups_deleted == 2 * 24 * 2
+    # The hours wholly before the cutoff hour (12:00 two days earlier on): a task row and a model row
+    # each; and the rows of the two days before the cutoff's day (whose row is rebuilt).
+    assert result.rollups_deleted == 2 * 24 * 2 + 2
+    with store.session() as session:
+        day_rows = session.execute(sa.select(TelemetryRollup).where(TelemetryRollup.span_hours == 24)).scalars().all()
+    assert min(r.hour_start for r in day_rows) == hour_floor(cutoff).replace(hour=0)
+    assert sum(r.calls for r in day_rows) == len(kept)
     hours = {h for h, _m, _t, _c in _rollup_rows(store)}
     assert min(hours) == hour_floor(cutoff)
     # The cutoff hour (12:00-13:00, cutoff 12:30) now counts only the events left in it.

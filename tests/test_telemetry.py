@@ -220,8 +220,9 @@ def test_rollups_per_model_and_task_with_sketched_percentiles(store: Store) -> N
     assert week["gpt-4o"].calls == 106 and week["gpt-4o"].latency_samples == 101
     with store.session() as session:
         count = session.execute(sa.select(sa.func.count()).select_from(TelemetryRollup)).scalar_one()
-    # One row per (hour, model, task) that holds calls (4 hours, 5 of them) and one per (hour, model).
-    assert count == 5 + 5
+    # One row per (hour, model, task) that holds calls (4 hours, 5 of them), one per (hour, model),
+    # and one per (day, model): gpt-4o and smart on the 26th, gpt-4o 3 and 9 days earlier.
+    assert count == 5 + 5 + 4
 
 
 def test_prune_deletes_old_events_in_bounded_batches(store: Store) -> None:

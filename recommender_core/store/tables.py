@@ -203,6 +203,7 @@ class TelemetryRollup(SQLModel, table=True):
 
     id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True))
     hour_start: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    span_hours: int = 1  # 24: a day's per-model row (all_tasks), merged from its 24 hour rows
     model: str = Field(max_length=256)
     task: str | None = Field(default=None, max_length=128)  # None: calls without a task
     # True: the model's row with every task merged (task None), which per-model reads use alone.
@@ -222,9 +223,11 @@ class TelemetryRollup(SQLModel, table=True):
 
 
 class TelemetryRollupDirty(SQLModel, table=True):
-    """An hour whose rollups are out of date: a trigger on ``telemetry_event`` marks the hour of every
-    inserted event in the inserting transaction and bumps ``version``; the catch-up removes the mark
-    only if the version it recomputed is still the latest, so no concurrent insert is ever lost."""
+    """An hour (or a day, keyed ``-epoch_day - 1``) whose rollups are out of date.
+
+    A trigger on ``telemetry_event`` marks the hour of every inserted event in the inserting
+    transaction (bumping ``version``); the catch-up locks the mark, rebuilds the hour and deletes the
+    mark in one transaction, so an insert that commits meanwhile marks the hour again."""
 
     __tablename__ = "telemetry_rollup_dirty"
 

@@ -15,7 +15,9 @@ How the rollups stay current
   ``snapshot`` and ``serve`` pay only for the hours written since the previous read.
 
 What a rollup holds (per hour, model, task; plus one row per hour and model, ``all_tasks``, with
-every task merged, so per-model reads touch O(hours x models) rows whatever the number of tasks)
+every task merged, so per-model reads touch O(hours x models) rows whatever the number of tasks;
+plus one per day and model, ``span_hours`` 24, merged from that day's hour rows, so a 7-day window
+reads at most 23 hour rows and 8 day rows per model: bounded, whatever the traffic)
   - ``model``: the LiteLLM ``model_group``, else the model name; ``task`` None for untagged calls.
   - ``calls`` counts successes and failures; ``errors`` the failures; ``error_rate = errors / calls``.
   - latency: a ``LatencySketch`` (log buckets, percentiles within 1% of the exact ones, see
@@ -201,8 +203,9 @@ _DIRTY = TelemetryRollupDirty.__table__  # type: ignore[attr-defined]
 
 
 def _row(start: datetime, model: str, task: str | None, agg: TelemetryAggregate, *, all_tasks: bool,
-         computed_at: datetime) -> dict[str, Any]:
-    return {"hour_start": start, "model": model, "task": task, "all_tasks": all_tasks, "calls": agg.calls,
+         computed_at: datetime, span_hours: int = 1) -> dict[str, Any]:
+    return {"hour_start": start, "span_hours": span_hours, "model": model, "task": task, "all_tasks": all_tasks,
+            "calls": agg.calls,
             "errors": agg.errors, "cost_calls": agg.cost_calls, "cost_total": agg.cost_total,
             "priced_calls": agg.priced_calls, "priced_cost": agg.priced_cost, "priced_tokens": agg.priced_tokens,
             "prompt_tokens": agg.prompt_tokens, "completion_tokens": agg.completion_tokens,
@@ -243,10 +246,36 @@ def _recompute_hour(store: Store, epoch_hour: int, computed_at: datetime) -> int
         # One more row per model with every task merged: what score and the snapshot's model list read.
         rows += [_row(start, name, None, TelemetryAggregate.merge_all(parts), all_tasks=True, computed_at=computed_at)
                  for name, parts in per_model.items()]
-        conn.execute(sa.delete(_ROLLUP).where(_ROLLUP.c.hour_start == start))
+        conn.execute(sa.delete(_ROLLUP).where(_ROLLUP.c.hour_start == start, _ROLLUP.c.span_hours == 1))
         if rows:
             conn.execute(sa.insert(_ROLLUP), rows)
         conn.execute(sa.delete(_DIRTY).where(_DIRTY.c.hour == epoch_hour))
+        _mark(conn, [_day_key(epoch_hour // 24)])  # its day's row is rebuilt from the hour rows next
+    return len(rows)
+
+
+def _day_key(epoch_day: int) -> int:
+    """Days share the dirty table with hours, as negative keys (-1 is day 0)."""
+    return -epoch_day - 1
+
+
+def _recompute_day(store: Store, epoch_day: int, computed_at: datetime) -> int | None:
+    """Rebuild one day's per-model rows (``span_hours`` 24) by merging its hour rows (never raw events)."""
+    start = _hour_start(epoch_day * 24)
+    r = _ROLLUP.c
+    with store.connect() as conn:
+        held = conn.execute(sa.update(_DIRTY).where(_DIRTY.c.hour == _day_key(epoch_day))
+                            .values(version=_DIRTY.c.version)).rowcount
+        if not held:
+            return None
+        hours = (r.hour_start >= start, r.hour_start < start + 24 * _HOUR, r.span_hours == 1)
+        merged, _rows = _read(conn, hours, all_tasks=True, sketches=True)
+        conn.execute(sa.delete(_ROLLUP).where(r.hour_start == start, r.span_hours == 24))
+        rows = [_row(start, model, None, agg, all_tasks=True, computed_at=computed_at, span_hours=24)
+                for (model, _task), agg in merged.items()]
+        if rows:
+            conn.execute(sa.insert(_ROLLUP), rows)
+        conn.execute(sa.delete(_DIRTY).where(_DIRTY.c.hour == _day_key(epoch_day)))
     return len(rows)
 
 
@@ -258,17 +287,25 @@ def catch_up_rollups(store: Store) -> CatchUpResult:
         return CatchUpResult(hours=0, rows=0)
     computed_at = store.clock.now()
     hours = rows = 0
-    for epoch_hour in dirty:
-        written = _recompute_hour(store, int(epoch_hour), computed_at)
+    for epoch_hour in (int(h) for h in dirty if h >= 0):
+        written = _recompute_hour(store, epoch_hour, computed_at)
         if written is not None:
             hours += 1
             rows += written
+    with store.connect() as conn:  # the days of those hours, and of any earlier catch-up cut short
+        days = conn.execute(sa.select(_DIRTY.c.hour).where(_DIRTY.c.hour < 0)).scalars().all()
+    for key in days:
+        written = _recompute_day(store, -int(key) - 1, computed_at)
+        rows += written or 0
     return CatchUpResult(hours=hours, rows=rows)
 
 
 def mark_hours_dirty(conn: sa.Connection, moments: Iterable[datetime]) -> None:
     """Mark the hours of ``moments`` for the next catch-up (the trigger does this for inserts)."""
-    hours = sorted({_epoch_hour(m) for m in moments})
+    _mark(conn, sorted({_epoch_hour(m) for m in moments}))
+
+
+def _mark(conn: sa.Connection, hours: list[int]) -> None:
     if not hours:
         return
     if conn.dialect.name == "postgresql":
@@ -297,20 +334,29 @@ def read_window(store: Store, *, since: datetime, catch_up: bool = True, tasks: 
         except StoreWriteError as exc:  # a read-only role or mount still reads the rollups it has
             log.warning("telemetry rollups not caught up (read as they are): %s", exc)
     first = hour_floor(since)
+    # Per model: the hour rows up to the first whole day, then one row per day (the current day's too).
+    first_day = first if first.hour == 0 else first.replace(hour=0) + 24 * _HOUR
+    r = _ROLLUP.c
     with store.connect() as conn:
-        by_model, rows = _read(conn, first, all_tasks=True, sketches=True)
+        head, rows = _read(conn, (r.hour_start >= first, r.hour_start < first_day, r.span_hours == 1),
+                           all_tasks=True, sketches=True)
+        days, day_rows = _read(conn, (r.hour_start >= first_day, r.span_hours == 24), all_tasks=True, sketches=True)
+        rows += day_rows
+        by_model = {key: head[key] + days[key] if key in head and key in days else head.get(key) or days[key]
+                    for key in head.keys() | days.keys()}
         by_task: dict[tuple[str, str | None], TelemetryAggregate] = {}
         if tasks or task_latency:
-            by_task, task_rows = _read(conn, first, all_tasks=False, sketches=task_latency)
+            by_task, task_rows = _read(conn, (r.hour_start >= first, r.span_hours == 1), all_tasks=False,
+                                       sketches=task_latency)
             rows += task_rows
     return WindowTelemetry(first_hour=first, by_model={model: agg for (model, _t), agg in by_model.items()},
                            by_model_task=by_task, rows_read=rows)
 
 
-def _read(conn: sa.Connection, first: datetime, *, all_tasks: bool,
+def _read(conn: sa.Connection, bounds: tuple[sa.ColumnElement[bool], ...], *, all_tasks: bool,
           sketches: bool) -> tuple[dict[tuple[str, str | None], TelemetryAggregate], int]:
     r = _ROLLUP.c
-    where = (r.hour_start >= first, r.all_tasks.is_(all_tasks))
+    where = (*bounds, r.all_tasks.is_(all_tasks))
     sums = conn.execute(sa.select(
         r.model, r.task, sa.func.count(), *(sa.func.sum(c) for c in (
             r.calls, r.errors, r.cost_calls, r.cost_total, r.priced_calls, r.priced_cost, r.priced_tokens,
@@ -403,9 +449,14 @@ def prune_events(
         with store.connect() as conn:
             lock.check(conn)
             first_kept = hour_floor(cutoff)
-            rollups_deleted = int(conn.execute(sa.delete(_ROLLUP).where(_ROLLUP.c.hour_start < first_kept)).rowcount)
-            conn.execute(sa.delete(_DIRTY).where(_DIRTY.c.hour < _epoch_hour(first_kept)))
+            r = _ROLLUP.c
+            rollups_deleted = int(conn.execute(sa.delete(_ROLLUP).where(sa.or_(
+                sa.and_(r.span_hours == 1, r.hour_start < first_kept),
+                sa.and_(r.span_hours == 24, r.hour_start < first_kept.replace(hour=0))))).rowcount)
+            conn.execute(sa.delete(_DIRTY).where(_DIRTY.c.hour >= 0, _DIRTY.c.hour < _epoch_hour(first_kept)))
             if cutoff != first_kept:
                 mark_hours_dirty(conn, [cutoff])
+            # The cutoff's day keeps its row, rebuilt from the hour rows left.
+            _mark(conn, [_day_key(_epoch_hour(first_kept) // 24)])
     catch_up_rollups(store)
     return PruneResult(cutoff=cutoff, deleted=deleted, batches=batches, rollups_deleted=rollups_deleted)

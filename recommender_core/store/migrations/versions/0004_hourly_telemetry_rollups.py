@@ -65,6 +65,7 @@ def upgrade() -> None:
         "telemetry_rollup",
         sa.Column("id", _ID, autoincrement=True, nullable=False),
         sa.Column("hour_start", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("span_hours", sa.Integer(), nullable=False),
         sa.Column("model", sa.String(length=256), nullable=False),
         sa.Column("task", sa.String(length=128), nullable=True),
         sa.Column("all_tasks", sa.Boolean(), nullable=False),
