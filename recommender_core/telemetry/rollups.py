@@ -1,7 +1,8 @@
 """The one telemetry aggregation: hourly mergeable rollups per (model, task), caught up from dirty hours.
 
 ``score``, ``snapshot`` and ``serve`` read telemetry only through this module, and only from the
-``telemetry_rollup`` table: O(hours x models x tasks) rows, never the raw events.
+``telemetry_rollup`` table, never the raw events: per-model figures read O(hours x models) rows
+(fewer once whole days are merged), per-task call counts O(hours x models x tasks) rows summed in SQL.
 
 How the rollups stay current
   A trigger on ``telemetry_event`` (migration 0004) marks the UTC hour of every inserted event in
@@ -32,8 +33,9 @@ Windows are whole UTC hours: a window of ``h`` hours ending now reads the hours 
 holding ``now - h`` through the current one, so it may hold up to an hour more than ``h`` and never
 less (all sums are exact; only latency percentiles are sketched).
 
-Retention: ``prune_events`` deletes raw events in bounded batches and the rollups of the hours it
-emptied, and recomputes the hour that holds the cutoff, so rollups never describe pruned events.
+Retention: ``prune_events`` deletes raw events in bounded batches (on both backends: Postgres does
+not partition ``telemetry_event``, see docs/performance.md) and the rollups of the hours and days it
+emptied, and rebuilds the hour and the day that hold the cutoff, so rollups never describe pruned events.
 """
 
 from __future__ import annotations
