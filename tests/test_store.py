@@ -94,10 +94,9 @@ def test_every_table_round_trips(store: Store) -> None:
             provider="openai", task="coding", status="failure", error_class="RateLimitError",
             started_at=NOW, ended_at=NOW + timedelta(milliseconds=850), latency_ms=850.0, ttft_ms=120.5,
             prompt_tokens=100, completion_tokens=20, cost=0.00045, cache_hit=True, tags=["task:coding"]))
-        session.add(TelemetryRollup(computed_at=NOW, window_hours=24, model="gpt-4o", task="coding", calls=10,
-                                    errors=1, error_rate=0.1, latency_p50_ms=400, latency_p95_ms=900,
-                                    latency_p99_ms=1000, ttft_p50_ms=100, ttft_p95_ms=200,
-                                    mean_cost_per_call=0.001, cost_per_1k_tokens=0.004))
+        session.add(TelemetryRollup(hour_start=NOW, computed_at=NOW, model="gpt-4o", task="coding", calls=10,
+                                    errors=1, priced_calls=9, priced_cost=0.009, priced_tokens=2_250_000_000,
+                                    latency_samples=2, latency_sketch={"310": 1, "z": 1}))
         scoring = ScoringRun(status=RunStatus.SUCCESS, started_at=NOW, finished_at=NOW, policy_hash="f" * 64,
                              is_current=True, details={"tasks": 1})
         session.add(scoring)
@@ -125,7 +124,8 @@ def test_every_table_round_trips(store: Store) -> None:
         assert event.ended_at == NOW + timedelta(milliseconds=850)
         assert (event.error_class, event.cache_hit, event.tags, event.ttft_ms) == (
             "RateLimitError", True, ["task:coding"], 120.5)
-        assert session.exec(select(TelemetryRollup)).one().latency_p95_ms == 900
+        rollup = session.exec(select(TelemetryRollup)).one()
+        assert (rollup.priced_tokens, rollup.latency_sketch) == (2_250_000_000, {"310": 1, "z": 1})
         assert session.exec(select(ScoringRun)).one().is_current is True
         scores = {u.model: u for u in session.exec(select(UtilityScore))}
         assert scores["gpt-4o"].evidence == ["lmsys:text/coding"]
@@ -311,7 +311,7 @@ def test_migration_0003_drops_the_unused_model_tables_and_keeps_the_rest(databas
                 "INSERT INTO benchmark_evidence (run_id, source, model, category, metric, value, extra) "
                 "VALUES (:r, 'lmsys', 'gpt-4o', 'text/coding', 'rating', 1287.5, '{}')"), {"r": run_id})
         result = s.upgrade()
-        assert (result.from_revision, result.to_revision) == ("0002", "0003") == ("0002", s.head_revision())
+        assert (result.from_revision, result.to_revision) == ("0002", s.head_revision())
         with s.engine.connect() as conn:
             tables = set(sa.inspect(conn).get_table_names())
             values = conn.execute(sa.text("SELECT value FROM benchmark_evidence")).scalars().all()
@@ -321,6 +321,6 @@ def test_migration_0003_drops_the_unused_model_tables_and_keeps_the_rest(databas
         with s.engine.connect() as conn:
             assert {"model", "model_alias"} <= set(sa.inspect(conn).get_table_names())
         s.upgrade()
-        assert s.current_revision() == "0003"
+        assert s.current_revision() == s.head_revision()
     finally:
         s.dispose()

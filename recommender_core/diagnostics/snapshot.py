@@ -30,10 +30,9 @@ from ..store.tables import (
     IngestRun,
     RunStatus,
     ScoringRun,
-    TelemetryEvent,
     UtilityScore,
 )
-from ..telemetry.rollups import latency_percentiles
+from ..telemetry.rollups import read_window
 
 __all__ = ["SCHEMA_VERSION", "TELEMETRY_WINDOW_HOURS", "UNTAGGED_TASK", "Snapshot", "build_snapshot",
            "current_scoring_run", "selection_counts", "source_status"]
@@ -243,53 +242,27 @@ def _evidence_values(store: Store, policy: Policy,
 
 
 def _telemetry(store: Store, now: datetime) -> dict[str, Any]:
-    """Calls, errors and latency percentiles per model over the window, aggregated in SQL.
-
-    Two queries over the window: counts per (task, model), and the latency rows each percentile
-    needs, picked by rank with window functions (the same linear interpolation as
-    ``stats.percentile`` and Postgres' ``percentile_cont``, on both backends).
-    """
-    since = now - timedelta(hours=TELEMETRY_WINDOW_HOURS)
-    name = sa.func.coalesce(col(TelemetryEvent.model_group), col(TelemetryEvent.model))
-    with store.connect() as conn:
-        selections = conn.execute(
-            sa.select(col(TelemetryEvent.task), name, sa.func.count(),
-                      sa.func.sum(sa.case((col(TelemetryEvent.status) != "success", 1), else_=0)))
-            .where(col(TelemetryEvent.started_at) >= since).group_by(col(TelemetryEvent.task), name)
-        ).all()
-        latencies = latency_percentiles(conn, since=since, percentiles=_PERCENTILES)
-    calls: dict[str, int] = defaultdict(int)
-    errors: dict[str, int] = defaultdict(int)
-    for _task, model, count, failed in selections:
-        calls[model] += int(count)
-        errors[model] += int(failed or 0)
+    """Calls, errors and latency percentiles per model over the window, from the hourly rollups
+    (``telemetry.rollups``: whole hours, percentiles within 1% of the exact ones)."""
+    window = read_window(store, since=now - timedelta(hours=TELEMETRY_WINDOW_HOURS), tasks=True)
     models = []
-    for model in sorted(calls):
-        timed = latencies.get(model)
-        p50, p95 = (timed.values[pct] if timed else None for pct in _PERCENTILES)
-        models.append({"model": model, "calls": calls[model], "errors": errors[model],
-                       "error_rate": errors[model] / calls[model], "latency_p50_ms": p50, "latency_p95_ms": p95})
+    for model, agg in sorted(window.by_model.items()):
+        models.append({"model": model, "calls": agg.calls, "errors": agg.errors, "error_rate": agg.error_rate,
+                       "latency_p50_ms": agg.latency_percentile(50), "latency_p95_ms": agg.latency_percentile(95)})
     return {
         "window_hours": TELEMETRY_WINDOW_HOURS,
         "models": models,
-        "selections": sorted(({"task": task or UNTAGGED_TASK, "model": model, "calls": int(count)}
-                              for task, model, count, _failed in selections), key=lambda e: (e["task"], e["model"])),
+        "selections": sorted(({"task": task or UNTAGGED_TASK, "model": model, "calls": agg.calls}
+                              for (model, task), agg in window.by_model_task.items()),
+                             key=lambda e: (e["task"], e["model"])),
     }
 
 
-_PERCENTILES = (50, 95)
-
-
 def selection_counts(store: Store, *, since: datetime) -> dict[tuple[str, str], int]:
-    """Calls per (task, model) of the telemetry that started at ``since`` or later (the snapshot's
+    """Calls per (task, model) of the telemetry from the hour holding ``since`` on (the snapshot's
     ``telemetry.selections``): ``recsys serve``'s ``recsys_model_selected_calls``."""
-    name = sa.func.coalesce(col(TelemetryEvent.model_group), col(TelemetryEvent.model))
-    with store.connect() as conn:
-        rows = conn.execute(
-            sa.select(col(TelemetryEvent.task), name, sa.func.count())
-            .where(col(TelemetryEvent.started_at) >= since).group_by(col(TelemetryEvent.task), name)
-        ).all()
-    return {(task or UNTAGGED_TASK, model): int(count) for task, model, count in rows}
+    window = read_window(store, since=since, tasks=True)
+    return {(task or UNTAGGED_TASK, model): agg.calls for (model, task), agg in window.by_model_task.items()}
 
 
 def _next_steps(sources: list[dict[str, Any]], scoring_run: dict[str, Any] | None) -> list[str]:

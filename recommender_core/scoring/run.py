@@ -33,9 +33,9 @@ from ..sources.base import EvidenceValue
 from ..store import Store
 from ..store.runs import ABANDONED_ERROR, SCORE_JOB, claim_run
 from ..store.tables import BenchmarkEvidence, RunStatus, ScoringRun, UtilityScore
+from ..telemetry.rollups import ModelTelemetry, telemetry_by_model
 from .normalise import beta_smoothed, median, relative_score
 from .prices import PriceTable, load_price_table
-from .telemetry_stats import ModelTelemetry, telemetry_by_model
 
 __all__ = [
     "DEFAULT_LATENCY_PRIOR_MS",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,6 +46,11 @@ def _sqlite_on_connect(dbapi_conn: object, _record: object) -> None:
     cursor = dbapi_conn.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    try:  # the telemetry rollups bucket latencies in SQL; SQLite builds without math functions get them here
+        cursor.execute("SELECT ln(1.0), ceil(0.5)")
+    except sqlite3.OperationalError:  # no such function
+        dbapi_conn.create_function("ln", 1, math.log, deterministic=True)  # type: ignore[attr-defined]
+        dbapi_conn.create_function("ceil", 1, math.ceil, deterministic=True)  # type: ignore[attr-defined]
     cursor.close()
 
 
