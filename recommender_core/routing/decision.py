@@ -22,7 +22,7 @@ from typing import Any
 from ..errors import ConfigError, NoCandidateError, RoutingError, UsageError
 from ..policy import Policy, load_policy
 from .strategies import STRATEGIES, RouteConstraints, Strategy
-from .table import ScoreRow, TaskTable, UtilityTable, load_current_table
+from .table import ScoreRow, TaskTable, UtilityTable, load_task_table
 
 __all__ = ["FLAG_ENV", "Exclusion", "RouteDecision", "decision_seconds", "parse_flag", "route"]
 
@@ -216,7 +216,7 @@ def _table_from_store(store: Any, task: str) -> UtilityTable:
 
         store = owned = Store.from_settings(Settings.load())
     try:
-        table = load_current_table(store)
+        table = load_task_table(store, task)  # one task's rows, not the whole table
     finally:
         if owned is not None:
             owned.dispose()

@@ -30,6 +30,7 @@ from ..evidence import current_run_ids
 from ..policy import Policy, Task
 from ..redact import redact_text
 from ..store import Store
+from ..store.bulk import insert_utility_scores
 from ..store.runs import ABANDONED_ERROR, SCORE_JOB, claim_run
 from ..store.tables import BenchmarkEvidence, RunStatus, ScoringRun, UtilityScore
 from .normalise import MTEB_MIN_COVERAGE, beta_smoothed, elo_win_rate, median, relative_score
@@ -363,8 +364,7 @@ def run_scoring(
             included = sum(1 for s in scores if not s.excluded)
             with store.session() as session:
                 claim_run(session.connection(), lock, ScoringRun, run_id)  # still this run's job?
-                if scores:
-                    session.execute(sa.insert(UtilityScore), [_row(run_id, s) for s in scores])
+                insert_utility_scores(session, run_id=run_id, scores=scores)  # COPY / executemany
                 session.execute(sa.update(ScoringRun).where(col(ScoringRun.is_current).is_(True))
                                 .values(is_current=False))
                 session.execute(sa.update(ScoringRun).where(col(ScoringRun.id) == run_id).values(
