@@ -159,3 +159,24 @@ def test_top_applies_to_every_list_of_the_snapshot(store: Store) -> None:
         ("untagged", "m-1", 10), ("untagged", "m-2", 5)]
     assert [m["model"] for m in doc["telemetry"]["models"]] == ["m-1", "m-2"]
     assert len(doc["unmatched_models"]) <= 2 and len(doc["unmapped_tasks"]) <= 2
+
+
+def test_the_policy_is_parsed_once_per_version_of_its_file(tmp_path: Path) -> None:
+    from recommender_core.policy import default_policy_text
+    from recommender_core.policy_cache import cached_policy, clear_policy_cache
+
+    clear_policy_cache()
+    file = tmp_path / "policy.yaml"
+    file.write_text(default_policy_text())
+    first = cached_policy(file)
+    assert cached_policy(str(file)) is first  # same bytes: not parsed again
+    assert cached_policy(None) is cached_policy(None)  # the packaged default, once
+    # any edit is a new version (the key is the content's digest, not the modification time)
+    file.write_text(default_policy_text() + "# edited\n")
+    second = cached_policy(file)
+    assert second is not first and second.tasks.keys() == first.tasks.keys()
+    file.unlink()
+    from recommender_core.errors import PolicyError
+
+    with pytest.raises(PolicyError, match="does not exist"):
+        cached_policy(file)

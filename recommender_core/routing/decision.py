@@ -16,11 +16,11 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Any
 
 from ..errors import ConfigError, NoCandidateError, RoutingError, UsageError
-from ..policy import Policy, load_policy
+from ..policy import Policy
 from .strategies import STRATEGIES, RouteConstraints, Strategy
 from .table import ScoreRow, TaskTable, UtilityTable, load_task_table
 
@@ -100,18 +100,10 @@ def parse_flag(value: str | None) -> bool:
     raise ConfigError(f"Invalid setting {FLAG_ENV}={value!r}: not a boolean; use true or false.")
 
 
-@lru_cache(maxsize=8)
-def _policy_at(path: str | None, _mtime_ns: int) -> Policy:
-    return load_policy(path)
-
-
 def _configured_policy() -> Policy:
-    path = os.environ.get("RECSYS_POLICY") or None
-    try:
-        mtime = os.stat(path).st_mtime_ns if path else 0
-    except OSError:
-        mtime = -1  # load_policy reports the missing file
-    return _policy_at(path, mtime)
+    from ..policy_cache import cached_policy
+
+    return cached_policy(os.environ.get("RECSYS_POLICY") or None)
 
 
 def _exclusions(policy: Policy, task: str, tt: TaskTable | None, chosen: tuple[str, ...],
