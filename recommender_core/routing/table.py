@@ -218,10 +218,11 @@ def load_task_table(store: Any, task: str) -> UtilityTable | None:
     """
     import sqlalchemy as sa
 
-    from ..store.tables import ScoringRun, UtilityScore
-
-    runs = ScoringRun.__table__  # type: ignore[attr-defined]
-    scores = UtilityScore.__table__  # type: ignore[attr-defined]
+    # Lightweight table clauses, not the SQLModel classes: route never imports the ORM. The
+    # evidence column holds JSON (a list of references) on both backends.
+    runs = sa.table("scoring_run", sa.column("id"), sa.column("is_current"))
+    scores = sa.table("utility_score", sa.column("run_id"), sa.column("task"),
+                      *(sa.column(name, sa.JSON() if name == "evidence" else None) for name in _TASK_COLUMNS))
     query = (sa.select(runs.c.id, *(scores.c[name] for name in _TASK_COLUMNS))
              .select_from(runs.outerjoin(scores, sa.and_(scores.c.run_id == runs.c.id, scores.c.task == task)))
              .where(runs.c.is_current.is_(True)))

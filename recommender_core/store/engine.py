@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from sqlmodel import Session
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import StoreSchemaError, StoreWriteError
@@ -20,6 +19,8 @@ from . import locks
 from .errors import translate_db_errors
 
 if TYPE_CHECKING:
+    from sqlmodel import Session
+
     from ..config import Settings
 
 __all__ = ["MIGRATIONS_DIR", "Store", "UpgradeResult", "head_revision"]
@@ -184,6 +185,8 @@ class Store:
 
         Database errors leave it as StoreError subclasses.
         """
+        from sqlmodel import Session  # here, not at import: read paths such as route never need the ORM
+
         self.ensure_ready()
         with translate_db_errors(self.display_url):
             with Session(self.engine, expire_on_commit=False) as session:
