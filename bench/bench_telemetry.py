@@ -71,8 +71,9 @@ def _stores() -> Iterator[Iterator[tuple[str, str]]]:
             if name == "Postgres" and not admin:
                 print("telemetry on Postgres: not run (set RECSYS_BENCH_DATABASE_URL=postgresql://USER@HOST/DB)")
                 continue
-            with (scratch_postgres(admin) if name == "Postgres" else _nothing(f"sqlite:///{tmp / 'bench.db'}")) \
-                    as url:
+            sqlite = f"sqlite:///{tmp / 'bench.db'}"
+            place = scratch_postgres(admin) if admin and name == "Postgres" else _nothing(sqlite)
+            with place as url:
                 store = Store(url)
                 store.upgrade()
                 store.dispose()
@@ -192,17 +193,43 @@ def _ingest_loop(url: str) -> None:
         store.dispose()
 
 
-def _start_ingests(url: str) -> subprocess.Popen[str]:
-    root = Path(__file__).resolve().parent.parent
-    return subprocess.Popen([sys.executable, "-c", "import sys; from bench.bench_telemetry import _ingest_loop; "
-                             "_ingest_loop(sys.argv[1])", url], cwd=root, stdout=subprocess.PIPE, text=True)
+class _Ingests:
+    """The ingest loop in a child process, and the counts it printed after each ingest."""
+
+    def __init__(self, url: str) -> None:
+        root = Path(__file__).resolve().parent.parent
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from bench.bench_telemetry import _ingest_loop; "
+             "_ingest_loop(sys.argv[1])", url], cwd=root, stdout=subprocess.PIPE, text=True)
+        self.last = (0, 0)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            ok, failed = line.split()
+            self.last = (int(ok), int(failed))
+
+    def stop(self) -> dict[str, int]:
+        """Kill the loop once at least one ingest has finished (a short run still sees one)."""
+        deadline = time.monotonic() + 120
+        while sum(self.last) == 0 and self.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.proc.kill()
+        self.proc.wait()
+        self._reader.join(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return {"ok": self.last[0], "failed": self.last[1]}
 
 
-def _stop_ingests(proc: subprocess.Popen[str]) -> dict[str, int]:
-    proc.kill()
-    out, _ = proc.communicate()
-    lines = out.split()
-    return {"ok": int(lines[-2]), "failed": int(lines[-1])} if len(lines) >= 2 else {"ok": 0, "failed": 0}
+def _start_ingests(url: str) -> _Ingests:
+    return _Ingests(url)
+
+
+def _stop_ingests(ingests: _Ingests) -> dict[str, int]:
+    return ingests.stop()
 
 
 def _throughput(backend: str, url: str) -> Result:
