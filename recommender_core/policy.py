@@ -251,10 +251,9 @@ def parse_yaml(text: str, *, path: str, label: str = "policy") -> Any:
     """
     import yaml
 
-    fast = getattr(yaml, "CSafeLoader", None)
-    if fast is not None:
+    if getattr(yaml, "__with_libyaml__", False):
         try:
-            return yaml.load(text, Loader=fast)  # noqa: S506 - CSafeLoader is the safe loader
+            return yaml.load(text, Loader=yaml.CSafeLoader)
         except yaml.YAMLError:
             pass
     try:

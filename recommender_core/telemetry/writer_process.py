@@ -5,13 +5,14 @@ backoff, the bound on memory stay exactly as they were), but the thread's sink i
 ``WriterProcess``: it turns each batch into plain tuples, sends them down the child's stdin and
 waits for the child's answer (the number written, or the error). The database work (SQLAlchemy,
 the driver, COPY) runs in the child, so it no longer competes with the caller's threads for the
-interpreter lock; the caller's side costs one tuple per event and a ``marshal.dumps`` per batch,
-and waits for the answer in ``os.read``, which releases the lock.
+interpreter lock; the caller's side costs one tuple per event and a ``json.dumps`` per batch (C
+code), and waits for the answer in ``os.read``, which releases the lock.
 
 Why a pipe to a child of our own and this format (docs/performance.md has the figures):
-- ``marshal`` handles exactly the value types a row holds (str, int, float, bool, None, tuple) in
-  C; no pickle crosses the pipe, so neither side ever unpickles anything. The pipe is anonymous and
-  private to the two processes.
+- Frames are JSON of plain values (str, int, float, bool, None, lists; times as seconds since the
+  epoch), encoded and decoded by the standard library's C code: nothing is unpickled or
+  unmarshalled on either side, whatever reaches the pipe. The pipe is anonymous and private to the
+  two processes.
 - The first frame carries the database URL, so no credential ever appears in argv (``ps``) or in
   the environment of other children.
 - The child runs in its own session, so a Ctrl-C meant for the caller does not kill the writer
@@ -24,7 +25,7 @@ child.
 
 from __future__ import annotations
 
-import marshal
+import json
 import operator
 import os
 import struct
@@ -58,7 +59,7 @@ def _encode(record: TelemetryRecord) -> tuple[Any, ...]:
     values[_STARTED] = values[_STARTED].timestamp()
     if values[_ENDED] is not None:
         values[_ENDED] = values[_ENDED].timestamp()
-    values[_TAGS] = tuple(values[_TAGS])
+    values[_TAGS] = list(values[_TAGS])
     return tuple(values)
 
 
@@ -72,7 +73,7 @@ def _decode(values: Sequence[Any]) -> TelemetryRecord:
 
 
 def _send(stream: IO[bytes], payload: Any) -> None:
-    data = marshal.dumps(payload)
+    data = json.dumps(payload, separators=(",", ":")).encode()
     stream.write(_HEADER.pack(len(data)) + data)
     stream.flush()
 
@@ -99,7 +100,7 @@ def _receive(fd: int) -> Any:
     data = _read_exact(fd, size)
     if data is None:
         return None
-    return marshal.loads(data)  # noqa: S302 - frames come only from our own parent or child
+    return json.loads(data)
 
 
 class WriterProcess:
