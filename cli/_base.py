@@ -122,10 +122,10 @@ class AppState:
             self._stores.pop().dispose()
 
     def policy(self, path: str | None = None) -> Policy:
-        from recommender_core.policy import load_policy
+        from recommender_core.policy_cache import cached_policy
 
         chosen = path or self.settings().policy
-        return load_policy(chosen)
+        return cached_policy(chosen)  # parsed once per file version, however often a command asks
 
 
 def state(ctx: typer.Context, *, json_output: bool = False) -> AppState:

@@ -241,9 +241,19 @@ def validation_error(exc: ValidationError, *, path: str, text: str, label: str =
 
 
 def parse_yaml(text: str, *, path: str, label: str = "policy") -> Any:
-    """``yaml.safe_load`` whose syntax errors name the file and the line."""
+    """``yaml.safe_load`` whose syntax errors name the file and the line.
+
+    libyaml's safe loader when PyYAML has it (about 10x faster: 0.17 s -> 0.02 s for 500
+    candidates); a document it refuses is parsed again by the pure-Python loader, so the error
+    (its wording and line) is the same with or without libyaml.
+    """
     import yaml
 
+    if getattr(yaml, "__with_libyaml__", False):
+        try:
+            return yaml.load(text, Loader=yaml.CSafeLoader)
+        except yaml.YAMLError:
+            pass
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

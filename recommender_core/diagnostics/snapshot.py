@@ -322,4 +322,31 @@ def build_snapshot(
         "unmapped_tasks": unmapped_tasks(store),
         "next_steps": _next_steps(sources, scoring.run),
     }
+    if top is not None:
+        _apply_top(document, top)
     return Snapshot(document=document)
+
+
+def _apply_top(document: dict[str, Any], top: int) -> None:
+    """``top`` on every list of the document, not only the ranked tasks.
+
+    Per task: the first ``top`` exclusions (by name) and the ``top`` most-called models of
+    ``telemetry.selections``; overall: the ``top`` most-called ``telemetry.models`` and the first
+    ``top`` ``unmatched_models`` and ``unmapped_tasks``. Kept entries keep the document's order.
+    ``sources`` (one entry per source) and ``next_steps`` are not lists of results and stay whole.
+    A store of 500 models x 30 tasks otherwise sends 15,000 selection entries (1 MB) for ``top=5``.
+    """
+    document["excluded"] = {t: entries[:top] for t, entries in document["excluded"].items()}
+    telemetry = document["telemetry"]
+    busiest = sorted(telemetry["models"], key=lambda m: (-m["calls"], m["model"]))[:top]
+    kept = {m["model"] for m in busiest}
+    telemetry["models"] = [m for m in telemetry["models"] if m["model"] in kept]
+    per_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for entry in telemetry["selections"]:
+        per_task[entry["task"]].append(entry)
+    chosen = {id(e) for entries in per_task.values()
+              for e in sorted(entries, key=lambda e: (-e["calls"], e["model"]))[:top]}
+    telemetry["selections"] = [e for e in telemetry["selections"] if id(e) in chosen]
+    for name in ("unmatched_models", "unmapped_tasks"):
+        if isinstance(document.get(name), list):
+            document[name] = document[name][:top]

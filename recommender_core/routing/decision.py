@@ -12,17 +12,16 @@ when read.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NoCandidateError, RoutingError, UsageError
-from ..policy import Policy, load_policy
+from ..policy import Policy
 from .strategies import STRATEGIES, RouteConstraints, Strategy
-from .table import ScoreRow, TaskTable, UtilityTable, load_current_table
+from .table import ScoreRow, TaskTable, UtilityTable, load_task_table
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -91,21 +90,12 @@ class RouteDecision:
         }
 
 
-@lru_cache(maxsize=8)
-def _policy_at(path: str | None, _mtime_ns: int) -> Policy:
-    return load_policy(path)
-
-
 def _configured_policy() -> Policy:
     from ..config import Settings  # pydantic-settings, imported on first use
+    from ..policy_cache import cached_policy
 
     configured = Settings.read("policy")
-    path = str(configured) if configured else None
-    try:
-        mtime = os.stat(path).st_mtime_ns if path else 0
-    except OSError:
-        mtime = -1  # load_policy reports the missing file
-    return _policy_at(path, mtime)
+    return cached_policy(str(configured) if configured else None)
 
 
 def _exclusions(policy: Policy, task: str, tt: TaskTable | None, chosen: tuple[str, ...],
@@ -214,7 +204,7 @@ def _table_from_store(store: Store | None, task: str) -> UtilityTable:
 
         store = owned = Store.from_settings(Settings.load())
     try:
-        table = load_current_table(store)
+        table = load_task_table(store, task)  # one task's rows, not the whole table
     finally:
         if owned is not None:
             owned.dispose()

@@ -31,6 +31,7 @@ from ..redact import redact_text
 from ..sources import available_sources, get_source
 from ..sources.base import EvidenceValue
 from ..store import Store
+from ..store.bulk import insert_utility_scores
 from ..store.runs import ABANDONED_ERROR, SCORE_JOB, claim_run
 from ..store.tables import BenchmarkEvidence, RunStatus, ScoringRun, UtilityScore
 from ..telemetry.rollups import ModelTelemetry, telemetry_by_model
@@ -288,8 +289,7 @@ def run_scoring(
             included = sum(1 for s in scores if not s.excluded)
             with store.session() as session:
                 claim_run(session.connection(), lock, ScoringRun, run_id)  # still this run's job?
-                if scores:
-                    session.execute(sa.insert(UtilityScore), [_row(run_id, s) for s in scores])
+                insert_utility_scores(session, run_id=run_id, scores=scores)  # COPY / executemany
                 session.execute(sa.update(ScoringRun).where(col(ScoringRun.is_current).is_(True))
                                 .values(is_current=False))
                 session.execute(sa.update(ScoringRun).where(col(ScoringRun.id) == run_id).values(
