@@ -22,9 +22,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
-from ..errors import RecsysError, ScoringError
+from ..errors import ScoringError
 from ..evidence import current_run_ids
 from ..policy import Policy, Task
 from ..redact import redact_text
@@ -32,7 +32,7 @@ from ..sources import available_sources, get_source
 from ..sources.base import EvidenceValue
 from ..store import Store
 from ..store.bulk import insert_utility_scores
-from ..store.runs import ABANDONED_ERROR, SCORE_JOB, claim_run
+from ..store.runs import SCORE_JOB, claim_run, record_failure, start_run
 from ..store.tables import BenchmarkEvidence, RunStatus, ScoringRun, UtilityScore
 from ..telemetry.rollups import ModelTelemetry, telemetry_by_model
 from .normalise import beta_smoothed, median, relative_score
@@ -273,15 +273,7 @@ def run_scoring(
             telemetry = telemetry_by_model(store, since=now - timedelta(hours=telemetry_window_hours))
             scores = compute_scores(policy, evidence=evidence, telemetry=telemetry, prices=prices)
             return ScoringResult(run_id=None, policy_hash=policy.hash, computed_at=now, scores=scores)
-        with store.session() as session:
-            session.execute(
-                sa.update(ScoringRun).where(col(ScoringRun.status) == RunStatus.RUNNING)
-                .values(status=RunStatus.ABANDONED, finished_at=now, error=ABANDONED_ERROR))
-            run = ScoringRun(status=RunStatus.RUNNING, started_at=now, policy_hash=policy.hash)
-            session.add(run)
-            session.flush()
-            assert run.id is not None  # noqa: S101 - flush assigns the key
-            run_id = run.id
+        run_id = start_run(store, ScoringRun(status=RunStatus.RUNNING, started_at=now, policy_hash=policy.hash))
         try:
             evidence = load_evidence(store, policy)
             telemetry = telemetry_by_model(store, since=now - timedelta(hours=telemetry_window_hours))
@@ -298,13 +290,11 @@ def run_scoring(
                              "tasks": sorted(policy.tasks), "evidence_rows": len(evidence),
                              "telemetry_models": len(telemetry), "price_table": prices.path}))
         except BaseException as exc:
-            message = str(exc) if isinstance(exc, RecsysError) else f"{type(exc).__name__}: {exc}"
-            try:
-                with store.session() as session:
-                    session.execute(sa.update(ScoringRun).where(col(ScoringRun.id) == run_id).values(
-                        status=RunStatus.FAILED, finished_at=store.clock.now(), error=redact_text(message)))
-            except RecsysError:
-                pass  # the store itself failed; the next run marks this one abandoned
+            def failed(session: Session, message: str) -> None:
+                session.execute(sa.update(ScoringRun).where(col(ScoringRun.id) == run_id).values(
+                    status=RunStatus.FAILED, finished_at=store.clock.now(), error=redact_text(message)))
+
+            record_failure(store, exc, failed)
             raise
         _prune(store, keep_runs)
     return ScoringResult(run_id=run_id, policy_hash=policy.hash, computed_at=now, scores=scores)
