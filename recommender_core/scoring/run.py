@@ -17,7 +17,7 @@ rules for missing data are:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +28,7 @@ from ..errors import ScoringError
 from ..evidence import current_run_ids
 from ..policy import Policy, Task
 from ..redact import redact_text
+from ..scored import ScoredModel
 from ..sources import available_sources, get_source
 from ..sources.base import EvidenceValue
 from ..store import Store
@@ -57,35 +58,6 @@ TELEMETRY_WINDOW_HOURS = 7 * 24
 MIN_CALLS_FOR_OBSERVED_COST = 50
 MIN_CALLS_FOR_LATENCY = 20
 DEFAULT_LATENCY_PRIOR_MS = {"chat": 2000.0, "embedding": 300.0}
-
-
-@dataclass(frozen=True)
-class ScoredModel:
-    """One (task, model) row of a utility table; components in [0, 1], None when excluded."""
-
-    task: str
-    model: str
-    utility: float | None
-    quality: float | None
-    cost: float | None
-    latency: float | None
-    reliability: float | None
-    cost_per_1k_tokens: float | None
-    latency_p95_ms: float | None
-    success_rate: float | None
-    excluded: bool
-    reason: str | None
-    evidence: tuple[str, ...]
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "task": self.task, "model": self.model, "utility": self.utility, "quality": self.quality,
-            "cost": self.cost, "latency": self.latency, "reliability": self.reliability,
-            "cost_per_1k_tokens": self.cost_per_1k_tokens, "latency_p95_ms": self.latency_p95_ms,
-            "success_rate": self.success_rate, "excluded": self.excluded, "reason": self.reason,
-            "evidence": list(self.evidence), "details": dict(self.details),
-        }
 
 
 @dataclass(frozen=True)
@@ -230,14 +202,6 @@ def compute_scores(policy: Policy, *, evidence: Sequence[EvidenceValue],
     return tuple(result)
 
 
-def _row(run_id: int, s: ScoredModel) -> dict[str, Any]:
-    return {"run_id": run_id, "task": s.task, "model": s.model, "utility": s.utility, "quality": s.quality,
-            "cost": s.cost, "latency": s.latency, "reliability": s.reliability,
-            "cost_per_1k_tokens": s.cost_per_1k_tokens, "latency_p95_ms": s.latency_p95_ms,
-            "success_rate": s.success_rate, "excluded": s.excluded, "reason": s.reason,
-            "evidence": list(s.evidence), "details": dict(s.details)}
-
-
 def _prune(store: Store, keep: int) -> None:
     with store.session() as session:
         ids = session.exec(
@@ -315,11 +279,7 @@ def activate_run(store: Store, run_id: int) -> ScoringResult:
         session.execute(sa.update(ScoringRun).where(col(ScoringRun.is_current).is_(True)).values(is_current=False))
         session.execute(sa.update(ScoringRun).where(col(ScoringRun.id) == run_id).values(is_current=True))
         rows = session.exec(select(UtilityScore).where(col(UtilityScore.run_id) == run_id)).all()
-        scores = tuple(ScoredModel(
-            task=r.task, model=r.model, utility=r.utility, quality=r.quality, cost=r.cost, latency=r.latency,
-            reliability=r.reliability, cost_per_1k_tokens=r.cost_per_1k_tokens, latency_p95_ms=r.latency_p95_ms,
-            success_rate=r.success_rate, excluded=r.excluded, reason=r.reason, evidence=tuple(r.evidence),
-            details=dict(r.details)) for r in rows)
+        scores = tuple(ScoredModel.from_row(r) for r in rows)
         return ScoringResult(run_id=run_id, policy_hash=run.policy_hash or "", computed_at=run.started_at,
                              scores=scores, activated=True)
 
