@@ -150,6 +150,10 @@ class Task(_Frozen):
     static_order: tuple[str, ...] = Field(min_length=1)
     conservative: bool = False
     latency_prior_ms: float | None = Field(default=None, gt=0)
+    # How cost enters the utility: "relative" (default) scores cost as ref / (ref + cost) against the task's
+    # median candidate; "wtp" (willingness to pay) subtracts weights.cost x the cost per call in USD from the
+    # weighted quality, latency and reliability, so weights.cost reads "quality points per USD per call".
+    cost_form: Literal["relative", "wtp"] = "relative"
 
     @field_validator("evidence")
     @classmethod
@@ -282,7 +286,7 @@ def _cross_check(policy: Policy) -> tuple[tuple[int | str, ...], str] | None:
             return ("tasks", task_name, "static_order"), "lists a model more than once"
         for i, ref in enumerate(task.evidence_refs):
             wanted = "mteb" if task.kind == "embedding" else "lmsys"
-            if ref.source != wanted:
+            if ref.source not in (wanted, "outcomes"):  # outcomes (own evals) measure either kind
                 article = "an" if task.kind == "embedding" else "a"
                 return ("tasks", task_name, "evidence", i), (
                     f"{article} {task.kind} task takes {wanted} evidence, not {ref.source}"

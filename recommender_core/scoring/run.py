@@ -69,6 +69,8 @@ class EvidenceValue:
     value: float
     lower: float | None
     samples: int | None
+    # outcomes evidence only: the task's score range and the mean cost per call (see _outcomes_quality)
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ class ScoringResult:
 
 def load_evidence(store: Store, policy: Policy) -> list[EvidenceValue]:
     """Current evidence of every evidence source, matched to the policy's candidates."""
-    run_ids = current_run_ids(store, ["lmsys", "mteb"])
+    run_ids = current_run_ids(store, ["lmsys", "mteb", "outcomes"])
     if not run_ids:
         return []
     matchers = {source: policy.matcher(source) for source in run_ids}
@@ -137,7 +139,17 @@ def load_evidence(store: Store, policy: Policy) -> list[EvidenceValue]:
             col(BenchmarkEvidence.source), col(BenchmarkEvidence.model), col(BenchmarkEvidence.category),
             col(BenchmarkEvidence.task_type), col(BenchmarkEvidence.value), col(BenchmarkEvidence.lower),
             col(BenchmarkEvidence.samples),
-        ).where(col(BenchmarkEvidence.run_id).in_(list(run_ids.values())))
+        ).where(col(BenchmarkEvidence.run_id).in_([i for s, i in run_ids.items() if s != "outcomes"]))
+        if "outcomes" in run_ids:  # the only source whose extra (score range, cost) scoring reads
+            outcomes = sa.select(
+                col(BenchmarkEvidence.source), col(BenchmarkEvidence.model), col(BenchmarkEvidence.category),
+                col(BenchmarkEvidence.task_type), col(BenchmarkEvidence.value), col(BenchmarkEvidence.lower),
+                col(BenchmarkEvidence.samples), col(BenchmarkEvidence.extra),
+            ).where(col(BenchmarkEvidence.run_id) == run_ids["outcomes"])
+            for source, model, category, task_type, value, lower, samples, extra in session.execute(outcomes):
+                rows.append(EvidenceValue(source, model, matchers[source].candidate_for(model), category, task_type,
+                                          float(value), None if lower is None else float(lower), samples,
+                                          dict(extra or {})))
         for source, model, category, task_type, value, lower, samples in session.execute(query):
             key = (source, model)
             if key not in memo:
@@ -206,6 +218,46 @@ def _mteb_quality(ref: str, selector: str, rows: Sequence[EvidenceValue],
     return qualities, missing, {"tasks": len(universe), "min_coverage": MTEB_MIN_COVERAGE}
 
 
+def _outcomes_quality(ref: str, task: str, rows: Sequence[EvidenceValue],
+                      names: Sequence[str]) -> tuple[dict[str, float], dict[str, str], dict[str, Any]]:
+    """Quality from observed outcomes: the mean score per (task, model), scaled to [0, 1] by the task's range.
+
+    Scores already in [0, 1] (pass/fail, accuracies) are used as they are; other scales (a 1-10 judge) are
+    scaled by the lowest and highest score the file holds for the task (``extra["score_min"/"score_max"]``).
+    """
+    found = [r for r in rows if r.source == "outcomes" and r.category == task and r.candidate is not None]
+    if not found:
+        return {}, dict.fromkeys(names, f"no current evidence for {ref} (run 'recsys ingest outcomes')"), {}
+    by_candidate: dict[str, list[EvidenceValue]] = defaultdict(list)
+    for r in found:
+        assert r.candidate is not None  # noqa: S101 - filtered above
+        by_candidate[r.candidate].append(r)
+    qualities: dict[str, float] = {}
+    missing: dict[str, str] = {}
+    for name in names:
+        if name not in by_candidate:
+            missing[name] = f"no {ref} outcomes for this model"
+            continue
+        row = _pick(by_candidate[name])
+        lo, hi = float(row.extra.get("score_min", 0.0)), float(row.extra.get("score_max", 1.0))
+        if lo >= 0.0 and hi <= 1.0:
+            lo, hi = 0.0, 1.0
+        qualities[name] = min(max((row.value - lo) / (hi - lo), 0.0), 1.0) if hi > lo else 1.0
+    return qualities, missing, {"items": max((r.samples or 0) for r in found)}
+
+
+def _outcomes_cost(task: Task, name: str, evidence: Sequence[EvidenceValue]) -> tuple[float, int] | None:
+    """The mean cost per call a task's outcomes evidence observed for ``name``, with its item count."""
+    for ref in task.evidence_refs:
+        if ref.source != "outcomes":
+            continue
+        for r in evidence:
+            if (r.source == "outcomes" and r.category == ref.selector and r.candidate == name
+                    and r.extra.get("cost_per_call") is not None):
+                return float(r.extra["cost_per_call"]), int(r.samples or 0)
+    return None
+
+
 def _telemetry_for(name: str, telemetry: Mapping[str, ModelTelemetry]) -> ModelTelemetry | None:
     found = telemetry.get(name)
     if found is not None:
@@ -222,11 +274,14 @@ def _score_task(task_name: str, task: Task, policy: Policy, evidence: Sequence[E
     for ref in task.evidence_refs:
         if ref.source == "lmsys":
             q, miss, info = _arena_quality(str(ref), ref.selector, evidence, names, task.conservative)
+        elif ref.source == "outcomes":
+            q, miss, info = _outcomes_quality(str(ref), ref.selector, evidence, names)
         else:
             q, miss, info = _mteb_quality(str(ref), ref.selector, evidence, names)
         per_ref.append((str(ref), q, miss))
         ref_details[str(ref)] = info
     tokens = task.token_mix.input_tokens + task.token_mix.output_tokens
+    has_outcomes = any(ref.source == "outcomes" for ref in task.evidence_refs)
     excluded: list[ScoredModel] = []
     partial: list[dict[str, Any]] = []
     for name in names:
@@ -239,12 +294,18 @@ def _score_task(task_name: str, task: Task, policy: Policy, evidence: Sequence[E
         quality = sum(q for _, q in used) / len(used)
         tel = _telemetry_for(name, telemetry)
         price = prices.for_candidate(name, candidate)
+        observed = _outcomes_cost(task, name, evidence) if has_outcomes else None
         details: dict[str, Any] = {"quality_by_evidence": dict(used), "references": ref_details}
         if missing:
             details["missing_evidence"] = missing
-        if tel is not None and tel.cost_calls >= MIN_CALLS_FOR_OBSERVED_COST and tel.cost_per_1k_tokens is not None:
-            cost_per_1k = tel.cost_per_1k_tokens
+        tel_cost = (tel.cost_per_1k_tokens if tel is not None and tel.cost_calls >= MIN_CALLS_FOR_OBSERVED_COST
+                    else None)
+        if tel_cost is not None:
+            cost_per_1k = tel_cost
             details["cost_source"] = f"telemetry ({tel.cost_calls} calls)"
+        elif observed is not None:
+            cost_per_1k = observed[0] / tokens * 1000.0 if tokens else observed[0]
+            details["cost_source"] = f"outcomes ({observed[1]} items)"
         elif price is not None:
             per_call = price.cost_per_call(task.token_mix.input_tokens, task.token_mix.output_tokens)
             cost_per_1k = per_call / tokens * 1000.0 if tokens else 0.0
@@ -263,7 +324,8 @@ def _score_task(task_name: str, task: Task, policy: Policy, evidence: Sequence[E
         calls, successes = (tel.calls, tel.successes) if tel is not None else (0, 0)
         details["calls"] = calls
         partial.append({"model": name, "quality": quality, "cost_per_1k": cost_per_1k,
-                        "cost_per_call": cost_per_1k * tokens / 1000.0, "p95": p95,
+                        "cost_per_call": observed[0] if observed is not None and tel_cost is None
+                        else cost_per_1k * tokens / 1000.0, "p95": p95,
                         "success_rate": beta_smoothed(successes, calls), "evidence": tuple(r for r, _ in used),
                         "details": details})
     scored: list[ScoredModel] = []
@@ -277,8 +339,13 @@ def _score_task(task_name: str, task: Task, policy: Policy, evidence: Sequence[E
         for p in partial:
             cost = relative_score(p["cost_per_call"], cost_ref)
             latency = relative_score(p["p95"], latency_ref)
-            utility = (w.quality * p["quality"] + w.cost * cost + w.latency * latency
-                       + w.reliability * p["success_rate"]) / total
+            if task.cost_form == "wtp":
+                rest = w.quality + w.latency + w.reliability
+                utility = ((w.quality * p["quality"] + w.latency * latency + w.reliability * p["success_rate"])
+                           / rest if rest > 0 else 0.0) - w.cost * p["cost_per_call"]
+            else:
+                utility = (w.quality * p["quality"] + w.cost * cost + w.latency * latency
+                           + w.reliability * p["success_rate"]) / total
             p["details"].update({"cost_reference_per_call": cost_ref, "latency_reference_ms": latency_ref,
                                  "cost_per_call": p["cost_per_call"]})
             scored.append(ScoredModel(

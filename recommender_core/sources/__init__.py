@@ -20,6 +20,7 @@ __all__ = ["PLUGIN_MODULES", "available_sources", "get_source", "load_sources"]
 PLUGIN_MODULES: dict[str, str] = {
     "lmsys": "recommender_core.sources.lmsys",
     "mteb": "recommender_core.sources.mteb",
+    "outcomes": "recommender_core.sources.outcomes",
 }
 
 
