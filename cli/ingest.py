@@ -5,4 +5,4 @@ from ._base import RecsysTyper
 app = RecsysTyper()
 
 # Registration happens on import; each module adds its command to ``app``.
-from . import ingest_litellm, ingest_lmsys, ingest_mteb  # noqa: E402,F401
+from . import ingest_litellm, ingest_lmsys, ingest_mteb, ingest_outcomes  # noqa: E402,F401

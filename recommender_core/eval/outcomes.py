@@ -31,6 +31,7 @@ __all__ = [
     "TaskModelStats",
     "Outcomes",
     "aggregate",
+    "read_many",
     "read_outcomes",
     "wilson_interval",
 ]
@@ -269,10 +270,43 @@ def _compact(path: str, tasks: tuple[str, ...], models: tuple[str, ...], items: 
                     rows_read=rows_read, rejected=rejected)
 
 
+def read_many(paths: list[Path | str] | tuple[Path | str, ...]) -> Outcomes:
+    """Several outcomes files as one (each validated on its own; a (task, item, model) twice is rejected)."""
+    if not paths:
+        raise _fail("(none)", "give at least one outcomes file.")
+    parts = [read_outcomes(p) for p in paths]
+    if len(parts) == 1:
+        return parts[0]
+
+    def names(attr: str, codes: str) -> npt.NDArray[np.str_]:
+        return np.concatenate([np.asarray(getattr(o, attr), dtype=object)[getattr(o, codes)] for o in parts])
+
+    tasks, task_codes = np.unique(names("tasks", "task_codes"), return_inverse=True)
+    items, item_codes = np.unique(names("items", "item_codes"), return_inverse=True)
+    models, model_codes = np.unique(names("models", "model_codes"), return_inverse=True)
+    rejected: Counter[str] = Counter()
+    for o in parts:
+        rejected.update(o.rejected)
+    key = (task_codes * (len(items) + 1) + item_codes) * (len(models) + 1) + model_codes
+    _, first = np.unique(key, return_index=True)
+    keep = np.zeros(key.shape[0], dtype=bool)
+    keep[first] = True
+    if (~keep).any():
+        rejected["duplicate (task, item, model)"] += int((~keep).sum())
+
+    def cat(attr: str) -> Any:
+        return np.concatenate([getattr(o, attr) for o in parts])[keep]
+
+    return _compact(", ".join(str(p) for p in paths), tuple(map(str, tasks)), tuple(map(str, models)),
+                    tuple(map(str, items)), task_codes[keep].astype(np.int64), item_codes[keep].astype(np.int64),
+                    model_codes[keep].astype(np.int64), cat("score"), cat("cost"), cat("input_tokens"),
+                    cat("output_tokens"), cat("split"), sum(o.rows_read for o in parts), rejected)
+
+
 def wilson_interval(successes: FloatArray, n: FloatArray, z: float = Z95) -> tuple[FloatArray, FloatArray]:
     """Wilson score interval for a proportion (vectorised)."""
     n = np.maximum(n, 1.0)
-    p = successes / n
+    p = np.clip(successes / n, 0.0, 1.0)
     denom = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom

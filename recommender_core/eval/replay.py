@@ -643,3 +643,38 @@ def calibrate(result: ReplayResult, *, max_cost_per_call: float | None = None,
     return {"cost_weight": chosen["cost_weight"], "cost": chosen["cost"], "quality": chosen["quality"],
             "choices": chosen["choices"], "cost_form": result.document["cost_form"],
             "target": {"max_cost_per_call": max_cost_per_call, "min_quality": min_quality}}
+
+
+def calibrated_policy_text(policy_text: str, *, path: str, cost_weight: float, cost_form: CostForm,
+                           tasks: Sequence[str]) -> tuple[str, list[str]]:
+    """A copy of the policy YAML with ``cost_weight`` (and ``cost_form``) on the replayed tasks.
+
+    A policy task is replayed when it has the same name as an outcomes task or references
+    ``outcomes:<task>``; when none is, every task gets the weight. Comments are not kept.
+    """
+    import yaml
+
+    from ..policy import parse_policy, parse_yaml
+
+    parse_policy(policy_text, path=path)  # valid before, so the copy is valid after
+    data = parse_yaml(policy_text, path=path)
+    wanted = set(tasks)
+    hit = [name for name, spec in data["tasks"].items()
+           if name in wanted or any(str(ref) in {f"outcomes:{t}" for t in wanted} for ref in spec.get("evidence", []))]
+    targets = hit or list(data["tasks"])
+    for name in targets:
+        spec = data["tasks"][name]
+        weights = dict(spec.get("weights") or {})
+        weights["cost"] = float(cost_weight)
+        spec["weights"] = weights
+        spec["cost_form"] = cost_form
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    parse_policy(text, path=path)
+    return text, targets
+
+
+def replay_files(paths: Sequence[Path | str], **options: Any) -> ReplayResult:
+    """Read (and merge) outcomes files, then ``replay`` them: the one call behind ``recsys eval replay``."""
+    from .outcomes import read_many
+
+    return replay(read_many(list(paths)), **options)
