@@ -16,7 +16,7 @@
 
 Cost per call: ``<model>|total_cost`` where the data has it; otherwise a flat price per model, litellm's
 price table (the name, or the entry listed in ``PRICE_KEYS``) times the dataset's typical tokens:
-input = mean prompt characters / 4, output = mean response characters / 4 where responses are present
+input = mean prompt characters / 4 over the whole dataset (all 57 MMLU subjects together), output = mean response characters / 4 where responses are present
 (GSM8K), else ``DEFAULT_OUTPUT_TOKENS`` per dataset. A model litellm has no price for is left out, and
 ``ImportResult.dropped_models`` says so. A flat price per model keeps APGR's cost share equal to
 RouteLLM's share of calls to the strong model.
@@ -135,12 +135,14 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         raise _bad(path, f"cannot be read as CSV ({exc}).") from exc
 
 
-def _routellm_csv(path: Path, result: ImportResult, *, decontaminate: bool) -> None:
+def _routellm_csv(path: Path, result: ImportResult, pending: dict[str, list[tuple[str, str, float, dict[str, float]]]],
+                  *, decontaminate: bool) -> None:
+    """Collect a RouteLLM CSV's rows; the costs are set per dataset (all MMLU subjects together) afterwards."""
     columns, rows = _read_csv(path)
     if "prompt" not in columns:
         raise _bad(path, "has no 'prompt' column; pass RouteLLM's mmlu_<subject>.csv or gsm8k_responses.csv.")
     models = [c for c in columns if c != "prompt" and not c.endswith("_response")]
-    if len(models) < 1:
+    if not models:
         raise _bad(path, "has no model columns.")
     match = re.fullmatch(r"mmlu_(.+)\.csv", path.name)
     task = f"mmlu/{match.group(1)}" if match else path.stem.removesuffix("_responses")
@@ -148,23 +150,31 @@ def _routellm_csv(path: Path, result: ImportResult, *, decontaminate: bool) -> N
     dirty = _contaminated(path) if decontaminate else set()
     kept = [(i, r) for i, r in enumerate(rows) if r["prompt"] not in dirty]
     result.decontaminated += len(rows) - len(kept)
-    if not kept:
-        return
-    input_tokens = sum(len(r["prompt"]) for _, r in kept) / len(kept) / CHARS_PER_TOKEN
-    for model in models:
-        price = _price(model)
-        if price is None:
-            result.dropped_models[model] = "no price in litellm's price table"
-            continue
-        response = f"{model}_response"
-        if response in columns:
-            output_tokens = sum(len(r[response] or "") for _, r in kept) / len(kept) / CHARS_PER_TOKEN
-        else:
-            output_tokens = DEFAULT_OUTPUT_TOKENS.get(dataset, 1.0)
-        cost = price[0] * input_tokens + price[1] * output_tokens
-        for i, r in kept:
-            result.rows.append({"task": task, "item": str(i), "model": model,
-                                "score": _truthy(r[model], path, model), "cost_usd": cost})
+    for i, r in kept:
+        scores = {m: _truthy(r[m], path, m) for m in models}
+        out_chars = {f"{m}|out": float(len(r.get(f"{m}_response") or "")) for m in models
+                     if f"{m}_response" in columns}
+        pending.setdefault(dataset, []).append((task, str(i), float(len(r["prompt"])), {**scores, **out_chars}))
+
+
+def _routellm_rows(pending: dict[str, list[tuple[str, str, float, dict[str, float]]]], result: ImportResult) -> None:
+    """One flat price per model and dataset: the dataset's mean tokens times litellm's price."""
+    for dataset, rows in pending.items():
+        models = [k for k in rows[0][3] if not k.endswith("|out")]
+        input_tokens = sum(r[2] for r in rows) / len(rows) / CHARS_PER_TOKEN
+        for model in models:
+            price = _price(model)
+            if price is None:
+                result.dropped_models[model] = "no price in litellm's price table"
+                continue
+            if f"{model}|out" in rows[0][3]:
+                output_tokens = sum(r[3][f"{model}|out"] for r in rows) / len(rows) / CHARS_PER_TOKEN
+            else:
+                output_tokens = DEFAULT_OUTPUT_TOKENS.get(dataset, 1.0)
+            cost = price[0] * input_tokens + price[1] * output_tokens
+            for task, item, _, values in rows:
+                result.rows.append({"task": task, "item": item, "model": model, "score": values[model],
+                                    "cost_usd": cost})
 
 
 def _mt_bench(path: Path, result: ImportResult, *, decontaminate: bool) -> None:
@@ -286,15 +296,17 @@ def import_files(fmt: str, paths: Iterable[Path | str], *, decontaminate: bool =
     result = ImportResult(files=len(files))
     if fmt == "arena-bench":
         _arena_bench(files, result)
+    pending: dict[str, list[tuple[str, str, float, dict[str, float]]]] = {}
     for p in files:
         if fmt == "routerbench":
             _routerbench(p, result)
         elif fmt == "routellm":
             for f in (sorted(p.glob("*.csv")) if p.is_dir() else [p]):
-                if f.name == "judgements.jsonl" or f.suffix == ".jsonl":
+                if f.suffix == ".jsonl":
                     _mt_bench(f, result, decontaminate=decontaminate)
                 else:
-                    _routellm_csv(f, result, decontaminate=decontaminate)
+                    _routellm_csv(f, result, pending, decontaminate=decontaminate)
+    _routellm_rows(pending, result)
     if not result.rows:
         raise SourceSchemaError(f"{fmt}: the files hold no usable rows (models without a price are left out: "
                                 f"{', '.join(sorted(result.dropped_models)) or 'none'}).", source="import")

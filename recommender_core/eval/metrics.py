@@ -6,9 +6,9 @@
   divided by ``max_cost``.
 - **APGR** (RouteLLM, Ong et al. 2024, arXiv 2406.18665): the performance gap recovered,
   ``PGR = (q - q_cheap) / (q_best - q_cheap)``, integrated over the cost share
-  ``x = (c - c_cheap) / (c_best - c_cheap)`` with the trapezoid rule, divided by the x-range the points
-  span, as ``routellm/evals/evaluate.py`` does; ``cheap`` is the cheapest single model and ``best`` the
-  best-scoring one. With two models and a flat price per model, ``x`` is the share of calls to the
+  ``x = (c - c_cheap) / (c_best - c_cheap)`` with the trapezoid rule over x from 0 to 1, as
+  ``routellm/evals/evaluate.py`` does (a curve ending before x = 1 is extended flat, see ``apgr``);
+  ``cheap`` is the cheapest single model and ``best`` the best-scoring one. With two models and a flat price per model, ``x`` is the share of calls to the
   strong model: exactly RouteLLM's definition. Points beyond ``x = 1`` are cut there (interpolated).
 - **CPT(50%)** (RouteLLM): the smallest cost share at which the router's curve (points joined in cost
   order) recovers 50% of the gap; None when it never does.
@@ -81,10 +81,21 @@ def pgr_curve(points: Sequence[Point], cheap: Point, best: Point) -> list[Point]
 
 
 def apgr(points: Sequence[Point], cheap: Point, best: Point) -> float | None:
-    """RouteLLM's APGR of ``points``; None when fewer than two distinct cost shares."""
+    """RouteLLM's APGR of ``points`` over cost shares 0 to 1; None when fewer than two distinct cost shares.
+
+    A curve that stops short of share 1 (a router that never spends the best model's cost, because its
+    evidence says the extra money buys nothing on some tasks) is extended flat to 1, as AIQ extends its hull:
+    more budget never lowers what a router already reached. A curve starting above share 0 is extended flat
+    back to 0 from its first point. For routers whose points span 0 to 1, as RouteLLM's thresholds always
+    do, this is exactly ``routellm/evals/evaluate.py``'s figure.
+    """
     curve = pgr_curve(points, cheap, best)
     if len(curve) < 2 or curve[-1][0] <= curve[0][0]:
         return None
+    if curve[0][0] > 0:
+        curve.insert(0, (0.0, curve[0][1]))
+    if curve[-1][0] < 1:
+        curve.append((1.0, curve[-1][1]))
     area = sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in zip(curve, curve[1:], strict=False))
     return area / (curve[-1][0] - curve[0][0])
 
