@@ -1,8 +1,9 @@
 """Write sample_mirror/outcomes/evals.csv: the project's own made-up eval results in the long outcomes format.
 
 Three tasks a support team might evaluate, three candidates of the default policy, 80 items each: two
-pass/fail tasks and one graded by a rubric (the share of 5 rubric points met, 0 to 1). The values are invented (seeded), shaped like real evals: the
-expensive model is better on the hard task, nearly tied on the easy one. Run: python scripts/make_sample_outcomes.py
+pass/fail tasks and one graded by a rubric (the share of 5 rubric points met, 0 to 1). The values are
+invented (seeded), shaped like real evals: the expensive model is better on the hard task, nearly tied on
+the easy one. Run: python scripts/make_sample_outcomes.py
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ TASKS = {  # task: (kind, per-model skill, input tokens, output tokens)
 
 
 def main() -> None:
-    rng = random.Random(18)
+    rng = random.Random(18)  # noqa: S311 - sample data, not secrets
     out = Path(__file__).resolve().parent.parent / "sample_mirror" / "outcomes" / "evals.csv"
     with out.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CRONJOB_COMMANDS",
-    "PUSH_COMMANDS",
     "METRICS",
+    "PUSH_COMMANDS",
     "PUSH_JOB",
     "TELEMETRY_QUANTILES",
     "JobReport",

@@ -16,8 +16,9 @@
 
 Cost per call: ``<model>|total_cost`` where the data has it; otherwise a flat price per model, litellm's
 price table (the name, or the entry listed in ``PRICE_KEYS``) times the dataset's typical tokens:
-input = mean prompt characters / 4 over the whole dataset (all 57 MMLU subjects together), output = mean response characters / 4 where responses are present
-(GSM8K), else ``DEFAULT_OUTPUT_TOKENS`` per dataset. A model litellm has no price for is left out, and
+input = mean prompt characters / 4 over the whole dataset (all 57 MMLU subjects together), output = mean
+response characters / 4 where responses are present (GSM8K), else ``DEFAULT_OUTPUT_TOKENS`` per dataset. A model
+litellm has no price for is left out, and
 ``ImportResult.dropped_models`` says so. A flat price per model keeps APGR's cost share equal to
 RouteLLM's share of calls to the strong model.
 """
@@ -135,7 +136,8 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         raise _bad(path, f"cannot be read as CSV ({exc}).") from exc
 
 
-def _routellm_csv(path: Path, result: ImportResult, pending: dict[str, list[tuple[str, str, float, dict[str, float]]]],
+def _routellm_csv(path: Path, result: ImportResult, pending: dict[str, list[tuple[str, str, float, dict[str,
+float]]]],
                   *, decontaminate: bool) -> None:
     """Collect a RouteLLM CSV's rows; the costs are set per dataset (all MMLU subjects together) afterwards."""
     columns, rows = _read_csv(path)

@@ -8,8 +8,9 @@
   ``PGR = (q - q_cheap) / (q_best - q_cheap)``, integrated over the cost share
   ``x = (c - c_cheap) / (c_best - c_cheap)`` with the trapezoid rule over x from 0 to 1, as
   ``routellm/evals/evaluate.py`` does (a curve ending before x = 1 is extended flat, see ``apgr``);
-  ``cheap`` is the cheapest single model and ``best`` the best-scoring one. With two models and a flat price per model, ``x`` is the share of calls to the
-  strong model: exactly RouteLLM's definition. Points beyond ``x = 1`` are cut there (interpolated).
+  ``cheap`` is the cheapest single model and ``best`` the best-scoring one. With two models and a flat
+  price per model, ``x`` is the share of calls to the strong model: exactly RouteLLM's definition. Points beyond
+  ``x = 1`` are cut there (interpolated).
 - **CPT(50%)** (RouteLLM): the smallest cost share at which the router's curve (points joined in cost
   order) recovers 50% of the gap; None when it never does.
 """
@@ -17,6 +18,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 __all__ = ["aiq", "apgr", "cpt", "pgr_curve", "upper_hull"]
 
@@ -51,7 +53,7 @@ def aiq(points: Sequence[Point], max_cost: float) -> float:
     if not hull or max_cost <= 0:
         return float(hull[-1][1]) if hull else 0.0
     area = 0.0
-    for (c0, q0), (c1, q1) in zip(hull, hull[1:], strict=False):
+    for (c0, q0), (c1, q1) in pairwise(hull):
         area += (min(c1, max_cost) - min(c0, max_cost)) * (q0 + q1) / 2
     last_cost, last_quality = hull[-1]
     if last_cost < max_cost:
@@ -96,7 +98,7 @@ def apgr(points: Sequence[Point], cheap: Point, best: Point) -> float | None:
         curve.insert(0, (0.0, curve[0][1]))
     if curve[-1][0] < 1:
         curve.append((1.0, curve[-1][1]))
-    area = sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in zip(curve, curve[1:], strict=False))
+    area = sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in pairwise(curve))
     return area / (curve[-1][0] - curve[0][0])
 
 

@@ -28,8 +28,8 @@ __all__ = [
     "OPTIONAL_COLUMNS",
     "REQUIRED_COLUMNS",
     "SPLITS",
-    "TaskModelStats",
     "Outcomes",
+    "TaskModelStats",
     "aggregate",
     "read_many",
     "read_outcomes",
@@ -325,7 +325,7 @@ def aggregate(outcomes: Outcomes, rows: npt.NDArray[np.bool_] | None = None) -> 
     size = len(outcomes.tasks) * n_models
     score = outcomes.score[mask]
     cost = outcomes.cost[mask]
-    count = np.bincount(key, minlength=size).astype(np.float64)
+    count: FloatArray = np.bincount(key, minlength=size).astype(np.float64)
     total = np.bincount(key, weights=score, minlength=size)
     squares = np.bincount(key, weights=score * score, minlength=size)
     known = np.isfinite(cost)
@@ -335,7 +335,7 @@ def aggregate(outcomes: Outcomes, rows: npt.NDArray[np.bool_] | None = None) -> 
     var = np.maximum(np.divide(squares, count, out=np.zeros(size), where=count > 0) - mean * mean, 0.0)
     sd = np.sqrt(var * np.divide(count, count - 1, out=np.zeros(size), where=count > 1))
     half = Z95 * np.divide(sd, np.sqrt(count), out=np.zeros(size), where=count > 0)
-    w_lower, w_upper = wilson_interval(total, count)
+    w_lower, w_upper = wilson_interval(total.astype(np.float64), count)
     binary = outcomes.binary_tasks()
     task_of = outcomes.task_codes[mask]
     t_size = len(outcomes.tasks)

@@ -16,6 +16,7 @@ import hashlib
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
@@ -283,7 +284,7 @@ def sweep_weights(lines: Mapping[str, tuple[Sequence[float], Sequence[float]]], 
     ordered = sorted(cuts)
     values = [0.0]
     if ordered:
-        values += [(x + y) / 2 for x, y in zip(ordered, ordered[1:], strict=False)]
+        values += [(x + y) / 2 for x, y in pairwise(ordered)]
         values.append(ordered[-1] * 2)
     else:
         values.append(1.0)
@@ -339,7 +340,7 @@ def _task_oracle(s: FloatArray, c: FloatArray, task: IntArray, n_tasks: int) -> 
                     if w > 0:
                         lam.add(float(w))
     ordered = sorted(lam)
-    probes = [0.0] + [(x + y) / 2 for x, y in zip(ordered, ordered[1:], strict=False)] + [ordered[-1] * 2 + 1.0]
+    probes = [0.0] + [(x + y) / 2 for x, y in pairwise(ordered)] + [ordered[-1] * 2 + 1.0]
     configs: list[dict[int, int]] = []
     seen: set[tuple[int, ...]] = set()
     for w in probes:
@@ -607,7 +608,8 @@ def _measure(routers: Mapping[str, _Router], data: ReplayData, usable: Sequence[
             f = figures(pc, pq, mc)
             tasks_doc[data.task_names[t]] = {"items": int(rows.sum()), "max_cost": _round(mc, 9),
                                              "aiq": {r: _round(f[r][0]) for r in f}}
-    cascade_wins = [name for name, d in tasks_doc.items() if (d["aiq"]["recsys-cascade"] or 0) > (d["aiq"]["zero"] or 0)]
+    cascade_wins = [name for name, d in tasks_doc.items()
+                    if (d["aiq"]["recsys-cascade"] or 0) > (d["aiq"]["zero"] or 0)]
     return {
         "seed": seed, "items": int(n), "tasks": [data.task_names[t] for t in usable], "models": list(data.models),
         "max_cost": _round(max_cost, 9), "routers": doc_routers,

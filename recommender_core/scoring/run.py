@@ -300,7 +300,7 @@ def _score_task(task_name: str, task: Task, policy: Policy, evidence: Sequence[E
             details["missing_evidence"] = missing
         tel_cost = (tel.cost_per_1k_tokens if tel is not None and tel.cost_calls >= MIN_CALLS_FOR_OBSERVED_COST
                     else None)
-        if tel_cost is not None:
+        if tel is not None and tel_cost is not None:
             cost_per_1k = tel_cost
             details["cost_source"] = f"telemetry ({tel.cost_calls} calls)"
         elif observed is not None:
