@@ -225,8 +225,8 @@ def test_registry_lists_every_plugin_and_unknown_names_say_what_exists() -> None
     from recommender_core.sources import PLUGIN_MODULES, get_source, load_sources
 
     registry = load_sources()
-    assert set(registry) == set(PLUGIN_MODULES) == {"lmsys", "mteb"}
+    assert set(registry) == set(PLUGIN_MODULES) == {"lmsys", "mteb", "outcomes"}
     for name, cls in registry.items():
         assert cls.name == name and cls.job == f"ingest-{name}"
-    with pytest.raises(ConfigError, match=r"^Unknown source 'lmsy'\. Available sources: lmsys, mteb\.$"):
+    with pytest.raises(ConfigError, match=r"^Unknown source 'lmsy'\. Available sources: lmsys, mteb, outcomes\.$"):
         get_source("lmsy")

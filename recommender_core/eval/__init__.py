@@ -3,3 +3,5 @@
 Import the submodules (``outcomes``, ``metrics``, ``replay``, ``importers``); they load numpy and pyarrow,
 so nothing here is imported at CLI start-up.
 """
+
+__all__: list[str] = []
