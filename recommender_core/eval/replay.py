@@ -48,7 +48,8 @@ DEFAULT_CASCADE_ERROR = 0.1
 DEFAULT_SEED = 0
 RANDOM_STEPS = 11
 RANDOM_DRAWS = 20  # independent random routings per item, averaged: RouteLLM's random with less noise
-ORACLE_STEPS = 101
+ORACLE_STEPS = 41
+CASCADE_FLOORS = 12  # quality floors of the cascade (quantiles of the scored qualities), besides none
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 Backend = Literal["memory", "sqlite"]
@@ -309,8 +310,14 @@ class _Router:
     name: str
     cost: list[FloatArray] = field(default_factory=list)  # per configuration, per outcome item
     score: list[FloatArray] = field(default_factory=list)
+    seen: set[int] = field(default_factory=set)
 
     def add(self, cost: FloatArray, score: FloatArray) -> None:
+        """Add a configuration; one that assigns exactly the same (cost, score) to every item adds nothing."""
+        key = hash((cost.tobytes(), score.tobytes()))
+        if key in self.seen:
+            return
+        self.seen.add(key)
         self.cost.append(cost)
         self.score.append(score)
 
@@ -507,7 +514,9 @@ def replay(outcomes: Outcomes, *, seed: int = DEFAULT_SEED, points: int = DEFAUL
             if not data.binary[t]:
                 pass_mark[t] = float(np.median(data.score[ev & (data.task == t)]))
         assert table0 is not None  # noqa: S101 - at least MIN_POINTS weights ran
-        floors = sorted({round(float(r.quality), 9) for tt in table0.tasks.values() for r in tt.by_utility})
+        qualities = sorted({round(float(r.quality), 9) for tt in table0.tasks.values() for r in tt.by_utility})
+        picks = np.unique(np.round(np.linspace(0, len(qualities) - 1, min(CASCADE_FLOORS, len(qualities)))))
+        floors = [qualities[int(i)] for i in picks]
         cascade = routers.setdefault("recsys-cascade", _Router("recsys-cascade"))
         seen_orders: set[tuple[tuple[int, ...], ...]] = set()
         for floor in [None, *floors]:
@@ -567,8 +576,13 @@ def _measure(routers: Mapping[str, _Router], data: ReplayData, usable: Sequence[
     main = figures(point_c, point_q, max_cost)
     boot: list[dict[str, tuple[float, float | None, float | None]]] = []
     if counts.shape[0]:
-        bc = {r: counts @ costs[r].T / n for r in names}  # repeats x configs
-        bq = {r: counts @ scores[r].T / n for r in names}
+        # one product for every configuration of every router: repeats x (configs, cost then score)
+        stacked = np.vstack([*(costs[r] for r in names), *(scores[r] for r in names)]).astype(np.float32)
+        product = (counts.astype(np.float32) @ stacked.T).astype(np.float64) / n
+        bounds = np.cumsum([0, *(costs[r].shape[0] for r in names)])
+        half = int(bounds[-1])
+        bc = {r: product[:, bounds[k]:bounds[k + 1]] for k, r in enumerate(names)}
+        bq = {r: product[:, half + bounds[k]:half + bounds[k + 1]] for k, r in enumerate(names)}
         for i in range(counts.shape[0]):
             pc = {r: bc[r][i] for r in names}
             pq = {r: bq[r][i] for r in names}

@@ -246,16 +246,17 @@ def _outcomes_quality(ref: str, task: str, rows: Sequence[EvidenceValue],
     return qualities, missing, {"items": max((r.samples or 0) for r in found)}
 
 
-def _outcomes_cost(task: Task, name: str, evidence: Sequence[EvidenceValue]) -> tuple[float, int] | None:
-    """The mean cost per call a task's outcomes evidence observed for ``name``, with its item count."""
-    for ref in task.evidence_refs:
-        if ref.source != "outcomes":
-            continue
+def _outcomes_costs(task: Task, evidence: Sequence[EvidenceValue]) -> dict[str, tuple[float, int]]:
+    """Per candidate, the mean cost per call the task's outcomes evidence observed, with its item count
+    (the first outcomes reference that has one wins)."""
+    found: dict[str, tuple[float, int]] = {}
+    selectors = [ref.selector for ref in task.evidence_refs if ref.source == "outcomes"]
+    for selector in reversed(selectors):
         for r in evidence:
-            if (r.source == "outcomes" and r.category == ref.selector and r.candidate == name
+            if (r.source == "outcomes" and r.category == selector and r.candidate is not None
                     and r.extra.get("cost_per_call") is not None):
-                return float(r.extra["cost_per_call"]), int(r.samples or 0)
-    return None
+                found[r.candidate] = (float(r.extra["cost_per_call"]), int(r.samples or 0))
+    return found
 
 
 def _telemetry_for(name: str, telemetry: Mapping[str, ModelTelemetry]) -> ModelTelemetry | None:
@@ -281,7 +282,7 @@ def _score_task(task_name: str, task: Task, policy: Policy, evidence: Sequence[E
         per_ref.append((str(ref), q, miss))
         ref_details[str(ref)] = info
     tokens = task.token_mix.input_tokens + task.token_mix.output_tokens
-    has_outcomes = any(ref.source == "outcomes" for ref in task.evidence_refs)
+    outcome_costs = _outcomes_costs(task, evidence) if any(r.source == "outcomes" for r in task.evidence_refs) else {}
     excluded: list[ScoredModel] = []
     partial: list[dict[str, Any]] = []
     for name in names:
@@ -294,7 +295,7 @@ def _score_task(task_name: str, task: Task, policy: Policy, evidence: Sequence[E
         quality = sum(q for _, q in used) / len(used)
         tel = _telemetry_for(name, telemetry)
         price = prices.for_candidate(name, candidate)
-        observed = _outcomes_cost(task, name, evidence) if has_outcomes else None
+        observed = outcome_costs.get(name)
         details: dict[str, Any] = {"quality_by_evidence": dict(used), "references": ref_details}
         if missing:
             details["missing_evidence"] = missing
