@@ -53,13 +53,16 @@ def import_command(
                                                                 ".jsonl).")],
     keep_contaminated: Annotated[bool, typer.Option(
         "--keep-contaminated", help="Keep prompts RouteLLM lists as contaminated (dropped by default).")] = False,
+    per_item_cost: Annotated[bool, typer.Option(
+        "--per-item-cost", help="RouteLLM CSVs: price each item by its own prompt (and response) length "
+        "instead of the dataset's mean.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Convert published per-prompt routing results into the long outcomes format."""
     from recommender_core.eval.importers import import_files, write_outcomes
 
     app_state = state(ctx, json_output=json_output)
-    result = import_files(fmt, paths, decontaminate=not keep_contaminated)
+    result = import_files(fmt, paths, decontaminate=not keep_contaminated, per_item_cost=per_item_cost)
     write_outcomes(result.rows, output)
     doc = {"format": fmt, "output": str(output), "rows": len(result.rows), "items": result.items,
            "tasks": result.tasks, "models": result.models, "decontaminated": result.decontaminated,

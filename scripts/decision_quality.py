@@ -26,6 +26,7 @@ def _datasets(root: Path) -> dict[str, tuple[str, list[Path]]]:
     arena = root / "arena-bench-v1" / "data" / "arena-bench-v1" / "model_judgment"
     return {
         "RouteLLM MMLU": ("routellm", sorted((evals / "mmlu" / "responses").glob("mmlu_*.csv"))),
+        "RouteLLM MMLU, per-item cost": ("routellm", sorted((evals / "mmlu" / "responses").glob("mmlu_*.csv"))),
         "RouteLLM GSM8K": ("routellm", [evals / "gsm8k" / "gsm8k_responses.csv"]),
         "RouteLLM MT-Bench": ("routellm", [evals / "mt_bench" / "judgements.jsonl"]),
         "arena-bench-v1": ("arena-bench", [arena]),
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name, (fmt, paths) in _datasets(args.root).items():
             out = Path(tmp) / f"{fmt}-{len(docs)}.parquet"
-            write_outcomes(import_files(fmt, paths).rows, out)
+            write_outcomes(import_files(fmt, paths, per_item_cost="per-item" in name).rows, out)
             docs[name] = {form: replay_files([out], seed=args.seed, repeats=args.repeats, cost_form=form).document
                           for form in ("wtp", "relative")}
     print("AIQ (higher is better; the score's own units) with bootstrap 95% intervals, willingness-to-pay form:\n")

@@ -159,8 +159,10 @@ float]]]],
         pending.setdefault(dataset, []).append((task, str(i), float(len(r["prompt"])), {**scores, **out_chars}))
 
 
-def _routellm_rows(pending: dict[str, list[tuple[str, str, float, dict[str, float]]]], result: ImportResult) -> None:
-    """One flat price per model and dataset: the dataset's mean tokens times litellm's price."""
+def _routellm_rows(pending: dict[str, list[tuple[str, str, float, dict[str, float]]]], result: ImportResult, *,
+                   per_item: bool = False) -> None:
+    """One flat price per model and dataset: the dataset's mean tokens times litellm's price (``per_item``:
+    each item's own prompt and response length instead)."""
     for dataset, rows in pending.items():
         models = [k for k in rows[0][3] if not k.endswith("|out")]
         input_tokens = sum(r[2] for r in rows) / len(rows) / CHARS_PER_TOKEN
@@ -174,7 +176,11 @@ def _routellm_rows(pending: dict[str, list[tuple[str, str, float, dict[str, floa
             else:
                 output_tokens = DEFAULT_OUTPUT_TOKENS.get(dataset, 1.0)
             cost = price[0] * input_tokens + price[1] * output_tokens
-            for task, item, _, values in rows:
+            for task, item, chars, values in rows:
+                if per_item:
+                    out = values.get(f"{model}|out")
+                    cost = price[0] * chars / CHARS_PER_TOKEN + price[1] * (
+                        out / CHARS_PER_TOKEN if out is not None else DEFAULT_OUTPUT_TOKENS.get(dataset, 1.0))
                 result.rows.append({"task": task, "item": item, "model": model, "score": values[model],
                                     "cost_usd": cost})
 
@@ -287,7 +293,8 @@ def _routerbench(path: Path, result: ImportResult) -> None:
                                 "score": float(score), "cost_usd": float(cost)})
 
 
-def import_files(fmt: str, paths: Iterable[Path | str], *, decontaminate: bool = True) -> ImportResult:
+def import_files(fmt: str, paths: Iterable[Path | str], *, decontaminate: bool = True,
+                 per_item_cost: bool = False) -> ImportResult:
     """Read published files of ``fmt`` into long-format rows."""
     if fmt not in FORMATS:
         raise UsageError(f"Unknown format '{fmt}'; use one of {', '.join(FORMATS)}.")
@@ -308,7 +315,7 @@ def import_files(fmt: str, paths: Iterable[Path | str], *, decontaminate: bool =
                     _mt_bench(f, result, decontaminate=decontaminate)
                 else:
                     _routellm_csv(f, result, pending, decontaminate=decontaminate)
-    _routellm_rows(pending, result)
+    _routellm_rows(pending, result, per_item=per_item_cost)
     if not result.rows:
         raise SourceSchemaError(f"{fmt}: the files hold no usable rows (models without a price are left out: "
                                 f"{', '.join(sorted(result.dropped_models)) or 'none'}).", source="import")
