@@ -36,7 +36,7 @@ def _options(seed: int, points: int, repeats: int, cascade_error: float, cost_fo
 
 
 def _ci(value: Any) -> str:
-    return "-" if not value else f"{value[0]:.3f}-{value[1]:.3f}"
+    return "-" if not value else f"[{value[0]:.3f}, {value[1]:.3f}]"
 
 
 def _num(value: Any) -> str:
@@ -109,7 +109,7 @@ def replay_command(
     print_table(
         f"Replay: {len(doc['tasks'])} tasks, {doc['items']} outcome items, {len(doc['models'])} models",
         ["router", "AIQ", "95%", "APGR", "95%", "CPT50"],
-        [[name if len(name) <= 22 else name[:10] + "~" + name[-11:], _num(r["aiq"]), _ci(r["aiq_ci95"]),
+        [[name if len(name) <= 18 else name[:8] + "~" + name[-9:], _num(r["aiq"]), _ci(r["aiq_ci95"]),
           _num(r["apgr"]), _ci(r.get("apgr_ci95")), _num(r["cpt50"])] for name, r in routers.items()],
         no_wrap=("router", "95%"))
     for label, figure in doc["comparisons"].items():

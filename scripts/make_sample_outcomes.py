@@ -1,6 +1,6 @@
 """Write sample_mirror/outcomes/evals.csv: the project's own made-up eval results in the long outcomes format.
 
-Three tasks a support team might evaluate, three candidates of the default policy, 80 items each: two
+Three tasks a support team might evaluate, three candidates of the default policy, 150 items each: two
 pass/fail tasks and one graded by a rubric (the share of 5 rubric points met, 0 to 1). The values are
 invented (seeded), shaped like real evals: the expensive model is better on the hard task, nearly tied on
 the easy one. Run: python scripts/make_sample_outcomes.py
@@ -31,7 +31,7 @@ def main() -> None:
         writer = csv.writer(handle)
         writer.writerow(["task", "item", "model", "score", "cost_usd", "input_tokens", "output_tokens"])
         for task, (kind, skill, tin, tout) in TASKS.items():
-            for i in range(80):
+            for i in range(150):
                 difficulty = rng.gauss(0, 1)
                 n_in = max(50, int(rng.gauss(tin, tin * 0.2)))
                 for model, (p_in, p_out) in MODELS.items():
