@@ -417,3 +417,18 @@ def test_ingest_outcomes_pushes_its_metrics(gateway: Any, tmp_path: Path, monkey
     rows = families[("ingest-outcomes", "recsys_ingest_rows")]
     assert {s.labels["source"]: s.value for s in rows.samples} == {"outcomes": 9.0}
     assert ("ingest-outcomes", "recsys_job_last_success_timestamp_seconds") in families
+
+
+def test_rows_without_cost_are_priced_from_tokens(tmp_path: Path) -> None:
+    from recommender_core.eval.replay import fill_costs
+    from recommender_core.scoring.prices import load_price_table
+
+    rows = [{"task": "a", "item": str(i), "model": m, "score": i % 2, "input_tokens": 1000, "output_tokens": 100}
+            for i in range(10) for m in ("gpt-4o-mini", "gpt-4.1")]
+    filled = fill_costs(read_outcomes(_write(tmp_path / "o.csv", rows)))
+    price = load_price_table().prices["gpt-4.1"]
+    dear = filled.cost[filled.model_codes == filled.models.index("gpt-4.1")]
+    assert dear == pytest.approx(np.full(10, 1000 * price.input_per_token + 100 * price.output_per_token))
+    unknown = [{**r, "model": "in-house-7b" if r["model"] == "gpt-4.1" else r["model"]} for r in rows]
+    result = _cli("eval", "replay", str(_write(tmp_path / "u.csv", unknown)))
+    _one_line_error(result, "in-house-7b", "add a cost_usd column")
