@@ -19,7 +19,7 @@ from ._common import Result, interleaved_medians
 MODELS = 11
 TASKS = 10
 ROWS = 150_000
-ROUNDS = 3
+ROUNDS = 5
 
 
 def _write(path: Path) -> None:

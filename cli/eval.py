@@ -88,6 +88,9 @@ def replay_command(
     cascade_error: CascadeOption = 0.1,
     cost_form: FormOption = "wtp",
     store: StoreOption = "memory",
+    task_intervals: Annotated[bool, typer.Option(
+        "--task-intervals", help="Bootstrap intervals per task too (AIQ of recsys-utility, recsys-cascade and "
+        "zero, and the cascade minus zero); slower.")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Draw the curves and hulls (.png or .svg; needs "
                                                                "recsys[plot]).")] = None,
     json_output: JsonOption = False,
@@ -96,7 +99,8 @@ def replay_command(
     from recommender_core.eval.replay import replay_files
 
     app_state = state(ctx, json_output=json_output)
-    result = replay_files(outcomes, **_options(seed, points, repeats, cascade_error, cost_form, store))
+    result = replay_files(outcomes, **_options(seed, points, repeats, cascade_error, cost_form, store),
+                          task_intervals=task_intervals)
     doc = result.document
     if plot is not None:
         from recommender_core.eval.plot import plot_replay
@@ -114,8 +118,9 @@ def replay_command(
         no_wrap=("router", "95%"))
     for label, figure in doc["comparisons"].items():
         typer.echo(f"{label}: {_num(figure['value'])} {_ci(figure['ci95'])}")
+    sure = f", {len(doc['cascade_beats_zero_ci'])} with the interval above 0" if task_intervals else ""
     typer.echo(f"recsys-cascade beats zero within {len(doc['cascade_beats_zero'])} of {len(doc['per_task'])} "
-               f"tasks (evaluator error {doc['cascade_error']:g}).")
+               f"tasks{sure} (evaluator error {doc['cascade_error']:g}).")
     if plot is not None:
         typer.echo(f"chart written to {plot}")
 

@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, (fmt, paths) in _datasets(args.root).items():
             out = Path(tmp) / f"{fmt}-{len(docs)}.parquet"
             write_outcomes(import_files(fmt, paths, per_item_cost="per-item" in name).rows, out)
-            docs[name] = {form: replay_files([out], seed=args.seed, repeats=args.repeats, cost_form=form).document
+            docs[name] = {form: replay_files([out], seed=args.seed, repeats=args.repeats, cost_form=form,
+                                             task_intervals=form == "wtp").document
                           for form in ("wtp", "relative")}
     print("AIQ (higher is better; the score's own units) with bootstrap 95% intervals, willingness-to-pay form:\n")
     print("| dataset | tasks | outcome items | recsys-utility | recsys-cascade | zero | random | task-oracle |")
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {_fig(r['recsys-utility'], 'apgr')} | {'-' if cpt is None else f'{cpt:.3f}'} | "
               f"{_fig(r['random'], 'apgr')} | {_fig(r['oracle'], 'apgr')} | "
               f"{_cmp(d, 'aiq recsys-utility - zero')} | {_cmp(d, 'aiq recsys-utility / task-oracle')} | "
-              f"{len(d['cascade_beats_zero'])} of {len(d['per_task'])} tasks |")
+              f"{len(d['cascade_beats_zero'])} of {len(d['per_task'])} tasks "
+              f"({len(d['cascade_beats_zero_ci'])} with the interval above 0) |")
     print("\nBefore/after: the relative cost form (the default) against willingness to pay:\n")
     print("| dataset | form | APGR recsys-utility | AIQ utility / task-oracle | AIQ utility - zero |")
     print("|---|---|---|---|---|")

@@ -432,3 +432,14 @@ def test_rows_without_cost_are_priced_from_tokens(tmp_path: Path) -> None:
     unknown = [{**r, "model": "in-house-7b" if r["model"] == "gpt-4.1" else r["model"]} for r in rows]
     result = _cli("eval", "replay", str(_write(tmp_path / "u.csv", unknown)))
     _one_line_error(result, "in-house-7b", "add a cost_usd column")
+
+
+def test_task_intervals_are_optional() -> None:
+    plain = replay(read_outcomes(SAMPLE), repeats=20, points=32).document
+    assert "aiq_ci95" not in next(iter(plain["per_task"].values())) and plain["cascade_beats_zero_ci"] == []
+    doc = replay(read_outcomes(SAMPLE), repeats=20, points=32, task_intervals=True).document
+    for entry in doc["per_task"].values():
+        assert set(entry["aiq_ci95"]) == {"recsys-utility", "recsys-cascade", "zero"}
+        low, high = entry["cascade_minus_zero_ci95"]
+        assert low <= high
+    assert set(doc["cascade_beats_zero_ci"]) <= set(doc["per_task"])

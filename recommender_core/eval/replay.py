@@ -446,7 +446,7 @@ class ReplayResult:
 def replay(outcomes: Outcomes, *, seed: int = DEFAULT_SEED, points: int = DEFAULT_POINTS,
            repeats: int = DEFAULT_REPEATS, cascade_error: float = DEFAULT_CASCADE_ERROR,
            cost_form: CostForm = "wtp", backend: Backend = "memory", per_task: bool = True,
-           progress: Callable[[str], None] | None = None) -> ReplayResult:
+           task_intervals: bool = False, progress: Callable[[str], None] | None = None) -> ReplayResult:
     """Replay ``outcomes`` (costs filled in) and measure every router; see the module docstring."""
     if points < MIN_POINTS:
         raise UsageError(f"--points {points} is too few; the sweep needs at least {MIN_POINTS} cost weights.")
@@ -538,7 +538,7 @@ def replay(outcomes: Outcomes, *, seed: int = DEFAULT_SEED, points: int = DEFAUL
         decider.close()
     counts = _bootstrap_counts(task, repeats, rng)
     document = _measure(routers, data, usable, task, counts, seed=seed, cascade_error=cascade_error,
-                        cost_form=cost_form, per_task=per_task)
+                        cost_form=cost_form, per_task=per_task, task_intervals=task_intervals)
     document["routers"]["recsys-utility"]["sweep"] = sweep
     return ReplayResult(document=document, sweep=sweep)
 
@@ -549,7 +549,7 @@ def _points(cost: FloatArray, score: FloatArray) -> list[tuple[float, float]]:
 
 def _measure(routers: Mapping[str, _Router], data: ReplayData, usable: Sequence[int], task: IntArray,
              counts: FloatArray, *, seed: int, cascade_error: float, cost_form: str,
-             per_task: bool) -> dict[str, Any]:
+             per_task: bool, task_intervals: bool = False) -> dict[str, Any]:
     names = list(routers)
     costs = {r: np.vstack(routers[r].cost) for r in names}  # configs x items
     scores = {r: np.vstack(routers[r].score) for r in names}
@@ -620,8 +620,13 @@ def _measure(routers: Mapping[str, _Router], data: ReplayData, usable: Sequence[
             pq = {r: scores[r][:, rows].mean(axis=1) for r in names}
             mc = max(float(v.max()) for v in pc.values())
             f = figures(pc, pq, mc)
-            tasks_doc[data.task_names[t]] = {"items": int(rows.sum()), "max_cost": _round(mc, 9),
-                                             "aiq": {r: _round(f[r][0]) for r in f}}
+            entry: dict[str, Any] = {"items": int(rows.sum()), "max_cost": _round(mc, 9),
+                                     "aiq": {r: _round(f[r][0]) for r in f}}
+            if counts.shape[0] and task_intervals:
+                entry["aiq_ci95"], entry["cascade_minus_zero_ci95"] = _task_intervals(
+                    counts[:, rows], [costs[r][:, rows] for r in names], [scores[r][:, rows] for r in names],
+                    names, singles)
+            tasks_doc[data.task_names[t]] = entry
     cascade_wins = [name for name, d in tasks_doc.items()
                     if (d["aiq"]["recsys-cascade"] or 0) > (d["aiq"]["zero"] or 0)]
     return {
@@ -631,7 +636,42 @@ def _measure(routers: Mapping[str, _Router], data: ReplayData, usable: Sequence[
         "dropped_items": data.dropped_items, "rejected_rows": dict(data.outcomes.rejected),
         "cost_form": cost_form, "cascade_error": cascade_error, "repeats": int(counts.shape[0]),
         "comparisons": comparisons, "per_task": tasks_doc, "cascade_beats_zero": cascade_wins,
+        # the tasks where the interval of the cascade's AIQ minus zero's lies above 0
+        "cascade_beats_zero_ci": [name for name, d in tasks_doc.items()
+                                  if (d.get("cascade_minus_zero_ci95") or [0.0])[0] > 0],
     }
+
+
+TASK_CI_ROUTERS = ("recsys-utility", "recsys-cascade", "zero")
+
+
+def _task_intervals(counts: FloatArray, costs: Sequence[FloatArray], scores: Sequence[FloatArray],
+                    names: Sequence[str], singles: Sequence[str]) -> tuple[dict[str, list[float] | None],
+                                                                         list[float] | None]:
+    """Within one task, bootstrap intervals of the AIQ of recsys-utility, recsys-cascade and zero, and of
+    the cascade's AIQ minus zero's (the same resampled items for all)."""
+    n = counts.shape[1]
+    stacked = np.vstack([*costs, *scores]).astype(np.float32)
+    product = (counts.astype(np.float32) @ stacked.T).astype(np.float64) / max(n, 1)
+    bounds = np.cumsum([0, *(c.shape[0] for c in costs)])
+    half = int(bounds[-1])
+    index = {r: k for k, r in enumerate(names)}
+    values: dict[str, list[float]] = {r: [] for r in TASK_CI_ROUTERS}
+    diff: list[float] = []
+    for i in range(counts.shape[0]):
+        row = product[i]
+        mc = float(row[:half].max())
+
+        def pts(r: str, row: FloatArray = row) -> list[tuple[float, float]]:
+            k = index[r]
+            return _points(row[bounds[k]:bounds[k + 1]], row[half + bounds[k]:half + bounds[k + 1]])
+
+        got = {"recsys-utility": aiq(pts("recsys-utility"), mc), "recsys-cascade": aiq(pts("recsys-cascade"), mc),
+               "zero": aiq([p for m in singles for p in pts(m)], mc)}
+        for r, v in got.items():
+            values[r].append(v)
+        diff.append(got["recsys-cascade"] - got["zero"])
+    return {r: _ci(v) for r, v in values.items()}, _ci(diff)
 
 
 def calibrate(result: ReplayResult, *, max_cost_per_call: float | None = None,
