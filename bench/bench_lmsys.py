@@ -46,7 +46,8 @@ def run() -> list[Result]:
     from recommender_core.config import Settings
     from recommender_core.policy import load_policy
     from recommender_core.sources.base import Batch, IngestOptions
-    from recommender_core.sources.lmsys import LmsysSource, parse_parquet
+    from recommender_core.sources.lmsys import LmsysSource
+    from recommender_core.sources.lmsys.parse import parse_parquet
     from recommender_core.store import Store
     from recommender_core.store.bulk import EVIDENCE_COLUMNS, _rows
 

@@ -22,6 +22,12 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# The flags that go with an error's ``option`` (the core names settings, never flags).
+FLAG_HINTS: dict[str, str] = {
+    "mirror": "The mirror is set with --source.",
+    "all_models": "Run --all without --source.",
+}
+
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
@@ -38,7 +44,9 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except RecsysError as exc:
-            typer.echo(f"{type(exc).__name__}: {_one_line(redact_text(exc.message))}", err=True)
+            hint = FLAG_HINTS.get(exc.option or "")
+            message = exc.message + (f" {hint}" if hint else "")
+            typer.echo(f"{type(exc).__name__}: {_one_line(redact_text(message))}", err=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -55,7 +63,7 @@ class RecsysTyper(typer.Typer):
         kwargs.setdefault("add_completion", False)
         super().__init__(**kwargs)
 
-    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:  # type: ignore[override]
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
         register = super().command(*args, **kwargs)
 
         def decorator(func: F) -> F:

@@ -34,10 +34,10 @@ from sqlmodel import Session, col, select
 from recommender_core.config import Settings
 from recommender_core.policy import load_policy
 from recommender_core.scoring.run import run_scoring
-from recommender_core.sources import lmsys_constants as C
 from recommender_core.sources.base import IngestOptions
 from recommender_core.sources.http import HttpSettings
 from recommender_core.sources.lmsys import LmsysSource
+from recommender_core.sources.lmsys import constants as C
 from recommender_core.store import Store
 from recommender_core.store.locks import advisory_key
 from recommender_core.store.runs import current_ingest_run, list_runs

@@ -293,10 +293,11 @@ def selection_counts(store: Store, *, since: datetime) -> dict[tuple[str, str], 
 
 
 def _next_steps(sources: list[dict[str, Any]], scoring_run: dict[str, Any] | None) -> list[str]:
-    steps = []
+    steps: list[str] = []
     if not sources:
-        steps.append("recsys ingest lmsys")
-        steps.append("recsys ingest mteb")
+        from ..sources import available_sources
+
+        steps.extend(f"recsys ingest {name}" for name in available_sources())
     if scoring_run is None:
         steps.append("recsys score")
     return steps

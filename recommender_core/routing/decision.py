@@ -17,18 +17,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, NoCandidateError, RoutingError, UsageError
+from ..errors import NoCandidateError, RoutingError, UsageError
 from ..policy import Policy, load_policy
 from .strategies import STRATEGIES, RouteConstraints, Strategy
 from .table import ScoreRow, TaskTable, UtilityTable, load_current_table
 
-__all__ = ["FLAG_ENV", "Exclusion", "RouteDecision", "decision_seconds", "parse_flag", "route"]
+if TYPE_CHECKING:
+    from ..store import Store
+
+__all__ = ["FLAG_ENV", "Exclusion", "RouteDecision", "decision_seconds", "route"]
 
 FLAG_ENV = "ENABLE_MODEL_RECOMMENDER_V2"
-_TRUE = frozenset({"1", "true", "yes", "on", "t", "y"})
-_FALSE = frozenset({"", "0", "false", "no", "off", "f", "n"})
 _INSTANCES: dict[str, Strategy] = {name: cls() for name, cls in STRATEGIES.items()}
 
 
@@ -90,23 +91,16 @@ class RouteDecision:
         }
 
 
-def parse_flag(value: str | None) -> bool:
-    """``ENABLE_MODEL_RECOMMENDER_V2`` as the settings parse it (unset or empty: off)."""
-    text = (value or "").strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigError(f"Invalid setting {FLAG_ENV}={value!r}: not a boolean; use true or false.")
-
-
 @lru_cache(maxsize=8)
 def _policy_at(path: str | None, _mtime_ns: int) -> Policy:
     return load_policy(path)
 
 
 def _configured_policy() -> Policy:
-    path = os.environ.get("RECSYS_POLICY") or None
+    from ..config import Settings  # pydantic-settings, imported on first use
+
+    configured = Settings.read("policy")
+    path = str(configured) if configured else None
     try:
         mtime = os.stat(path).st_mtime_ns if path else 0
     except OSError:
@@ -141,12 +135,14 @@ def route(
     strategy: str = "utility",
     scores: UtilityTable | None = None,
     v2_enabled: bool | None = None,
-    store: Any = None,
+    store: Store | None = None,
     policy: Policy | None = None,
 ) -> RouteDecision:
     """Decide the model order for ``task``.
 
-    ``scores`` defaults to the current scoring run of ``store`` (else the configured store),
+    ``scores`` defaults to the current scoring run of ``store``; with neither given, route() opens the
+    configured store (``Settings``: ``RECSYS_DATABASE_URL``, else the embedded SQLite default) for this
+    call and closes it again (pass a ``Store``, or use ``RecommenderRouter``, to keep one open),
     ``v2_enabled`` to ``ENABLE_MODEL_RECOMMENDER_V2``, ``policy`` to ``RECSYS_POLICY`` or the default.
     Constraints left as None take the task's defaults from the policy. With the flag off the policy's
     static order is returned whatever the scores. Raises ``NoCandidateError`` when nothing qualifies.
@@ -160,7 +156,9 @@ def route(
     if spec is None:
         raise RoutingError(f"Unknown task '{task}'. Tasks in the policy: {', '.join(sorted(policy.tasks))}.")
     if v2_enabled is None:
-        v2_enabled = parse_flag(os.environ.get(FLAG_ENV))
+        from ..config import Settings
+
+        v2_enabled = bool(Settings.read("enable_model_recommender_v2"))
     if not v2_enabled:
         static = spec.static_order
         return RouteDecision(task, strategy, False, static[0], static[1:])
@@ -208,9 +206,9 @@ def decision_seconds(policy: Policy, scores: UtilityTable) -> dict[str, float]:
     return seconds
 
 
-def _table_from_store(store: Any, task: str) -> UtilityTable:
+def _table_from_store(store: Store | None, task: str) -> UtilityTable:
     owned = None
-    if store is None:
+    if store is None:  # documented in route(): the configured store, opened for this call
         from ..config import Settings
         from ..store import Store
 

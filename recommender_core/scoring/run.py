@@ -16,7 +16,6 @@ rules for missing data are:
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,10 +28,12 @@ from ..errors import RecsysError, ScoringError
 from ..evidence import current_run_ids
 from ..policy import Policy, Task
 from ..redact import redact_text
+from ..sources import available_sources, get_source
+from ..sources.base import EvidenceValue
 from ..store import Store
 from ..store.runs import ABANDONED_ERROR, SCORE_JOB, claim_run
 from ..store.tables import BenchmarkEvidence, RunStatus, ScoringRun, UtilityScore
-from .normalise import MTEB_MIN_COVERAGE, beta_smoothed, elo_win_rate, median, relative_score
+from .normalise import beta_smoothed, median, relative_score
 from .prices import PriceTable, load_price_table
 from .telemetry_stats import ModelTelemetry, telemetry_by_model
 
@@ -55,22 +56,6 @@ TELEMETRY_WINDOW_HOURS = 7 * 24
 MIN_CALLS_FOR_OBSERVED_COST = 50
 MIN_CALLS_FOR_LATENCY = 20
 DEFAULT_LATENCY_PRIOR_MS = {"chat": 2000.0, "embedding": 300.0}
-
-
-@dataclass(frozen=True)
-class EvidenceValue:
-    """One current evidence row, reduced to what scoring reads."""
-
-    source: str
-    model: str
-    candidate: str | None
-    category: str
-    task_type: str | None
-    value: float
-    lower: float | None
-    samples: int | None
-    # outcomes evidence only: the task's score range and the mean cost per call (see _outcomes_quality)
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -128,10 +113,11 @@ class ScoringResult:
 
 def load_evidence(store: Store, policy: Policy) -> list[EvidenceValue]:
     """Current evidence of every evidence source, matched to the policy's candidates."""
-    run_ids = current_run_ids(store, ["lmsys", "mteb", "outcomes"])
+    run_ids = current_run_ids(store, list(available_sources()))
     if not run_ids:
         return []
     matchers = {source: policy.matcher(source) for source in run_ids}
+    with_extra = {s for s in run_ids if get_source(s).evidence_extra}
     memo: dict[tuple[str, str], str | None] = {}
     rows: list[EvidenceValue] = []
     with store.session() as session:
@@ -139,14 +125,14 @@ def load_evidence(store: Store, policy: Policy) -> list[EvidenceValue]:
             col(BenchmarkEvidence.source), col(BenchmarkEvidence.model), col(BenchmarkEvidence.category),
             col(BenchmarkEvidence.task_type), col(BenchmarkEvidence.value), col(BenchmarkEvidence.lower),
             col(BenchmarkEvidence.samples),
-        ).where(col(BenchmarkEvidence.run_id).in_([i for s, i in run_ids.items() if s != "outcomes"]))
-        if "outcomes" in run_ids:  # the only source whose extra (score range, cost) scoring reads
-            outcomes = sa.select(
+        ).where(col(BenchmarkEvidence.run_id).in_([i for s, i in run_ids.items() if s not in with_extra]))
+        if with_extra:  # sources whose quality reads the evidence's extra (outcomes: score range, cost)
+            extras = sa.select(
                 col(BenchmarkEvidence.source), col(BenchmarkEvidence.model), col(BenchmarkEvidence.category),
                 col(BenchmarkEvidence.task_type), col(BenchmarkEvidence.value), col(BenchmarkEvidence.lower),
                 col(BenchmarkEvidence.samples), col(BenchmarkEvidence.extra),
-            ).where(col(BenchmarkEvidence.run_id) == run_ids["outcomes"])
-            for source, model, category, task_type, value, lower, samples, extra in session.execute(outcomes):
+            ).where(col(BenchmarkEvidence.run_id).in_([run_ids[s] for s in with_extra]))
+            for source, model, category, task_type, value, lower, samples, extra in session.execute(extras):
                 rows.append(EvidenceValue(source, model, matchers[source].candidate_for(model), category, task_type,
                                           float(value), None if lower is None else float(lower), samples,
                                           dict(extra or {})))
@@ -157,106 +143,6 @@ def load_evidence(store: Store, policy: Policy) -> list[EvidenceValue]:
             rows.append(EvidenceValue(source, model, memo[key], category, task_type, float(value),
                                       None if lower is None else float(lower), samples))
     return rows
-
-
-def _pick(rows: Sequence[EvidenceValue]) -> EvidenceValue:
-    # Several upstream names can map to one candidate (an alias and an exact name): the best-sampled wins.
-    return sorted(rows, key=lambda r: (-(r.samples or 0), -r.value, r.model))[0]
-
-
-def _arena_quality(ref: str, category: str, rows: Sequence[EvidenceValue], names: Sequence[str],
-                   conservative: bool) -> tuple[dict[str, float], dict[str, str], dict[str, Any]]:
-    in_category = [r for r in rows if r.source == "lmsys" and r.category == category]
-    if not in_category:
-        reason = f"no current evidence for {ref} (run 'recsys ingest lmsys')"
-        return {}, dict.fromkeys(names, reason), {}
-    ordered = sorted(in_category, key=lambda r: (r.value, r.model))
-    reference = ordered[(len(ordered) - 1) // 2]
-    by_candidate: dict[str, list[EvidenceValue]] = defaultdict(list)
-    for r in in_category:
-        if r.candidate is not None:
-            by_candidate[r.candidate].append(r)
-    qualities: dict[str, float] = {}
-    missing: dict[str, str] = {}
-    for name in names:
-        if name not in by_candidate:
-            missing[name] = f"no {ref} rating for this model"
-            continue
-        row = _pick(by_candidate[name])
-        rating = row.lower if conservative and row.lower is not None else row.value
-        qualities[name] = elo_win_rate(rating, reference.value)
-    return qualities, missing, {"reference_model": reference.model, "reference_rating": reference.value}
-
-
-def _mteb_quality(ref: str, selector: str, rows: Sequence[EvidenceValue],
-                  names: Sequence[str]) -> tuple[dict[str, float], dict[str, str], dict[str, Any]]:
-    kind, _, wanted = selector.partition("/")
-    mteb = [r for r in rows if r.source == "mteb" and r.candidate is not None
-            and (r.category == wanted if kind == "task" else r.task_type == wanted)]
-    if not mteb:
-        reason = f"no current evidence for {ref} (run 'recsys ingest mteb')"
-        return {}, dict.fromkeys(names, reason), {}
-    scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in mteb:
-        assert r.candidate is not None  # noqa: S101 - filtered above
-        scores[r.candidate][r.category].append(min(max(r.value, 0.0), 1.0))
-    universe = sorted({r.category for r in mteb})
-    qualities: dict[str, float] = {}
-    missing: dict[str, str] = {}
-    for name in names:
-        tasks = scores.get(name)
-        if not tasks:
-            missing[name] = f"no {ref} results for this model"
-            continue
-        coverage = len(tasks) / len(universe)
-        if coverage < MTEB_MIN_COVERAGE:
-            missing[name] = (f"{ref}: covers {len(tasks)} of {len(universe)} tasks ({coverage:.0%}), "
-                             f"below the required {MTEB_MIN_COVERAGE:.0%}")
-            continue
-        per_task = [sum(v) / len(v) for _, v in sorted(tasks.items())]
-        qualities[name] = sum(per_task) / len(per_task)
-    return qualities, missing, {"tasks": len(universe), "min_coverage": MTEB_MIN_COVERAGE}
-
-
-def _outcomes_quality(ref: str, task: str, rows: Sequence[EvidenceValue],
-                      names: Sequence[str]) -> tuple[dict[str, float], dict[str, str], dict[str, Any]]:
-    """Quality from observed outcomes: the mean score per (task, model), scaled to [0, 1] by the task's range.
-
-    Scores already in [0, 1] (pass/fail, accuracies) are used as they are; other scales (a 1-10 judge) are
-    scaled by the lowest and highest score the file holds for the task (``extra["score_min"/"score_max"]``).
-    """
-    found = [r for r in rows if r.source == "outcomes" and r.category == task and r.candidate is not None]
-    if not found:
-        return {}, dict.fromkeys(names, f"no current evidence for {ref} (run 'recsys ingest outcomes')"), {}
-    by_candidate: dict[str, list[EvidenceValue]] = defaultdict(list)
-    for r in found:
-        assert r.candidate is not None  # noqa: S101 - filtered above
-        by_candidate[r.candidate].append(r)
-    qualities: dict[str, float] = {}
-    missing: dict[str, str] = {}
-    for name in names:
-        if name not in by_candidate:
-            missing[name] = f"no {ref} outcomes for this model"
-            continue
-        row = _pick(by_candidate[name])
-        lo, hi = float(row.extra.get("score_min", 0.0)), float(row.extra.get("score_max", 1.0))
-        if lo >= 0.0 and hi <= 1.0:
-            lo, hi = 0.0, 1.0
-        qualities[name] = min(max((row.value - lo) / (hi - lo), 0.0), 1.0) if hi > lo else 1.0
-    return qualities, missing, {"items": max((r.samples or 0) for r in found)}
-
-
-def _outcomes_costs(task: Task, evidence: Sequence[EvidenceValue]) -> dict[str, tuple[float, int]]:
-    """Per candidate, the mean cost per call the task's outcomes evidence observed, with its item count
-    (the first outcomes reference that has one wins)."""
-    found: dict[str, tuple[float, int]] = {}
-    selectors = [ref.selector for ref in task.evidence_refs if ref.source == "outcomes"]
-    for selector in reversed(selectors):
-        for r in evidence:
-            if (r.source == "outcomes" and r.category == selector and r.candidate is not None
-                    and r.extra.get("cost_per_call") is not None):
-                found[r.candidate] = (float(r.extra["cost_per_call"]), int(r.samples or 0))
-    return found
 
 
 def _telemetry_for(name: str, telemetry: Mapping[str, ModelTelemetry]) -> ModelTelemetry | None:
@@ -273,16 +159,15 @@ def _score_task(task_name: str, task: Task, policy: Policy, evidence: Sequence[E
     per_ref: list[tuple[str, dict[str, float], dict[str, str]]] = []
     ref_details: dict[str, Any] = {}
     for ref in task.evidence_refs:
-        if ref.source == "lmsys":
-            q, miss, info = _arena_quality(str(ref), ref.selector, evidence, names, task.conservative)
-        elif ref.source == "outcomes":
-            q, miss, info = _outcomes_quality(str(ref), ref.selector, evidence, names)
-        else:
-            q, miss, info = _mteb_quality(str(ref), ref.selector, evidence, names)
-        per_ref.append((str(ref), q, miss))
-        ref_details[str(ref)] = info
+        found = get_source(ref.source).quality(str(ref), ref.selector, evidence, names, task)
+        per_ref.append((str(ref), dict(found.by_candidate), dict(found.missing)))
+        ref_details[str(ref)] = dict(found.details)
     tokens = task.token_mix.input_tokens + task.token_mix.output_tokens
-    outcome_costs = _outcomes_costs(task, evidence) if any(r.source == "outcomes" for r in task.evidence_refs) else {}
+    # A source may report the cost per call it observed (outcomes files with cost_usd): the first reference wins.
+    outcome_costs: dict[str, tuple[float, int]] = {}
+    for info in reversed(list(ref_details.values())):
+        for name, (cost, items) in (info.get("cost_per_call") or {}).items():
+            outcome_costs[name] = (float(cost), int(items))
     excluded: list[ScoredModel] = []
     partial: list[dict[str, Any]] = []
     for name in names:

@@ -72,10 +72,8 @@ class Store:
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Store:
         """Open the configured store; the embedded SQLite default migrates itself on first use."""
-        from ..config import default_database_url
-
-        raw = settings.database_url or default_database_url()
-        return cls(raw, auto_migrate=settings.resolved_database_url.startswith("sqlite"), clock=clock)
+        return cls(settings.configured_database_url, auto_migrate=settings.resolved_database_url.startswith("sqlite"),
+                   clock=clock)
 
     @property
     def engine(self) -> sa.Engine:

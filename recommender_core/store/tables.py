@@ -16,8 +16,6 @@ from sqlmodel import Field, SQLModel
 __all__ = [
     "BenchmarkEvidence",
     "IngestRun",
-    "ModelAlias",
-    "ModelRecord",
     "RunStatus",
     "ScoringRun",
     "SourceState",
@@ -85,32 +83,6 @@ class IngestRun(SQLModel, table=True):
     # {"reason": count} for rejected rows, and anything else worth showing in a run summary.
     details: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
     error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
-
-
-class ModelRecord(SQLModel, table=True):
-    """A model the user can call, by its LiteLLM name."""
-
-    __tablename__ = "model"
-
-    id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True))
-    name: str = Field(max_length=256, sa_column_kwargs={"unique": True})
-    provider: str | None = Field(default=None, max_length=64)
-    kind: str = Field(default="chat", max_length=16)  # chat | embedding
-    created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
-
-
-class ModelAlias(SQLModel, table=True):
-    """An upstream evidence name that means a model (e.g. Arena ``gpt-4o-2024-08-06`` -> ``gpt-4o``)."""
-
-    __tablename__ = "model_alias"
-    __table_args__ = (sa.UniqueConstraint("source", "alias", name="uq_model_alias_source_alias"),)
-
-    id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True))
-    model_id: int = Field(sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("model.id", ondelete="CASCADE"),
-                                              nullable=False, index=True))
-    source: str = Field(max_length=64)
-    alias: str = Field(max_length=512)
-    origin: str = Field(default="policy", max_length=16)  # policy | manual
 
 
 class BenchmarkEvidence(SQLModel, table=True):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import atexit
 import functools
 import logging
-import os
 import threading
 import uuid
 import weakref
@@ -35,9 +34,10 @@ from .writer import BatchWriter, WriterStats, write_records
 if TYPE_CHECKING:
     from ..store import Store
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+from ..litellm_import import local_cost_map
 
-from litellm.integrations.custom_logger import CustomLogger
+with local_cost_map():
+    from litellm.integrations.custom_logger import CustomLogger
 
 __all__ = ["TelemetryCallback"]
 
