@@ -34,6 +34,7 @@ demo: install
 	$(DEMO_ENV) $(BIN)/recsys db upgrade
 	$(DEMO_ENV) $(BIN)/recsys ingest lmsys --source sample_mirror/lmsys
 	$(DEMO_ENV) $(BIN)/recsys ingest mteb --source sample_mirror/mteb
+	$(DEMO_ENV) $(BIN)/recsys ingest outcomes --source sample_mirror/outcomes/evals.csv
 	$(DEMO_ENV) $(BIN)/python -m recommender_core.telemetry.demo
 	$(DEMO_ENV) $(BIN)/recsys policy check
 	$(DEMO_ENV) $(BIN)/recsys score
@@ -45,6 +46,8 @@ demo: install
 	  $(DEMO_ENV) ENABLE_MODEL_RECOMMENDER_V2=false $(BIN)/recsys route $$task || exit 1; \
 	done
 	$(DEMO_ENV) $(BIN)/recsys snapshot
+	@# Decision quality: recsys's choices replayed on held-out halves of the sample evals (docs/decision-quality.md).
+	$(DEMO_ENV) $(BIN)/recsys eval replay sample_mirror/outcomes/evals.csv --repeats 100
 	@echo
 	@echo "Explore the demo store:"
 	@echo "  export RECSYS_DATABASE_URL=sqlite:///$(DEMO_DB)"

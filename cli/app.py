@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from . import db, diagnostics, evidence, ingest, policy, routing, telemetry
+from . import db, diagnostics, eval, evidence, ingest, policy, routing, telemetry
 from ._base import AppState, RecsysTyper
 
 app = RecsysTyper(
@@ -57,6 +57,7 @@ app.add_typer(db.app, name="db", help="Database migrations.")
 app.add_typer(ingest.app, name="ingest", help="Ingest evidence and telemetry from their sources.")
 app.add_typer(telemetry.app, name="telemetry", help="Telemetry maintenance.")
 app.add_typer(policy.app, name="policy", help="Inspect and validate policy files.")
+app.add_typer(eval.app, name="eval", help="Measure decisions on outcomes: import, replay, calibrate.")
 app.add_typer(routing.export_app, name="export", help="Export routing configs for other tools.")
 evidence.register(app)
 routing.register(app)

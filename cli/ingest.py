@@ -188,7 +188,8 @@ def _source_commands() -> dict[str, _click.Command]:
     for name, plugin in load_sources().items():
         single = RecsysTyper()
         command = _source_command(plugin)
-        single.command(name)(cronjob(plugin.job)(command) if plugin.cronjob else command)
+        pushes = plugin.cronjob or plugin.pushes_metrics
+        single.command(name)(cronjob(plugin.job)(command) if pushes else command)
         commands[name] = typer.main.get_command(single)
     return commands
 

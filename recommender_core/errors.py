@@ -18,6 +18,7 @@ CLI exit code it maps to (DESIGN.md section 3), so the CLI keeps a single handle
     ├── LockHeldError                exit 75  another run of the same job holds its lock
     ├── LockLostError                exit 1   a run lost its job lock before committing; it wrote nothing
     ├── ScoringError                 exit 1
+    ├── EvalError                    exit 1   an outcomes file cannot be replayed (one model, no items)
     ├── RoutingError                 exit 1
     │   └── NoCandidateError                  no candidate qualifies for the task
     ├── RouteTestFailed              exit 3   route-test expectations failed
@@ -35,6 +36,7 @@ __all__ = [
     "EXIT_RUNTIME",
     "EXIT_USAGE",
     "ConfigError",
+    "EvalError",
     "LockHeldError",
     "LockLostError",
     "NoCandidateError",
@@ -169,6 +171,10 @@ class LockLostError(RecsysError):
 
 class ScoringError(RecsysError):
     """A scoring run could not be computed."""
+
+
+class EvalError(RecsysError):
+    """An outcomes file cannot be replayed or calibrated (too few models, no items to measure)."""
 
 
 class RoutingError(RecsysError):

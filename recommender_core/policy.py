@@ -148,6 +148,10 @@ class Task(_Frozen):
     static_order: tuple[str, ...] = Field(min_length=1)
     conservative: bool = False
     latency_prior_ms: float | None = Field(default=None, gt=0)
+    # How cost enters the utility: "relative" (default) scores cost as ref / (ref + cost) against the task's
+    # median candidate; "wtp" (willingness to pay) subtracts weights.cost x the cost per call in USD from the
+    # weighted quality, latency and reliability, so weights.cost reads "quality points per USD per call".
+    cost_form: Literal["relative", "wtp"] = "relative"
 
     @field_validator("evidence")
     @classmethod

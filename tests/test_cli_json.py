@@ -27,6 +27,12 @@ cases:
 """
 
 
+def _routerbench(tmp_path: Path) -> Path:
+    path = tmp_path / "routerbench.csv"
+    path.write_text("sample_id,eval_name,a,a|total_cost,b,b|total_cost\ns1,t,1,0.01,0,0.001\n")
+    return path
+
+
 def _args(tmp_path: Path, spend_logs: str) -> dict[tuple[str, ...], list[str]]:
     """For each command, in the order run, arguments that make it succeed on the store being filled."""
     cases = tmp_path / "cases.yaml"
@@ -36,6 +42,10 @@ def _args(tmp_path: Path, spend_logs: str) -> dict[tuple[str, ...], list[str]]:
         ("ingest", "lmsys"): ["--source", str(REPO_ROOT / "sample_mirror" / "lmsys")],
         ("ingest", "mteb"): ["--source", str(REPO_ROOT / "sample_mirror" / "mteb")],
         ("ingest", "litellm"): ["--spend-logs-url", spend_logs],
+        ("ingest", "outcomes"): ["--source", str(REPO_ROOT / "sample_mirror" / "outcomes" / "evals.csv")],
+        ("eval", "import"): ["--format", "routerbench", str(_routerbench(tmp_path)), "-o", str(tmp_path / "rb.csv")],
+        ("eval", "replay"): [str(REPO_ROOT / "sample_mirror" / "outcomes" / "evals.csv"), "--repeats", "10"],
+        ("eval", "calibrate"): [str(REPO_ROOT / "sample_mirror" / "outcomes" / "evals.csv"), "--min-quality", "0.5"],
         ("telemetry", "prune"): [],
         ("evidence",): ["--limit", "3"],
         ("runs",): [],

@@ -94,7 +94,7 @@ def test_missing_policy_file(tmp_path: Path) -> None:
 def test_embedding_task_needs_mteb_evidence() -> None:
     text = MINIMAL.replace("gpt-4o-mini: {}", "gpt-4o-mini: {}\n  te3: {kind: embedding}") + (
         "  search:\n    kind: embedding\n    evidence: [lmsys:text/overall]\n    static_order: [te3]\n")
-    with pytest.raises(PolicyError, match="an embedding task takes mteb evidence, not lmsys"):
+    with pytest.raises(PolicyError, match="an embedding task takes mteb or outcomes evidence, not lmsys"):
         parse_policy(text)
 
 

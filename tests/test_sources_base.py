@@ -240,13 +240,13 @@ def test_registry_lists_every_plugin_and_unknown_names_say_what_exists() -> None
     from recommender_core.sources import available_sources, get_source, load_sources
 
     registry = load_sources()
-    assert set(registry) == set(available_sources()) == {"lmsys", "mteb"}
+    assert set(registry) == set(available_sources()) == {"lmsys", "mteb", "outcomes"}
     from recommender_core.diagnostics.metrics import CRONJOB_COMMANDS
 
     for name, cls in registry.items():
         assert cls.name == name and cls.job == f"ingest-{name}"
         assert (cls.job in CRONJOB_COMMANDS) == cls.cronjob, f"{name}: a CronJob source needs its deployment"
-    with pytest.raises(ConfigError, match=r"^Unknown source 'lmsy'\. Available sources: lmsys, mteb\.$"):
+    with pytest.raises(ConfigError, match=r"^Unknown source 'lmsy'\. Available sources: lmsys, mteb, outcomes\.$"):
         get_source("lmsy")
 
 

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CRONJOB_COMMANDS",
     "METRICS",
+    "PUSH_COMMANDS",
     "PUSH_JOB",
     "TELEMETRY_QUANTILES",
     "JobReport",
@@ -50,6 +51,9 @@ PUSH_JOB = "recsys"
 CRONJOB_COMMANDS = (
     "ingest-lmsys", "ingest-mteb", "ingest-litellm", "score", "snapshot", "route-test", "telemetry-prune",
 )
+# Commands that push like a CronJob but ship no CronJob of their own: a team runs `recsys ingest outcomes`
+# from its eval pipeline (or a Job it writes), after its nightly evals.
+PUSH_COMMANDS = (*CRONJOB_COMMANDS, "ingest-outcomes")
 
 
 @dataclass(frozen=True)
@@ -168,8 +172,8 @@ class JobReport:
     recommendation_latency: list[tuple[str, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.command not in CRONJOB_COMMANDS:
-            raise ValueError(f"unknown command label {self.command!r}; use one of {CRONJOB_COMMANDS}")
+        if self.command not in PUSH_COMMANDS:
+            raise ValueError(f"unknown command label {self.command!r}; use one of {PUSH_COMMANDS}")
         self.started = self.clock.now().timestamp()
         self._started_monotonic = time.monotonic()
         self._finished_monotonic: float | None = None

@@ -258,9 +258,10 @@ def selection_counts(store: Store, *, since: datetime) -> dict[tuple[str, str], 
 def _next_steps(sources: list[dict[str, Any]], scoring_run: dict[str, Any] | None) -> list[str]:
     steps: list[str] = []
     if not sources:
-        from ..sources import available_sources
+        from ..sources import load_sources
 
-        steps.extend(f"recsys ingest {name}" for name in available_sources())
+        # the deployed sources; one a team feeds by hand (its own evals) is not a first step
+        steps.extend(f"recsys ingest {name}" for name, plugin in load_sources().items() if plugin.cronjob)
     if scoring_run is None:
         steps.append("recsys score")
     return steps

@@ -62,6 +62,11 @@ def _score_task(task_name: str, task: Task, policy: Policy, evidence: Sequence[E
         per_ref.append((str(ref), dict(found.by_candidate), dict(found.missing)))
         ref_details[str(ref)] = dict(found.details)
     tokens = task.token_mix.input_tokens + task.token_mix.output_tokens
+    # A source may report the cost per call it observed (outcomes files with cost_usd): the first reference wins.
+    outcome_costs: dict[str, tuple[float, int]] = {}
+    for info in reversed(list(ref_details.values())):
+        for name, (cost, items) in (info.get("cost_per_call") or {}).items():
+            outcome_costs[name] = (float(cost), int(items))
     excluded: list[ScoredModel] = []
     partial: list[dict[str, Any]] = []
     for name in names:
@@ -74,12 +79,18 @@ def _score_task(task_name: str, task: Task, policy: Policy, evidence: Sequence[E
         quality = sum(q for _, q in used) / len(used)
         tel = _telemetry_for(name, telemetry)
         price = prices.for_candidate(name, candidate)
+        observed = outcome_costs.get(name)
         details: dict[str, Any] = {"quality_by_evidence": dict(used), "references": ref_details}
         if missing:
             details["missing_evidence"] = missing
-        if tel is not None and tel.cost_calls >= MIN_CALLS_FOR_OBSERVED_COST and tel.cost_per_1k_tokens is not None:
-            cost_per_1k = tel.cost_per_1k_tokens
+        tel_cost = (tel.cost_per_1k_tokens if tel is not None and tel.cost_calls >= MIN_CALLS_FOR_OBSERVED_COST
+                    else None)
+        if tel is not None and tel_cost is not None:
+            cost_per_1k = tel_cost
             details["cost_source"] = f"telemetry ({tel.cost_calls} calls)"
+        elif observed is not None:
+            cost_per_1k = observed[0] / tokens * 1000.0 if tokens else observed[0]
+            details["cost_source"] = f"outcomes ({observed[1]} items)"
         elif price is not None:
             per_call = price.cost_per_call(task.token_mix.input_tokens, task.token_mix.output_tokens)
             cost_per_1k = per_call / tokens * 1000.0 if tokens else 0.0
@@ -98,7 +109,8 @@ def _score_task(task_name: str, task: Task, policy: Policy, evidence: Sequence[E
         calls, successes = (tel.calls, tel.successes) if tel is not None else (0, 0)
         details["calls"] = calls
         partial.append({"model": name, "quality": quality, "cost_per_1k": cost_per_1k,
-                        "cost_per_call": cost_per_1k * tokens / 1000.0, "p95": p95,
+                        "cost_per_call": observed[0] if observed is not None and tel_cost is None
+                        else cost_per_1k * tokens / 1000.0, "p95": p95,
                         "success_rate": beta_smoothed(successes, calls), "evidence": tuple(r for r, _ in used),
                         "details": details})
     scored: list[ScoredModel] = []
@@ -112,8 +124,13 @@ def _score_task(task_name: str, task: Task, policy: Policy, evidence: Sequence[E
         for p in partial:
             cost = relative_score(p["cost_per_call"], cost_ref)
             latency = relative_score(p["p95"], latency_ref)
-            utility = (w.quality * p["quality"] + w.cost * cost + w.latency * latency
-                       + w.reliability * p["success_rate"]) / total
+            if task.cost_form == "wtp":
+                rest = w.quality + w.latency + w.reliability
+                utility = ((w.quality * p["quality"] + w.latency * latency + w.reliability * p["success_rate"])
+                           / rest if rest > 0 else 0.0) - w.cost * p["cost_per_call"]
+            else:
+                utility = (w.quality * p["quality"] + w.cost * cost + w.latency * latency
+                           + w.reliability * p["success_rate"]) / total
             p["details"].update({"cost_reference_per_call": cost_ref, "latency_reference_ms": latency_ref,
                                  "cost_per_call": p["cost_per_call"]})
             scored.append(ScoredModel(

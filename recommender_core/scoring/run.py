@@ -18,7 +18,7 @@ from sqlmodel import col
 from ..evidence import current_run_ids
 from ..policy import Policy
 from ..scored import ScoredModel
-from ..sources import available_sources
+from ..sources import available_sources, get_source
 from ..sources.base import EvidenceValue
 from ..store import Store
 from ..store.runs import SCORE_JOB, start_run
@@ -76,6 +76,7 @@ def load_evidence(store: Store, policy: Policy) -> list[EvidenceValue]:
     if not run_ids:
         return []
     matchers = {source: policy.matcher(source) for source in run_ids}
+    with_extra = {s for s in run_ids if get_source(s).evidence_extra}
     memo: dict[tuple[str, str], str | None] = {}
     rows: list[EvidenceValue] = []
     with store.session() as session:
@@ -83,7 +84,17 @@ def load_evidence(store: Store, policy: Policy) -> list[EvidenceValue]:
             col(BenchmarkEvidence.source), col(BenchmarkEvidence.model), col(BenchmarkEvidence.category),
             col(BenchmarkEvidence.task_type), col(BenchmarkEvidence.value), col(BenchmarkEvidence.lower),
             col(BenchmarkEvidence.samples),
-        ).where(col(BenchmarkEvidence.run_id).in_(list(run_ids.values())))
+        ).where(col(BenchmarkEvidence.run_id).in_([i for s, i in run_ids.items() if s not in with_extra]))
+        if with_extra:  # sources whose quality reads the evidence's extra (outcomes: score range, cost)
+            extras = sa.select(
+                col(BenchmarkEvidence.source), col(BenchmarkEvidence.model), col(BenchmarkEvidence.category),
+                col(BenchmarkEvidence.task_type), col(BenchmarkEvidence.value), col(BenchmarkEvidence.lower),
+                col(BenchmarkEvidence.samples), col(BenchmarkEvidence.extra),
+            ).where(col(BenchmarkEvidence.run_id).in_([run_ids[s] for s in with_extra]))
+            for source, model, category, task_type, value, lower, samples, extra in session.execute(extras):
+                rows.append(EvidenceValue(source, model, matchers[source].candidate_for(model), category, task_type,
+                                          float(value), None if lower is None else float(lower), samples,
+                                          dict(extra or {})))
         for source, model, category, task_type, value, lower, samples in session.execute(query):
             key = (source, model)
             if key not in memo:

@@ -164,6 +164,8 @@ class EvidenceValue:
     value: float
     lower: float | None
     samples: int | None
+    # only for sources that set ``evidence_extra`` (outcomes: the task's score range, the cost per call)
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,11 @@ class Source(abc.ABC):
     # Deployed as a CronJob (its ``job`` is one of the deployment's commands): the CLI pushes its
     # metrics. A source users run by hand (a file of their own) leaves this False.
     cronjob: ClassVar[bool] = False
+    # Push the job's metrics anyway (a command a team runs from its own pipeline, listed in
+    # ``diagnostics.metrics.PUSH_COMMANDS``), though no CronJob is deployed for it.
+    pushes_metrics: ClassVar[bool] = False
+    # Whether scoring reads the evidence rows' ``extra`` for this source (``EvidenceValue.extra``).
+    evidence_extra: ClassVar[bool] = False
 
     def __init__(self, *, settings: Settings, policy: Policy, progress: ProgressFactory | None = None,
                  transport: httpx.BaseTransport | None = None, client: httpx.Client | None = None,
