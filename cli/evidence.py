@@ -29,14 +29,11 @@ def evidence_command(
     json_output: JsonOption = False,
 ) -> None:
     """List the current evidence: one row per model and category, with bounds and sample sizes."""
-    from recommender_core.errors import UsageError
     from recommender_core.evidence import list_evidence
-    from recommender_core.sources import available_sources
+    from recommender_core.sources import check_source_name
 
     app_state = state(ctx, json_output=json_output)
-    if source is not None and source not in available_sources():
-        raise UsageError(f"--source {source!r} is not an evidence source; use one of: "
-                         f"{', '.join(available_sources())}.")
+    check_source_name(source)
     rows = list_evidence(app_state.store(), app_state.policy(policy_path), source=source, model=model,
                          category=category, limit=limit)
     if app_state.json_output:
@@ -89,9 +86,11 @@ def runs_command(
     """List ingest and scoring runs, newest first, with status and row counts."""
     from dataclasses import asdict
 
-    from recommender_core.store.runs import list_runs
+    from recommender_core.sources import check_source_name
+    from recommender_core.store.runs import RUN_SOURCES_BESIDES_EVIDENCE, list_runs
 
     app_state = state(ctx, json_output=json_output)
+    check_source_name(source, also=RUN_SOURCES_BESIDES_EVIDENCE)
     runs = list_runs(app_state.store(), source=source, limit=limit)
     if app_state.json_output:
         print_json([asdict(r) for r in runs])

@@ -19,9 +19,11 @@ CLI exit code it maps to (DESIGN.md section 3), so the CLI keeps a single handle
     ├── LockLostError                exit 1   a run lost its job lock before committing; it wrote nothing
     ├── ScoringError                 exit 1
     ├── RoutingError                 exit 1
-    │   └── NoCandidateError                  no candidate qualifies for the task
+    │   ├── NoCandidateError                  no candidate qualifies for the task
+    │   └── UnknownTaskError         exit 2   a task the policy does not have (also a UsageError)
     ├── RouteTestFailed              exit 3   route-test expectations failed
     └── UsageError                   exit 2   arguments that parse but make no sense together
+        └── UnknownSourceError       exit 2   a source name no command knows (also a ConfigError)
 
 Programmer misuse raises ``TypeError``/``ValueError``/``RuntimeError``, never ``RecsysError``.
 """
@@ -52,6 +54,8 @@ __all__ = [
     "StoreSchemaError",
     "StoreUnavailableError",
     "StoreWriteError",
+    "UnknownSourceError",
+    "UnknownTaskError",
     "UsageError",
 ]
 
@@ -67,6 +71,8 @@ class RecsysError(Exception):
     """Root of every error recsys raises on purpose."""
 
     exit_code: int = EXIT_RUNTIME
+    # A message of several lines is printed as they are; any other is folded to one line.
+    multiline: bool = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -94,10 +100,13 @@ class PolicyError(ConfigError):
 class SourceError(RecsysError):
     """An upstream source, or a local mirror of one, could not be read."""
 
-    def __init__(self, message: str, *, source: str | None = None, url: str | None = None) -> None:
+    def __init__(self, message: str, *, source: str | None = None, url: str | None = None,
+                 unreachable: bool = False) -> None:
         super().__init__(message)
         self.source = source
         self.url = url
+        # True when the network failed (no route, DNS, timeout): the CLI then names the mirror options.
+        self.unreachable = unreachable
 
 
 class SourceTimeout(SourceError):
@@ -108,8 +117,8 @@ class SourceHTTPError(SourceError):
     """The source answered with an HTTP error status."""
 
     def __init__(self, message: str, *, source: str | None = None, url: str | None = None,
-                 status_code: int | None = None) -> None:
-        super().__init__(message, source=source, url=url)
+                 status_code: int | None = None, unreachable: bool = False) -> None:
+        super().__init__(message, source=source, url=url, unreachable=unreachable)
         self.status_code = status_code
 
 
@@ -172,12 +181,26 @@ class RoutingError(RecsysError):
 
 
 class NoCandidateError(RoutingError):
-    """No candidate qualifies for the task under the given constraints."""
+    """No candidate qualifies for the task under the given constraints.
 
-    def __init__(self, message: str, *, task: str, excluded: tuple[tuple[str, str], ...] = ()) -> None:
+    The message is at most three lines (the task, the count excluded per reason, the first thing to
+    try); ``excluded`` holds every (model, reason) and ``detail`` prints them.
+    """
+
+    multiline = True
+
+    def __init__(self, message: str, *, task: str, excluded: tuple[tuple[str, str], ...] = (),
+                 hint: str | None = None) -> None:
         super().__init__(message)
         self.task = task
         self.excluded = excluded
+        # The first thing to try, as one sentence (the message itself counts exclusions per reason).
+        self.hint = hint
+
+    @property
+    def detail(self) -> str:
+        """Every exclusion, one per line (what ``-v`` and ``--json`` show)."""
+        return "\n".join(f"{model}: {reason}" for model, reason in self.excluded)
 
 
 class RouteTestFailed(RecsysError):
@@ -190,3 +213,19 @@ class UsageError(RecsysError):
     """Arguments that parse but cannot be used together."""
 
     exit_code = EXIT_USAGE
+
+
+class UnknownTaskError(RoutingError, UsageError):
+    """A task name the policy does not define: a usage error (exit 2) in every command."""
+
+    def __init__(self, message: str, *, task: str) -> None:
+        super().__init__(message)
+        self.task = task
+
+
+class UnknownSourceError(UsageError, ConfigError):
+    """A source name that no command knows: a usage error (exit 2) in every command."""
+
+    def __init__(self, message: str, *, source: str) -> None:
+        super().__init__(message)
+        self.source = source

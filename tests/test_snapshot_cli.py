@@ -77,5 +77,5 @@ def test_task_and_top_narrow_the_json_document(database_url: str, store: Store) 
 def test_unknown_task_is_a_usage_error(memory_store: Store, tmp_path: object) -> None:
     result = runner.invoke(app, ["--database-url", "sqlite://", "snapshot", "--task", "nope"])
     assert result.exit_code == 2
-    assert result.stderr.startswith("UsageError: Unknown task 'nope'. Tasks: chat, classification, ")
+    assert result.stderr.startswith("UnknownTaskError: Unknown task 'nope'. Tasks: chat, classification, ")
     assert runner.invoke(app, ["--database-url", "sqlite://", "snapshot", "--top", "0"]).exit_code == 2

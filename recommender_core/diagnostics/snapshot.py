@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from ..errors import UsageError
+from ..errors import UnknownTaskError, UsageError
 from ..evidence import current_run_ids, unmapped_tasks, unmatched_models
 from ..policy import EvidenceRef, Policy
 from ..routing.table import order_key
@@ -323,7 +323,7 @@ def build_snapshot(
     scoring = _scoring(store, now, task, top)
     if task is not None and task not in policy.tasks and task not in scoring.ranked \
             and task not in scoring.excluded:
-        raise UsageError(f"Unknown task '{task}'. Tasks: {', '.join(sorted(policy.tasks))}.")
+        raise UnknownTaskError(f"Unknown task '{task}'. Tasks: {', '.join(sorted(policy.tasks))}.", task=task)
     evidence_values = _evidence_values(store, policy, scoring.ranked)
     tasks = {
         name: [{

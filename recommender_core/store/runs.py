@@ -32,6 +32,7 @@ from .tables import IngestRun, RunStatus, ScoringRun
 
 __all__ = [
     "ABANDONED_ERROR",
+    "RUN_SOURCES_BESIDES_EVIDENCE",
     "SCORE_JOB",
     "RunHandle",
     "RunSummary",
@@ -49,6 +50,8 @@ __all__ = [
 
 
 SCORE_JOB = "score"
+# What ``list_runs(source=...)`` knows beside the evidence sources: telemetry imports and scoring runs.
+RUN_SOURCES_BESIDES_EVIDENCE = ("litellm", SCORE_JOB)
 # What a run left ``running`` by a process that is gone is shown and recorded with.
 ABANDONED_ERROR = "abandoned (process gone): the process running it stopped before recording an outcome"
 
