@@ -255,11 +255,22 @@ def cronjob(command: str) -> Callable[[F], F]:
     return decorator
 
 
+def _json_default(value: Any) -> Any:
+    """Times as ISO 8601 UTC with ``Z`` (docs/json.md); anything else JSON cannot hold as its text."""
+    from datetime import datetime
+
+    if isinstance(value, datetime):
+        from recommender_core.clock import iso_utc
+
+        return iso_utc(value)
+    return str(value)
+
+
 def print_json(document: Any) -> None:
     """Exactly one JSON document on stdout."""
     import json
 
-    sys.stdout.write(json.dumps(document, indent=2, default=str, allow_nan=False) + "\n")
+    sys.stdout.write(json.dumps(document, indent=2, default=_json_default, allow_nan=False) + "\n")
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]

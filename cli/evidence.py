@@ -84,8 +84,6 @@ def runs_command(
     json_output: JsonOption = False,
 ) -> None:
     """List ingest and scoring runs, newest first, with status and row counts."""
-    from dataclasses import asdict
-
     from recommender_core.sources import check_source_name
     from recommender_core.store.runs import RUN_SOURCES_BESIDES_EVIDENCE, list_runs
 
@@ -93,7 +91,7 @@ def runs_command(
     check_source_name(source, also=RUN_SOURCES_BESIDES_EVIDENCE)
     runs = list_runs(app_state.store(), source=source, limit=limit)
     if app_state.json_output:
-        print_json([asdict(r) for r in runs])
+        print_json([r.to_json() for r in runs])
         return
     print_table(
         "Runs", ["id", "source", "status", "started", "version", "rows", "rejected", "error"],

@@ -3,7 +3,7 @@
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -69,9 +69,7 @@ def ingest_lmsys(
     json_output: JsonOption = False,
 ) -> None:
     """Ingest LMArena (Chatbot Arena) ratings into the evidence store."""
-    from dataclasses import asdict
-
-    from recommender_core.sources.base import IngestOptions
+    from recommender_core.sources.base import IngestOptions, ingest_document
     from recommender_core.sources.lmsys import LmsysSource
 
     app_state = state(ctx, json_output=json_output)
@@ -88,7 +86,6 @@ def ingest_lmsys(
     if app_state.report is not None and result.status != "dry-run":
         app_state.report.record_ingest("lmsys", rows=result.rows_accepted, rejected=result.rows_rejected)
     if app_state.json_output:
-        document: dict[str, Any] = asdict(result)
-        print_json(document)
+        print_json(ingest_document(result))
     else:
         render(result)

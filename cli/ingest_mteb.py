@@ -24,8 +24,8 @@ def ingest_mteb(
     json_output: JsonOption = False,
 ) -> None:
     """Ingest MTEB embedding benchmark results into the evidence store."""
-    from recommender_core.sources.base import IngestOptions
-    from recommender_core.sources.mteb import MtebSource, summarise
+    from recommender_core.sources.base import IngestOptions, ingest_document
+    from recommender_core.sources.mteb import MtebSource
     from recommender_core.sources.mteb_constants import UNMAPPED_TASK, UNMAPPED_TASKS
 
     app_state = state(ctx, json_output=json_output)
@@ -39,9 +39,8 @@ def ingest_mteb(
         ingester.close()
     if app_state.report is not None:
         app_state.report.record_ingest("mteb", rows=result.rows_accepted, rejected=result.rows_rejected)
-    summary = summarise(result)
     if app_state.json_output:
-        print_json(summary)
+        print_json(ingest_document(result))
         return
     if result.status == "unchanged":
         typer.echo(f"mteb: source version {result.source_version} is already ingested; nothing to do "
@@ -50,10 +49,10 @@ def ingest_mteb(
     what = (f"as run {result.run_id}" if result.run_id is not None else "(dry run, nothing written)")
     typer.echo(f"mteb: {result.status}, version {result.source_version}, {result.rows_accepted} rows, "
                f"{result.rows_rejected} rejected {what}.")
-    for reason, count in summary["rejected"].items():
+    for reason, count in sorted(result.rejected_reasons.items(), key=lambda kv: (-kv[1], kv[0])):
         typer.echo(f"  rejected {reason}: {count}")
     for reason, count in result.skipped.items():
         typer.echo(f"  skipped {reason}: {count}")
-    if summary.get(UNMAPPED_TASK):
-        typer.echo(f"  {UNMAPPED_TASK}: {summary[UNMAPPED_TASK]} (stored, task_type null)")
-        typer.echo("  " + unmapped_tasks_line(summary[UNMAPPED_TASKS]))
+    if result.details.get(UNMAPPED_TASK):
+        typer.echo(f"  {UNMAPPED_TASK}: {result.details[UNMAPPED_TASK]} (stored, task_type null)")
+        typer.echo("  " + unmapped_tasks_line(result.details[UNMAPPED_TASKS]))

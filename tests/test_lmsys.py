@@ -442,7 +442,7 @@ def test_cli_ingest_json_unchanged_and_evidence(database_url: str, monkeypatch: 
     first = runner.invoke(app, [*base, "ingest", "lmsys", "--source", str(SAMPLE), "--json"])
     assert first.exit_code == 0, first.output
     doc = json.loads(first.stdout)
-    assert (doc["status"], doc["source_version"], doc["rows_accepted"]) == ("success", "sample", 78)
+    assert (doc["status"], doc["source_version"], doc["rows"]) == ("success", "sample", 78)
     monkeypatch.setenv("RECSYS_LMSYS_URL", str(SAMPLE))
     again = runner.invoke(app, [*base, "ingest", "lmsys"])
     assert again.exit_code == 0
@@ -482,7 +482,7 @@ def test_cli_evidence_table_fits_80_columns_and_refuses_unknown_sources(tmp_path
         "Evidence: no current evidence matches these filters")
     unknown = runner.invoke(app, [*base, "evidence", "--source", "lmsyss"])
     assert unknown.exit_code == 2 and unknown.stderr.count("\n") == 1
-    assert "not an evidence source; use one of: lmsys, mteb" in unknown.stderr
+    assert "is not a known source; use one of: lmsys, mteb." in unknown.stderr
 
 
 def test_cli_dry_run_writes_nothing(tmp_path: Path) -> None:

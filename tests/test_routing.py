@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recommender_core.errors import ConfigError, NoCandidateError, RoutingError, UnknownTaskError, UsageError
+from recommender_core.errors import ConfigError, NoCandidateError, UnknownTaskError, UsageError
 from recommender_core.policy import parse_policy
 from recommender_core.routing.decision import RouteDecision, route
 from recommender_core.routing.strategies import STRATEGIES

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlmodel import col, select
 
+from ..clock import iso_utc
 from ..errors import UnknownTaskError, UsageError
 from ..evidence import current_run_ids, unmapped_tasks, unmatched_models
 from ..policy import EvidenceRef, Policy
@@ -56,7 +57,7 @@ class Snapshot:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+    return iso_utc(value) if value is not None else None
 
 
 def source_status(store: Store, now: datetime, stale_after: timedelta) -> list[dict[str, Any]]:
@@ -129,7 +130,7 @@ class _Scoring:
 
 def _run_info(run: ScoringRun, now: datetime) -> dict[str, Any]:
     computed_at = run.finished_at or run.started_at
-    return {"id": str(run.id), "computed_at": _iso(computed_at), "policy_hash": run.policy_hash,
+    return {"id": run.id, "computed_at": _iso(computed_at), "policy_hash": run.policy_hash,
             "age_seconds": max(0.0, (now - computed_at).total_seconds())}
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "IngestResult",
     "ProgressFactory",
     "Source",
+    "ingest_document",
     "register_source",
 ]
 
@@ -105,6 +106,20 @@ class IngestResult:
     rejected_reasons: Mapping[str, int]
     skipped: Mapping[str, int]
     details: Mapping[str, Any]
+
+
+def ingest_document(result: IngestResult) -> dict[str, Any]:
+    """The one ingest result document (``recsys ingest <source> --json``; docs/ingest.schema.json).
+
+    Every source prints these keys and no others at the top level, with the names the snapshot's
+    ``sources`` use (``rows``, ``rejected_rows``); what only one source has goes under ``details``.
+    """
+    details = dict(result.details)
+    examples = details.pop("rejected_examples", {})
+    return {"source": result.source, "status": result.status, "source_version": result.source_version or None,
+            "run_id": result.run_id, "rows": result.rows_accepted, "rejected_rows": result.rows_rejected,
+            "rejected": dict(sorted(result.rejected_reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "skipped": dict(sorted(result.skipped.items())), "details": {**details, "rejected_examples": examples}}
 
 
 # A progress reporter: called with (done, total or None); the CLI passes a rich progress bar.

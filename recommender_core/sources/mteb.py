@@ -33,7 +33,6 @@ import os
 import re
 import sys
 import tempfile
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -920,12 +919,3 @@ class MtebSource(Source):
                 extra={"dataset": sha, **({"splits": list(s.splits)} if len(s.splits) > 1 else {})}))
         batch.details["models"] = len({m for m, _ in picks})
         return batch
-
-
-def summarise(result: IngestResult) -> dict[str, Any]:
-    """The run summary as a plain document (the CLI prints it)."""
-    return {"source": result.source, "status": result.status, "source_version": result.source_version,
-            "run_id": result.run_id, "rows": result.rows_accepted, "rejected_rows": result.rows_rejected,
-            "rejected": dict(Counter(result.rejected_reasons).most_common()), "skipped": dict(result.skipped),
-            **{k: v for k, v in result.details.items() if k != "rejected_examples"},
-            "rejected_examples": result.details.get("rejected_examples", {})}

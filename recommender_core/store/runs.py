@@ -112,6 +112,16 @@ class RunSummary:
     error: str | None
     details: dict[str, Any]
 
+    def to_json(self) -> dict[str, Any]:
+        """The ``recsys runs --json`` item (docs/runs.schema.json): counts named as in the ingest document."""
+        from ..clock import iso_utc
+
+        return {"kind": self.kind, "id": self.id, "source": self.source, "status": self.status,
+                "started_at": iso_utc(self.started_at),
+                "finished_at": iso_utc(self.finished_at) if self.finished_at else None,
+                "source_version": self.source_version, "rows": self.rows_accepted,
+                "rejected_rows": self.rows_rejected, "error": self.error, "details": self.details}
+
 
 def start_ingest_run(store: Store, source: str) -> int:
     """Mark dead ``running`` runs of ``source`` abandoned and record a new running run."""
