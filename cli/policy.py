@@ -32,5 +32,8 @@ def check(
                 ([c.name, c.kind, ", ".join(c.evidence_names) or "(none stored)"] for c in report.candidates))
     print_table("Evidence names that match no candidate", ["source", "name", "nearest candidates"],
                 ([u.source, u.name, ", ".join(u.suggestions)] for u in report.unmatched))
+    for ref in report.unmatched_references:
+        typer.echo(f"Warning: task {ref.task}: evidence {ref.reference} matches nothing in the current evidence; "
+                   f"nearest: {', '.join(ref.nearest) or '(none)'}.", err=True)
     if report.unmapped_tasks:
         typer.echo(unmapped_tasks_line(report.unmapped_tasks, shown=len(report.unmapped_tasks)))

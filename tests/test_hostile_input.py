@@ -104,8 +104,9 @@ def test_a_future_dated_spend_log_row_is_rejected_counted_and_never_moves_the_cu
                   now=NOW + timedelta(minutes=1))
     assert second.exit_code == 0, second.output
     assert second.stderr == ""
+    cursor = (NOW + timedelta(minutes=3)).isoformat().replace("+00:00", "Z")
     assert second.stdout == (f"Imported 1 new spend-log rows (4 read, 1 already stored, 2 rejected (started_at is "
-                             f"in the future: 2)); cursor {(NOW + timedelta(minutes=3)).isoformat().replace('+00:00', 'Z')}.\n")
+                             f"in the future: 2)); cursor {cursor}.\n")
     after = _event_rows(database_url)
     assert set(after) == {"ok-1", "ok-2", "skewed", "later"}
     assert {k: after[k] for k in before} == before  # the telemetry already stored is untouched

@@ -153,11 +153,19 @@ def _pick(rows: Sequence[EvidenceValue]) -> EvidenceValue:
     return sorted(rows, key=lambda r: (-(r.samples or 0), -r.value, r.model))[0]
 
 
+def _nothing_for(ref: str, source: str, rows: Sequence[EvidenceValue]) -> str:
+    """Why a reference has no rows: the source was never ingested, or it has no such category (a typo)."""
+    if any(r.source == source for r in rows):
+        return (f"no current evidence for {ref}: the current {source} evidence has no such category "
+                "('recsys policy check' names the nearest)")
+    return f"no current evidence for {ref} (run 'recsys ingest {source}')"
+
+
 def _arena_quality(ref: str, category: str, rows: Sequence[EvidenceValue], names: Sequence[str],
                    conservative: bool) -> tuple[dict[str, float], dict[str, str], dict[str, Any]]:
     in_category = [r for r in rows if r.source == "lmsys" and r.category == category]
     if not in_category:
-        reason = f"no current evidence for {ref} (run 'recsys ingest lmsys')"
+        reason = _nothing_for(ref, "lmsys", rows)
         return {}, dict.fromkeys(names, reason), {}
     ordered = sorted(in_category, key=lambda r: (r.value, r.model))
     reference = ordered[(len(ordered) - 1) // 2]
@@ -183,7 +191,7 @@ def _mteb_quality(ref: str, selector: str, rows: Sequence[EvidenceValue],
     mteb = [r for r in rows if r.source == "mteb" and r.candidate is not None
             and (r.category == wanted if kind == "task" else r.task_type == wanted)]
     if not mteb:
-        reason = f"no current evidence for {ref} (run 'recsys ingest mteb')"
+        reason = _nothing_for(ref, "mteb", rows)
         return {}, dict.fromkeys(names, reason), {}
     scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in mteb:
