@@ -6,7 +6,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ._base import JsonOption, PolicyOption, print_json, state
-from ._render import format_value, print_table
+from ._render import format_time, format_value, one_line, print_table
+
+# A version (a sha, a policy hash) in the runs table: enough to tell versions apart.
+VERSION_WIDTH = 8
 
 if TYPE_CHECKING:
     from recommender_core.evidence import EvidenceRow
@@ -48,7 +51,7 @@ def evidence_command(
     for name in sorted({r.source for r in rows}):
         headers, cells = _COLUMNS.get(name, _COLUMNS[""])
         print_table(f"Evidence: {name}", headers, (cells(r) for r in rows if r.source == name),
-                    no_wrap=headers[1:])
+                    names=headers[:1], no_wrap=headers[1:])
 
 
 def _who(row: "EvidenceRow") -> str:
@@ -94,8 +97,15 @@ def runs_command(
         print_json([r.to_json() for r in runs])
         return
     print_table(
-        "Runs", ["id", "source", "status", "started", "version", "rows", "rejected", "error"],
-        ([r.id, r.source, r.status, r.started_at.strftime("%Y-%m-%d %H:%M:%SZ"), r.source_version,
-          r.rows_accepted, r.rows_rejected, r.error] for r in runs),
-        empty="no runs recorded yet",
+        "Runs (times UTC)", ["id", "source", "status", "started", "version", "rows", "error"],
+        ([r.id, r.source, r.status, format_time(r.started_at), one_line(r.source_version or "-", VERSION_WIDTH),
+          f"{r.rows_accepted}/{r.rows_rejected}", r.error or ""] for r in runs),
+        empty="no runs recorded yet", no_wrap=("id", "status", "started", "version", "rows"),
+        names=("source",), clip="error",
     )
+    failed = [r for r in runs if r.error]
+    if failed and app_state.verbose:
+        for r in failed:
+            typer.echo(f"run {r.id} ({r.source}) error: {r.error}")
+    elif failed:
+        typer.echo("Errors are cut to one line: 'recsys -v runs' prints them whole (so does --json).")

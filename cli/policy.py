@@ -29,9 +29,11 @@ def check(
     typer.echo(f"Policy {policy.source_path} is valid: {len(policy.candidates)} candidates, "
                f"{len(policy.tasks)} tasks (hash {policy.hash[:12]}).")
     print_table("Candidates", ["candidate", "kind", "evidence names"],
-                ([c.name, c.kind, ", ".join(c.evidence_names) or "(none stored)"] for c in report.candidates))
+                ([c.name, c.kind, ", ".join(c.evidence_names) or "(none stored)"] for c in report.candidates),
+                names=("candidate", "evidence names"), no_wrap=("kind",))
     print_table("Evidence names that match no candidate", ["source", "name", "nearest candidates"],
-                ([u.source, u.name, ", ".join(u.suggestions)] for u in report.unmatched))
+                ([u.source, u.name, ", ".join(u.suggestions)] for u in report.unmatched),
+                names=("name", "nearest candidates"))
     for ref in report.unmatched_references:
         typer.echo(f"Warning: task {ref.task}: evidence {ref.reference} matches nothing in the current evidence; "
                    f"nearest: {', '.join(ref.nearest) or '(none)'}.", err=True)

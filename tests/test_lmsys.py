@@ -472,8 +472,8 @@ def test_cli_evidence_table_fits_80_columns_and_refuses_unknown_sources(tmp_path
     assert max(len(line) for line in lines) <= 80
     # One table per source; numbers and categories never wrap, only long model names may.
     assert "Evidence: lmsys" in lines and "Evidence: mteb" in lines
-    arena = [line for line in lines if re.search(r"│ text/\w+ +│ \d+(\.\d+)? +│ [\d.]+\.\.[\d.]+ +│ \d+ +│$", line)]
-    mteb = [line for line in lines if re.search(r"│ [A-Z]\w+ +│ [A-Z]\w+ +│ 0\.\d+ +│$", line)]
+    arena = [line for line in lines if re.search(r"  text/\w+ +\d+(\.\d+)? +[\d.]+\.\.[\d.]+ +\d+$", line)]
+    mteb = [line for line in lines if re.search(r"  [A-Z]\w+ +[A-Z]\w+ +0\.\d+$", line)]
     assert (len(arena), len(mteb)) == (78, 32)  # every category, type and number on one line
     assert any("text/coding" in line and "1446.28..1455.72" in line for line in arena)
     assert any("TwentyNewsgroupsClustering" in line and "Clustering" in line for line in mteb)
