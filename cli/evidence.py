@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ._base import JsonOption, PolicyOption, print_json, state
-from ._render import format_time, format_value, one_line, print_table
+from ._render import console, format_time, format_value, one_line, print_table
 
 # A version (a sha, a policy hash) in the runs table: enough to tell versions apart.
 VERSION_WIDTH = 8
@@ -105,7 +105,8 @@ def runs_command(
     )
     failed = [r for r in runs if r.error]
     if failed and app_state.verbose:
+        out = console()
         for r in failed:
-            typer.echo(f"run {r.id} ({r.source}) error: {r.error}")
+            out.print(f"run {r.id} ({r.source}) error: {r.error}", markup=False)
     elif failed:
         typer.echo("Errors are cut to one line: 'recsys -v runs' prints them whole (so does --json).")

@@ -118,9 +118,10 @@ def route_command(
         print_json(doc)
         return
     source = "scores" if v2 else "the policy's static order (ENABLE_MODEL_RECOMMENDER_V2 is off)"
-    typer.echo(f"{task}: {decision.primary}  (strategy {strategy}, from {source})")
     # wrapped at the spaces between names, never inside one
-    console().print(f"fallbacks: {', '.join(decision.fallbacks) or '(none)'}", markup=False)
+    out = console()
+    out.print(f"{task}: {decision.primary}  (strategy {strategy}, from {source})", markup=False)
+    out.print(f"fallbacks: {', '.join(decision.fallbacks) or '(none)'}", markup=False)
     print_table("Candidates, in order", ["#", "model", "utility", "quality", "cost", "latency", "reliab."],
                 ([i + 1, c["model"], *(format_score(c[k]) for k in ("utility", "quality", "cost", "latency",
                                                                      "reliability"))]
