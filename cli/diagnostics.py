@@ -6,7 +6,7 @@ from typing import Annotated, Any
 import typer
 
 from ._base import JsonOption, PolicyOption, cronjob, print_json, state
-from ._render import fold_name, format_score, format_value, one_line, unmapped_tasks_line
+from ._render import console, fold_name, format_score, format_value, one_line, unmapped_tasks_line
 
 # How many of each task's top models the snapshot job pushes as recsys_utility_score (unless --top).
 PUSHED_TOP = 3
@@ -25,6 +25,8 @@ def snapshot_command(
     ctx: typer.Context,
     task: Annotated[str | None, typer.Option("--task", help="Only this task.")] = None,
     top: Annotated[int | None, typer.Option("--top", min=1, help="Only the top N models per task.")] = None,
+    summary: Annotated[bool, typer.Option(
+        "--summary", help="Only the top pick per task and the one component that decided it (no tables).")] = False,
     policy_path: PolicyOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -33,6 +35,9 @@ def snapshot_command(
 
     app_state = state(ctx, json_output=json_output)
     settings = app_state.settings()
+    if summary and not app_state.json_output:
+        render_summary(app_state, policy_path)
+        return
     store = app_state.store()
     snapshot = build_snapshot(store, app_state.policy(policy_path),
                               v2_enabled=settings.enable_model_recommender_v2,
@@ -63,6 +68,31 @@ def _age(seconds: float | None) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} d"
+
+
+def render_summary(app_state: Any, policy_path: str | None) -> None:
+    """A few lines: per task, the top pick and the component that decided it over the runner-up."""
+    from recommender_core.routing.summary import top_picks
+    from recommender_core.routing.table import load_current_table
+
+    v2 = bool(app_state.settings().enable_model_recommender_v2)
+    table = load_current_table(app_state.store())
+    policy = app_state.policy(policy_path)
+    out = console()
+    origin = table.origin if table is not None else "no scoring run yet"
+    out.print(f"Top pick per task ({origin}; V2 {'on' if v2 else 'off: static order'}):", markup=False)
+    picks = top_picks(policy, table, v2_enabled=v2)
+    width = max(len(p.task) for p in picks)
+    for p in picks:
+        if p.component is None:
+            out.print(f"  {p.task:<{width}}  {p.model or '-'} ({p.reason})", markup=False)
+            continue
+        # two lines per task: the pick, then what decided it (the runner-up named when it fits)
+        out.print(f"  {p.task:<{width}}  {p.model}", markup=False)
+        why = f"decided by {p.component}: {format_score(p.pick_value)} vs {format_score(p.runner_up_value)}"
+        named = f"{why} for {p.runner_up}"
+        indent = " " * (width + 4)
+        out.print(indent + (named if len(indent + named) <= out.width else f"{why} for the runner-up"), markup=False)
 
 
 def render_snapshot(doc: dict[str, Any], *, stale_after_hours: float, width: int | None = None,
