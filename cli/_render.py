@@ -24,6 +24,11 @@ MIN_NAME_WIDTH = 12
 _BREAK_AFTER = re.compile(r"[^/\- ]+[/\- ]*|[/\- ]+")
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 task``, ``2 tasks``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def format_value(value: Any) -> str:
     if value is None:
         return "-"

@@ -5,7 +5,7 @@ from typing import Annotated
 import typer
 
 from ._base import JsonOption, RecsysTyper, print_json, state
-from ._render import console, print_table, unmapped_tasks_line
+from ._render import console, plural, print_table, unmapped_tasks_line
 
 app = RecsysTyper()
 
@@ -26,8 +26,8 @@ def check(
     if app_state.json_output:
         print_json(report.to_json())
         return
-    console().print(f"Policy {policy.source_path} is valid: {len(policy.candidates)} candidates, "
-                    f"{len(policy.tasks)} tasks (hash {policy.hash[:12]}).", markup=False)
+    console().print(f"Policy {policy.source_path} is valid: {plural(len(policy.candidates), 'candidate')}, "
+                    f"{plural(len(policy.tasks), 'task')} (hash {policy.hash[:12]}).", markup=False)
     print_table("Candidates", ["candidate", "kind", "evidence names"],
                 ([c.name, c.kind, ", ".join(c.evidence_names) or "(none stored)"] for c in report.candidates),
                 names=("candidate", "evidence names"), no_wrap=("kind",))

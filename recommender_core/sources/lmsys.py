@@ -233,11 +233,11 @@ def parse_parquet(data: bytes, *, config: str, origin: str, batch: Batch,
     """Parse one config's parquet into ``batch`` (pyarrow only; a non-parquet body fails clearly)."""
     if len(data) < 12 or data[:4] != b"PAR1" or data[-4:] != b"PAR1":
         head = data[:64].lstrip().lower()
-        what = ("empty (0 bytes)" if not data else
-                "an HTML page" if head.startswith((b"<!doctype html", b"<html")) else
-                "a truncated parquet file" if data[:4] == b"PAR1" else "something else")
-        raise SourceSchemaError(f"{NAME}: {origin} is {what}, not a parquet file; nothing was written.",
-                                source=NAME)
+        what = ("is empty (0 bytes), not a parquet file" if not data else
+                "is an HTML page, not a parquet file" if head.startswith((b"<!doctype html", b"<html")) else
+                "is a truncated parquet file (it ends before its footer)" if data[:4] == b"PAR1" else
+                "is not a parquet file")
+        raise SourceSchemaError(f"{NAME}: {origin} {what}; nothing was written.", source=NAME)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
