@@ -130,7 +130,9 @@ class _Scoring:
 
 def _run_info(run: ScoringRun, now: datetime) -> dict[str, Any]:
     computed_at = run.finished_at or run.started_at
-    return {"id": run.id, "computed_at": _iso(computed_at), "policy_hash": run.policy_hash,
+    # A string, as schema_version 1 has always had it: changing a field's type would break readers of
+    # saved snapshots, and only additions are allowed within a schema version.
+    return {"id": str(run.id), "computed_at": _iso(computed_at), "policy_hash": run.policy_hash,
             "age_seconds": max(0.0, (now - computed_at).total_seconds())}
 
 
