@@ -1,6 +1,6 @@
 """route() against litellm.Router.get_available_deployment, with 500 candidates and 30 tasks in memory.
 
-Targets (DESIGN.md 13, issue 6): route() p99 <= 50 us, and <= 5% of get_available_deployment's p99 on
+Targets (issue 6): route() p99 <= 50 us, and <= 5% of get_available_deployment's p99 on
 an equal deployment list (one model group of 500 deployments), both measured in this run. Every
 route() call draws fresh random constraints, task and strategy; no decision is reused.
 """

@@ -1,4 +1,4 @@
-"""Telemetry (DESIGN.md section 13): hook overhead, writer throughput, bounded memory.
+"""Telemetry: hook overhead, writer throughput, bounded memory.
 
 1. Hook overhead: interleaved calls (A B A B ...) of the same ``litellm.completion(mock_response=...)``
    calls with ``TelemetryCallback`` registered (its writer running into a real store) and with no

@@ -210,7 +210,7 @@ def state(ctx: typer.Context, *, json_output: bool = False) -> AppState:
 
 
 def cronjob(command: str) -> Callable[[F], F]:
-    """Mark a command as a CronJob: one metrics push when it ends, success or failure (DESIGN.md 9).
+    """Mark a command as a CronJob: one metrics push when it ends, success or failure (docs/metrics.md).
 
     Apply it under ``@app.command``. The command reads ``state(ctx).report`` to add ingest counts
     and gauges. Usage errors (exit 2) never reach the command, so they push nothing; neither does

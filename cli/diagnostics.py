@@ -232,7 +232,7 @@ def serve_command(
     url = f"http://{bound_host!s}:{bound_port}/"
     typer.echo(f"recsys serve: {url} (/snapshot, /metrics, /healthz, /livez); Ctrl-C stops", err=True)
     if app_state.json_output:
-        # DESIGN.md 3: one JSON document on stdout, here where the server listens (useful with --port 0).
+        # docs/json.md: one JSON document on stdout, here where the server listens (useful with --port 0).
         print_json({"url": url, "host": str(bound_host), "port": int(bound_port),
                     "endpoints": ["/snapshot", "/metrics", "/healthz", "/livez"]})
         sys.stdout.flush()

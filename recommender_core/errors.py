@@ -1,7 +1,7 @@
 """The one exception tree of recsys.
 
 Every error the library raises on purpose derives from ``RecsysError``. Each class carries the
-CLI exit code it maps to (DESIGN.md section 3), so the CLI keeps a single handler::
+CLI exit code it maps to (README, "Exit codes"), so the CLI keeps a single handler::
 
     RecsysError                      exit 1
     ├── ConfigError                  exit 1   bad setting, bad or missing policy file

@@ -1,4 +1,4 @@
-"""Read model over stored evidence (DESIGN.md section 5): current rows, matched to candidates."""
+"""Read model over stored evidence (``recsys evidence``): current rows, matched to candidates."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ def _walk(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]
 
 
 COMMANDS = [p for p in _walk(typer.main.get_command(app)) if p]
-# DESIGN.md section 3: the contract's command list.
+# The CLI contract's command list (README, "Commands").
 CONTRACT = {
     ("db", "upgrade"), ("ingest", "lmsys"), ("ingest", "mteb"), ("ingest", "litellm"), ("telemetry", "prune"),
     ("evidence",), ("runs",), ("policy", "check"), ("score",), ("route",), ("snapshot",), ("route-test",),

@@ -1,4 +1,4 @@
-"""DESIGN.md 3: every command accepts ``--json`` before and after the subcommand, and with it stdout
+"""docs/json.md: every command accepts ``--json`` before and after the subcommand, and with it stdout
 carries exactly one JSON document (logs and progress go to stderr).
 
 The commands come from the Typer app tree, so a new command fails here until it is given arguments

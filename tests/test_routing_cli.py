@@ -50,7 +50,7 @@ def test_score_json_then_route_explains(setup: tuple[str, Path]) -> None:
     routed = cli(url, "route", "chat", "--policy", str(policy), "--json", v2=True)
     assert routed.exit_code == 0, routed.output
     decision = json.loads(routed.stdout)
-    # DESIGN.md 6: exactly these keys, candidates and exclusions with exactly theirs
+    # docs/json.md (route.schema.json): exactly these keys, candidates and exclusions with exactly theirs
     assert set(decision) == {"task", "strategy", "v2_enabled", "primary", "fallbacks", "candidates", "excluded"}
     assert {frozenset(c) for c in decision["candidates"]} == {
         frozenset({"model", "utility", "quality", "cost", "latency", "reliability"})}
@@ -188,7 +188,7 @@ def test_route_test_golden_files(setup: tuple[str, Path], tmp_path: Path) -> Non
 
 
 def test_goldens_written_from_the_store_hold_from_a_saved_snapshot(setup: tuple[str, Path], tmp_path: Path) -> None:
-    """DESIGN.md 8: a saved snapshot reproduces the store's decisions, explanations (excluded reasons) included."""
+    """A saved snapshot reproduces the store's decisions, explanations (excluded reasons) included."""
     url, policy = setup
     snapshot = _snapshot(url, tmp_path, policy)  # scores the store, then saves its snapshot
     cases = tmp_path / "cases.yaml"

@@ -1,6 +1,6 @@
-"""The snapshot document of DESIGN.md section 5: can the recommender be trusted right now?
+"""The snapshot document (docs/snapshot.schema.json): can the recommender be trusted right now?
 
-Fields beyond DESIGN.md's example are additive (the schema at ``docs/snapshot.schema.json`` lists
+Fields are only ever added within a schema version (the schema at ``docs/snapshot.schema.json`` lists
 them): ``policy_hash``, per source ``last_run_at``; ``scoring_run.age_seconds``; per ranked model
 ``evidence_values`` (the stored values behind its ``evidence`` references); ``excluded`` per task
 with reasons; ``telemetry.selections`` per task and model; ``next_steps`` when the store cannot answer;
@@ -117,7 +117,7 @@ class Score(NamedTuple):
 
 
 def _order_key(s: Score) -> tuple[float, float, float, str]:
-    # Routing's own total order (DESIGN.md section 6), so a saved snapshot reproduces its decisions.
+    # Routing's own total order (routing.table.order_key), so a saved snapshot reproduces its decisions.
     return order_key(s.utility or 0.0, s.quality or 0.0, s.cost_per_1k_tokens or 0.0, s.model)
 
 

@@ -1,4 +1,4 @@
-"""``route()`` and ``RouteDecision`` (DESIGN.md sections 6 and 7).
+"""``route()`` and ``RouteDecision`` (docs/api.md).
 
 Routing is a pure function of (utility table, policy, constraints, flag). The hot path walks orders
 precomputed when the table was loaded; the explanation (``candidates``, ``excluded``) is built only

@@ -1,4 +1,4 @@
-"""``recsys route-test``: declarative routing expectations for CI (DESIGN.md section 8).
+"""``recsys route-test``: declarative routing expectations for CI (docs/route-tests.md).
 
 A case file is YAML ``cases: [...]``; each case names a task, optional ``strategy`` and
 ``constraints``, and ``expect`` with any subset of ``primary``, ``primary_in``,

@@ -59,7 +59,7 @@ class ScoreRow:
 
 
 def order_key(utility: float, quality: float, cost_per_1k_tokens: float, model: str) -> tuple[float, float, float, str]:
-    """DESIGN.md section 6: utility desc, quality desc, cost asc, name asc, on values rounded to 9 decimals.
+    """The total order of routing: utility desc, quality desc, cost asc, name asc, on values rounded to 9 decimals.
 
     "cost" is the cost per 1k tokens (the money), so cheaper wins a tie. The snapshot ranks with
     this same key, so a saved snapshot reproduces the decisions.
@@ -363,7 +363,7 @@ def _evidence(file: str, where: str, value: Any) -> tuple[str, ...]:
 
 
 def table_from_snapshot(path: str | Path) -> UtilityTable:
-    """The ``tasks`` of a saved ``recsys snapshot --json`` document (DESIGN.md section 5), checked
+    """The ``tasks`` of a saved ``recsys snapshot --json`` document (docs/snapshot.schema.json), checked
     by the rules of ``read_snapshot``."""
     file = Path(path)
     doc = read_snapshot(file)

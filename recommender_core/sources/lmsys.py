@@ -1,4 +1,4 @@
-"""LMArena (Chatbot Arena) ratings: the ``lmsys`` source (DESIGN.md section 4, SOURCES.md part A).
+"""LMArena (Chatbot Arena) ratings: the ``lmsys`` source (README, "Arena ratings").
 
 Network mode asks the Hub for the dataset ``sha`` of ``lmarena-ai/leaderboard-dataset`` (the
 version: an unchanged sha is a no-op run) and downloads each configured config's ``latest`` parquet
@@ -328,7 +328,7 @@ def _parse_legacy_csv(reader: csv.DictReader[str], *, origin: str, batch: Batch,
         except _Bad as bad:
             batch.reject(str(bad))
             continue
-        # Every other column (MT-bench, MMLU, licence, link) is ignored (DESIGN.md section 4).
+        # Every other column (MT-bench, MMLU, licence, link) is ignored (README, "Arena ratings").
         batch.records.append(EvidenceRecord(model=name, category=category, value=rating, published_on=published_on))
 
 
