@@ -23,6 +23,15 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# The flags that go with an error's ``option`` (the core names settings, never flags).
+# ``unreachable`` is the hint for a network failure (no route, DNS, timeout: ``SourceError.unreachable``).
+FLAG_HINTS: dict[str, str] = {
+    "mirror": "The mirror is set with --source.",
+    "all_models": "Run --all without --source.",
+    "unreachable": ("Without network access, read a local mirror: pass --source PATH|URL or set the mirror "
+                    "variables ({variables})."),
+}
+
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
@@ -39,16 +48,19 @@ def _json_requested(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
 
 
 def cli_hint(exc: BaseException) -> str:
-    """The remediation that names a CLI flag or setting: it belongs here, not in the core."""
-    from recommender_core.errors import SourceError
+    """The remediation that names a CLI flag or setting (FLAG_HINTS): it belongs here, not in the core."""
+    from recommender_core.errors import RecsysError, SourceError
 
+    hints = []
+    option = exc.option if isinstance(exc, RecsysError) else None
+    if option and option in FLAG_HINTS:
+        hints.append(FLAG_HINTS[option])
     if isinstance(exc, SourceError) and exc.unreachable:
         from recommender_core.sources import available_sources
 
         variables = ", ".join(f"RECSYS_{name.upper()}_URL" for name in available_sources())
-        return (f" Without network access, read a local mirror: pass --source PATH|URL or set the mirror "
-                f"variables ({variables}).")
-    return ""
+        hints.append(FLAG_HINTS["unreachable"].format(variables=variables))
+    return "".join(f" {hint}" for hint in hints)
 
 
 def error_document(exc: BaseException, *, exit_code: int, message: str) -> dict[str, Any]:
@@ -87,7 +99,7 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except RecsysError as exc:
-            report_failure(exc, exit_code=exc.exit_code, message=redact_text(exc.message) + cli_hint(exc),
+            report_failure(exc, exit_code=exc.exit_code, message=redact_text(exc.message + cli_hint(exc)),
                            as_json=_json_requested(args, kwargs),
                            verbose=int(getattr(_root_state(args, kwargs), "verbose", 0) or 0))
             raise typer.Exit(exc.exit_code) from None
@@ -133,7 +145,7 @@ class RecsysTyper(typer.Typer):
         kwargs.setdefault("add_completion", False)
         super().__init__(**kwargs)
 
-    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:  # type: ignore[override]
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
         register = super().command(*args, **kwargs)
 
         def decorator(func: F) -> F:
@@ -192,10 +204,10 @@ class AppState:
             self._stores.pop().dispose()
 
     def policy(self, path: str | None = None) -> Policy:
-        from recommender_core.policy import load_policy
+        from recommender_core.policy_cache import cached_policy
 
         chosen = path or self.settings().policy
-        return load_policy(chosen)
+        return cached_policy(chosen)  # parsed once per file version, however often a command asks
 
 
 def state(ctx: typer.Context, *, json_output: bool = False) -> AppState:

@@ -74,9 +74,12 @@ class RecsysError(Exception):
     # A message of several lines is printed as they are; any other is folded to one line.
     multiline: bool = False
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, option: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # The setting the remedy is about (``mirror``, or a source option's name such as
+        # ``all_models``): the library knows no CLI flags, so a front end names its own (cli/_base.py).
+        self.option = option
 
     def __str__(self) -> str:
         return self.message
@@ -101,8 +104,8 @@ class SourceError(RecsysError):
     """An upstream source, or a local mirror of one, could not be read."""
 
     def __init__(self, message: str, *, source: str | None = None, url: str | None = None,
-                 unreachable: bool = False) -> None:
-        super().__init__(message)
+                 option: str | None = None, unreachable: bool = False) -> None:
+        super().__init__(message, option=option)
         self.source = source
         self.url = url
         # True when the network failed (no route, DNS, timeout): the CLI then names the mirror options.
@@ -117,8 +120,8 @@ class SourceHTTPError(SourceError):
     """The source answered with an HTTP error status."""
 
     def __init__(self, message: str, *, source: str | None = None, url: str | None = None,
-                 status_code: int | None = None, unreachable: bool = False) -> None:
-        super().__init__(message, source=source, url=url, unreachable=unreachable)
+                 status_code: int | None = None, option: str | None = None, unreachable: bool = False) -> None:
+        super().__init__(message, source=source, url=url, option=option, unreachable=unreachable)
         self.status_code = status_code
 
 
