@@ -145,7 +145,8 @@ def _more(count: int, what: str) -> None:
 
 def _table(app_state: Any, scores: str | None) -> "tuple[UtilityTable | None, Any]":
     """(table, store): from a snapshot file (no database), else the store's current run."""
-    from recommender_core.routing.table import load_current_table, table_from_snapshot
+    from recommender_core.routing.snapshot_file import table_from_snapshot
+    from recommender_core.routing.table import load_current_table
 
     if scores is not None:
         return table_from_snapshot(scores), None

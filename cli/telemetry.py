@@ -22,7 +22,7 @@ def prune(
     from recommender_core.clock import iso_utc
     from recommender_core.config import MAX_RETENTION_DAYS
     from recommender_core.errors import UsageError
-    from recommender_core.telemetry.rollups import prune_events
+    from recommender_core.telemetry.retention import prune_events
 
     app_state = state(ctx, json_output=json_output)
     if older_than is not None and older_than > MAX_RETENTION_DAYS:

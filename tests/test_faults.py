@@ -426,7 +426,7 @@ def test_prune_that_lost_its_lock_stops_deleting(postgres_url: str) -> None:
 
     from recommender_core.errors import LockLostError
     from recommender_core.store.tables import TelemetryEvent
-    from recommender_core.telemetry.rollups import prune_events
+    from recommender_core.telemetry.retention import prune_events
     from recommender_core.telemetry.writer import write_records
 
     from .test_telemetry import NOW, _record

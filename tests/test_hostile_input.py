@@ -543,7 +543,7 @@ def _snapshot_documents(draw: st.DrawFn) -> bytes:
 @settings(max_examples=300, deadline=None)
 @given(data=_snapshot_documents())
 def test_any_snapshot_file_gives_a_checked_table_or_a_recsys_error(data: bytes) -> None:
-    from recommender_core.routing.table import table_from_snapshot
+    from recommender_core.routing.snapshot_file import table_from_snapshot
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "snapshot.json"
