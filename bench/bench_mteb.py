@@ -1,6 +1,7 @@
 """MTEB mirror ingest: rate vs a bare read + json.loads loop, flat memory, and an unchanged re-run.
 
-The mirror replicates the real 9-model slice (``../shared/data/real/mteb/results-slice-9-models.tar.gz``)
+The mirror replicates the real 9-model slice (``mteb/results-slice-9-models.tar.gz`` among the real
+upstream samples that ``tests.conftest`` locates)
 under new model names in a temporary folder, up to ``RECSYS_BENCH_MTEB_FILES`` result files (default 30,000
 so ``make bench`` stays short; the issue's figure is 100,000). Ingest goes into Postgres when
 ``RECSYS_TEST_DATABASE_URL`` is set (a fresh database, dropped afterwards), else into SQLite (noted).
@@ -27,12 +28,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.conftest import SHARED_REAL_DATA
+
 from ._common import Result, scratch_postgres
 
 __all__ = ["run"]
 
 ROOT = Path(__file__).resolve().parent.parent
-SLICE = ROOT.parent / "shared" / "data" / "real" / "mteb" / "results-slice-9-models.tar.gz"
+SLICE = SHARED_REAL_DATA / "mteb" / "results-slice-9-models.tar.gz"
 DEFAULT_FILES = 30_000
 REPEATS = 3
 

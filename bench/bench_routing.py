@@ -1,6 +1,6 @@
 """route() against litellm.Router.get_available_deployment, with 500 candidates and 30 tasks in memory.
 
-Targets (DESIGN.md 13, issue 6): route() p99 <= 50 us, and <= 5% of get_available_deployment's p99,
+Targets (issue 6): route() p99 <= 50 us, and <= 5% of get_available_deployment's p99,
 both measured in this run, against both LiteLLM setups over the same 500 deployments:
 30 model groups (one per task, the realistic setup: a call picks among its group's deployments)
 and 1 group of all 500 (LiteLLM's slowest setup). Every route() call draws fresh random

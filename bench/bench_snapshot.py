@@ -1,4 +1,4 @@
-"""Snapshot and ``GET /snapshot`` speed (issue 7, DESIGN.md section 13).
+"""Snapshot and ``GET /snapshot`` speed (issue 7).
 
 1. ``recsys snapshot --json`` (``build_snapshot`` + JSON serialisation, in process, so the CLI's
    constant start-up does not blur the figure) on a store with 500 models, 30 tasks and

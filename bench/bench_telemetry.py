@@ -1,4 +1,4 @@
-"""Telemetry (DESIGN.md section 13): hook overhead, writer throughput, bounded memory.
+"""Telemetry: hook overhead, writer throughput, bounded memory.
 
 1. Hook overhead, over whole blocks of ``HOOK_CALLS`` (1,000) ``litellm.completion(mock_response=...)``
    calls, interleaved A B A B ... (``HOOK_ROUNDS`` rounds, median and spread of each side):

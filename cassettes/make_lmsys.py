@@ -1,6 +1,6 @@
 """Generate the LMArena cassettes and the sample mirror, reproducibly: ``python cassettes/make_lmsys.py``.
 
-The interactions follow the real Hugging Face Hub exchanges (SOURCES.md A.1 and C): the dataset API
+The interactions follow the real Hugging Face Hub exchanges (README, "Arena ratings"): the dataset API
 document, a `resolve/<sha>/...` answer of 302 to a signed Xet CDN URL, then the parquet bytes. The
 values (sha, dates, ratings, sizes) are the project's own. A test regenerates everything into a
 temporary folder and compares it with what is committed.

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+import typer.core
 
 if TYPE_CHECKING:
     from recommender_core.clock import Clock
@@ -23,14 +24,68 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 # The flags that go with an error's ``option`` (the core names settings, never flags).
+# ``unreachable`` is the hint for a network failure (no route, DNS, timeout: ``SourceError.unreachable``).
 FLAG_HINTS: dict[str, str] = {
     "mirror": "The mirror is set with --source.",
     "all_models": "Run --all without --source.",
+    "unreachable": ("Without network access, read a local mirror: pass --source PATH|URL or set the mirror "
+                    "variables ({variables})."),
 }
 
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def _root_state(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    ctx = kwargs.get("ctx") or next((a for a in args if isinstance(a, typer.Context)), None)
+    return ctx.find_root().obj if ctx is not None else None
+
+
+def _json_requested(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether the failing command runs with --json (before or after the subcommand)."""
+    return bool(kwargs.get("json_output") or getattr(_root_state(args, kwargs), "json_output", False))
+
+
+def cli_hint(exc: BaseException) -> str:
+    """The remediation that names a CLI flag or setting (FLAG_HINTS): it belongs here, not in the core."""
+    from recommender_core.errors import RecsysError, SourceError
+
+    hints = []
+    option = exc.option if isinstance(exc, RecsysError) else None
+    if option and option in FLAG_HINTS:
+        hints.append(FLAG_HINTS[option])
+    if isinstance(exc, SourceError) and exc.unreachable:
+        from recommender_core.sources import available_sources
+
+        variables = ", ".join(f"RECSYS_{name.upper()}_URL" for name in available_sources())
+        hints.append(FLAG_HINTS["unreachable"].format(variables=variables))
+    return "".join(f" {hint}" for hint in hints)
+
+
+def error_document(exc: BaseException, *, exit_code: int, message: str) -> dict[str, Any]:
+    """The JSON document a failure prints on stdout under --json (docs/json.md, error.schema.json)."""
+    error: dict[str, Any] = {"type": type(exc).__name__, "message": message, "exit_code": exit_code}
+    excluded = getattr(exc, "excluded", None)
+    if excluded:
+        error["excluded"] = [{"model": model, "reason": reason} for model, reason in excluded]
+    return {"error": error}
+
+
+def report_failure(exc: BaseException, *, exit_code: int, message: str, as_json: bool, verbose: int = 0) -> None:
+    """One line on stderr (a few for NoCandidateError; its detail under -v), and under --json the
+    error document on stdout as well."""
+    lines = [_one_line(line) for line in message.splitlines() if line.strip()] or [""]
+    if not getattr(exc, "multiline", False):
+        lines = [" ".join(lines)]
+    lines[0] = f"{type(exc).__name__}: {lines[0]}"
+    for line in lines:
+        typer.echo(line, err=True)
+    detail = getattr(exc, "detail", None)
+    if detail and verbose > 0:
+        typer.echo(detail, err=True)
+    if as_json:
+        print_json(error_document(exc, exit_code=exit_code, message="\n".join(lines)[len(type(exc).__name__) + 2:]))
 
 
 def handle_errors(func: F) -> F:
@@ -44,18 +99,45 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except RecsysError as exc:
-            hint = FLAG_HINTS.get(exc.option or "")
-            message = exc.message + (f" {hint}" if hint else "")
-            typer.echo(f"{type(exc).__name__}: {_one_line(redact_text(message))}", err=True)
+            report_failure(exc, exit_code=exc.exit_code, message=redact_text(exc.message + cli_hint(exc)),
+                           as_json=_json_requested(args, kwargs),
+                           verbose=int(getattr(_root_state(args, kwargs), "verbose", 0) or 0))
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class RecsysGroup(typer.core.TyperGroup):
+    """The root group: under --json a usage error (exit 2) also prints the error document on stdout."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,  # type: ignore[override]
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        # typer vendors click (typer._click): its exceptions are the ones raised while parsing.
+        from typer._click.exceptions import ClickException, UsageError
+
+        argv = list(sys.argv[1:] if args is None else args)
+        if not standalone_mode or "--json" not in argv:
+            return super().main(args=argv, prog_name=prog_name, complete_var=complete_var,
+                                standalone_mode=standalone_mode, **extra)
+        try:
+            result = super().main(args=argv, prog_name=prog_name, complete_var=complete_var,
+                                  standalone_mode=False, **extra)
+        except ClickException as exc:
+            exc.show()
+            print_json({"error": {"type": "UsageError" if isinstance(exc, UsageError) else type(exc).__name__,
+                                  "message": _one_line(exc.format_message()), "exit_code": exc.exit_code}})
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
 
 
 class RecsysTyper(typer.Typer):
     """A Typer whose every command goes through ``handle_errors``."""
 
     def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("cls", RecsysGroup)
         kwargs.setdefault("no_args_is_help", True)
         # Plain (click) help and errors: fast to start, and errors end in one "Error: ..." line.
         kwargs.setdefault("rich_markup_mode", None)
@@ -140,7 +222,7 @@ def state(ctx: typer.Context, *, json_output: bool = False) -> AppState:
 
 
 def cronjob(command: str) -> Callable[[F], F]:
-    """Mark a command as a CronJob: one metrics push when it ends, success or failure (DESIGN.md 9).
+    """Mark a command as a CronJob: one metrics push when it ends, success or failure (docs/metrics.md).
 
     Apply it under ``@app.command``. The command reads ``state(ctx).report`` to add ingest counts
     and gauges. Usage errors (exit 2) never reach the command, so they push nothing; neither does
@@ -185,11 +267,22 @@ def cronjob(command: str) -> Callable[[F], F]:
     return decorator
 
 
+def _json_default(value: Any) -> Any:
+    """Times as ISO 8601 UTC with ``Z`` (docs/json.md); anything else JSON cannot hold as its text."""
+    from datetime import datetime
+
+    if isinstance(value, datetime):
+        from recommender_core.clock import iso_utc
+
+        return iso_utc(value)
+    return str(value)
+
+
 def print_json(document: Any) -> None:
     """Exactly one JSON document on stdout."""
     import json
 
-    sys.stdout.write(json.dumps(document, indent=2, default=str, allow_nan=False) + "\n")
+    sys.stdout.write(json.dumps(document, indent=2, default=_json_default, allow_nan=False) + "\n")
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]

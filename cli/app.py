@@ -1,4 +1,4 @@
-"""The root ``recsys`` command: global options and the command tree of DESIGN.md section 3."""
+"""The root ``recsys`` command: global options and the command tree (README, "Commands")."""
 
 from typing import Annotated
 

@@ -6,7 +6,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ._base import JsonOption, PolicyOption, print_json, state
-from ._render import format_value, print_table
+from ._render import console, format_time, format_value, one_line, print_table
+
+# A version (a sha, a policy hash) in the runs table: enough to tell versions apart.
+VERSION_WIDTH = 8
 
 if TYPE_CHECKING:
     from recommender_core.evidence import EvidenceRow
@@ -29,14 +32,11 @@ def evidence_command(
     json_output: JsonOption = False,
 ) -> None:
     """List the current evidence: one row per model and category, with bounds and sample sizes."""
-    from recommender_core.errors import UsageError
     from recommender_core.evidence import list_evidence
-    from recommender_core.sources import available_sources
+    from recommender_core.sources import check_source_name
 
     app_state = state(ctx, json_output=json_output)
-    if source is not None and source not in available_sources():
-        raise UsageError(f"--source {source!r} is not an evidence source; use one of: "
-                         f"{', '.join(available_sources())}.")
+    check_source_name(source)
     rows = list_evidence(app_state.store(), app_state.policy(policy_path), source=source, model=model,
                          category=category, limit=limit)
     if app_state.json_output:
@@ -51,7 +51,7 @@ def evidence_command(
     for name in sorted({r.source for r in rows}):
         headers, cells = _COLUMNS.get(name, _COLUMNS[""])
         print_table(f"Evidence: {name}", headers, (cells(r) for r in rows if r.source == name),
-                    no_wrap=headers[1:])
+                    names=headers[:1], no_wrap=headers[1:])
 
 
 def _who(row: "EvidenceRow") -> str:
@@ -87,18 +87,26 @@ def runs_command(
     json_output: JsonOption = False,
 ) -> None:
     """List ingest and scoring runs, newest first, with status and row counts."""
-    from dataclasses import asdict
-
-    from recommender_core.store.runs import list_runs
+    from recommender_core.sources import check_source_name
+    from recommender_core.store.runs import RUN_SOURCES_BESIDES_EVIDENCE, list_runs
 
     app_state = state(ctx, json_output=json_output)
+    check_source_name(source, also=RUN_SOURCES_BESIDES_EVIDENCE)
     runs = list_runs(app_state.store(), source=source, limit=limit)
     if app_state.json_output:
-        print_json([asdict(r) for r in runs])
+        print_json([r.to_json() for r in runs])
         return
     print_table(
-        "Runs", ["id", "source", "status", "started", "version", "rows", "rejected", "error"],
-        ([r.id, r.source, r.status, r.started_at.strftime("%Y-%m-%d %H:%M:%SZ"), r.source_version,
-          r.rows_accepted, r.rows_rejected, r.error] for r in runs),
-        empty="no runs recorded yet",
+        "Runs (times UTC)", ["id", "source", "status", "started", "version", "rows", "error"],
+        ([r.id, r.source, r.status, format_time(r.started_at), one_line(r.source_version or "-", VERSION_WIDTH),
+          f"{r.rows_accepted}/{r.rows_rejected}", r.error or ""] for r in runs),
+        empty="no runs recorded yet", no_wrap=("id", "status", "started", "version", "rows"),
+        names=("source",), clip="error",
     )
+    failed = [r for r in runs if r.error]
+    if failed and app_state.verbose:
+        out = console()
+        for r in failed:
+            out.print(f"run {r.id} ({r.source}) error: {r.error}", markup=False)
+    elif failed:
+        typer.echo("Errors are cut to one line: 'recsys -v runs' prints them whole (so does --json).")

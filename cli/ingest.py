@@ -120,7 +120,8 @@ def render_ingest(plugin: type[Source], result: IngestResult, *, json_output: bo
                + (f" as run {result.run_id}" if result.run_id is not None else "") + ".")
     for title, counts in (("rejected", result.rejected_reasons), ("skipped", result.skipped)):
         if counts:
-            typer.echo(f"  {title}: " + ", ".join(f"{reason}: {n}" for reason, n in sorted(counts.items())))
+            typer.echo(f"  {title}: " + ", ".join(f"{reason}: {n}" for reason, n in
+                                                  sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))))
     for line in plugin.notes(result):
         typer.echo(f"  {line}")
 

@@ -36,6 +36,7 @@ def ingest_litellm(
     json_output: JsonOption = False,
 ) -> None:
     """Import a LiteLLM proxy's spend logs as telemetry, incrementally."""
+    from recommender_core.clock import iso_utc
     from recommender_core.errors import UsageError
     from recommender_core.telemetry.spend_logs import SOURCE, ingest_spend_logs
 
@@ -50,14 +51,18 @@ def ingest_litellm(
     if app_state.report is not None:
         app_state.report.record_ingest(SOURCE, rows=result.inserted, rejected=result.rejected)
     if app_state.json_output:
-        print_json({"run_id": result.run_id, "read": result.read, "inserted": result.inserted,
-                    "skipped_existing": result.skipped, "rejected": result.rejected,
-                    "rejected_reasons": dict(result.rejected_reasons),
-                    "cursor": result.cursor.isoformat() if result.cursor else None})
+        from recommender_core.sources.base import IngestResult, ingest_document
+
+        cursor = iso_utc(result.cursor) if result.cursor else None
+        print_json(ingest_document(IngestResult(
+            source=SOURCE, status="success", source_version=cursor or "", run_id=result.run_id,
+            rows_accepted=result.inserted, rows_rejected=result.rejected, rejected_reasons=result.rejected_reasons,
+            skipped={"already_stored": result.skipped} if result.skipped else {},
+            details={"read": result.read, "cursor": cursor})))
     else:
         rejected = ""
         if result.rejected:
             reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(result.rejected_reasons.items()))
             rejected = f", {result.rejected} rejected ({reasons})"
         typer.echo(f"Imported {result.inserted} new spend-log rows ({result.read} read, {result.skipped} "
-                   f"already stored{rejected}); cursor {result.cursor.isoformat() if result.cursor else 'unset'}.")
+                   f"already stored{rejected}); cursor {iso_utc(result.cursor) if result.cursor else 'unset'}.")

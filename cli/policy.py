@@ -5,7 +5,7 @@ from typing import Annotated
 import typer
 
 from ._base import JsonOption, RecsysTyper, print_json, state
-from ._render import print_table, unmapped_tasks_line
+from ._render import console, plural, print_table, unmapped_tasks_line
 
 app = RecsysTyper()
 
@@ -26,11 +26,16 @@ def check(
     if app_state.json_output:
         print_json(report.to_json())
         return
-    typer.echo(f"Policy {policy.source_path} is valid: {len(policy.candidates)} candidates, "
-               f"{len(policy.tasks)} tasks (hash {policy.hash[:12]}).")
+    console().print(f"Policy {policy.source_path} is valid: {plural(len(policy.candidates), 'candidate')}, "
+                    f"{plural(len(policy.tasks), 'task')} (hash {policy.hash[:12]}).", markup=False)
     print_table("Candidates", ["candidate", "kind", "evidence names"],
-                ([c.name, c.kind, ", ".join(c.evidence_names) or "(none stored)"] for c in report.candidates))
+                ([c.name, c.kind, ", ".join(c.evidence_names) or "(none stored)"] for c in report.candidates),
+                names=("candidate", "evidence names"), no_wrap=("kind",))
     print_table("Evidence names that match no candidate", ["source", "name", "nearest candidates"],
-                ([u.source, u.name, ", ".join(u.suggestions)] for u in report.unmatched))
+                ([u.source, u.name, ", ".join(u.suggestions)] for u in report.unmatched),
+                names=("name", "nearest candidates"))
+    for ref in report.unmatched_references:
+        typer.echo(f"Warning: task {ref.task}: evidence {ref.reference} matches nothing in the current evidence; "
+                   f"nearest: {', '.join(ref.nearest) or '(none)'}.", err=True)
     if report.unmapped_tasks:
         typer.echo(unmapped_tasks_line(report.unmapped_tasks, shown=len(report.unmapped_tasks)))

@@ -8,7 +8,7 @@ import typer
 from recommender_core.routing.strategies import STRATEGIES
 
 from ._base import JsonOption, PolicyOption, RecsysTyper, cronjob, print_json, state
-from ._render import print_table
+from ._render import console, format_score, print_table
 
 if TYPE_CHECKING:
     from recommender_core.routing.table import UtilityTable
@@ -72,7 +72,8 @@ def score_command(
     print_table("Tasks", ["task", "scored", "excluded"],
                 ([task, t["scored"], len(t["excluded"])] for task, t in doc["tasks"].items()))
     print_table("Excluded", ["task", "model", "reason"],
-                ([task, e["model"], e["reason"]] for task, t in doc["tasks"].items() for e in t["excluded"]))
+                ([task, e["model"], e["reason"]] for task, t in doc["tasks"].items() for e in t["excluded"]),
+                names=("task", "model"))
 
 
 def _write(path: str, text: str, option: str) -> None:
@@ -93,9 +94,15 @@ def _v2(app_state: Any) -> bool:
 def route_command(
     ctx: typer.Context,
     task: Annotated[str, typer.Argument(help="Task name from the policy, e.g. coding.")],
-    max_cost_per_1k: Annotated[float | None, typer.Option("--max-cost-per-1k", min=0)] = None,
-    max_latency_ms: Annotated[float | None, typer.Option("--max-latency-ms", min=0)] = None,
-    min_quality: Annotated[float | None, typer.Option("--min-quality", min=0, max=1)] = None,
+    max_cost_per_1k: Annotated[float | None, typer.Option(
+        "--max-cost-per-1k", min=0, help="Leave out models costing more than this many USD per 1,000 tokens "
+        "(default: the task's constraints in the policy).")] = None,
+    max_latency_ms: Annotated[float | None, typer.Option(
+        "--max-latency-ms", min=0, help="Leave out models whose p95 latency is above this many milliseconds "
+        "(default: the task's constraints).")] = None,
+    min_quality: Annotated[float | None, typer.Option(
+        "--min-quality", min=0, max=1, help="Leave out models whose quality score (0 to 1) is below this "
+        "(default: the task's constraints).")] = None,
     strategy: Annotated[str, typer.Option("--strategy", help=f"One of: {', '.join(STRATEGY_NAMES)}.")] = "utility",
     policy_path: PolicyOption = None,
     json_output: JsonOption = False,
@@ -112,17 +119,22 @@ def route_command(
         print_json(decision.to_json())  # the explanation is built here, when it is printed
         return
     source = "scores" if v2 else "the policy's static order (ENABLE_MODEL_RECOMMENDER_V2 is off)"
-    typer.echo(f"{task}: {decision.primary}  (strategy {strategy}, from {source})")
-    typer.echo(f"fallbacks: {', '.join(decision.fallbacks) or '(none)'}")
+    # wrapped at the spaces between names, never inside one
+    out = console()
+    out.print(f"{task}: {decision.primary}  (strategy {strategy}, from {source})", markup=False)
+    out.print(f"fallbacks: {', '.join(decision.fallbacks) or '(none)'}", markup=False)
     # A terminal shows the head of each list (rendering 500 rows of rich tables took 0.45 s and
     # more screens than anyone reads); --json prints all of them.
     candidates = decision.candidates
     print_table("Candidates, in order", ["#", "model", "utility", "quality", "cost", "latency", "reliab."],
-                ([i + 1, c.model, c.utility, c.quality, c.cost, c.latency, c.reliability]
-                 for i, c in enumerate(candidates[:SHOWN_ROWS])), empty="(not scored: static order)")
+                ([i + 1, c.model, *(format_score(v) for v in (c.utility, c.quality, c.cost, c.latency,
+                                                              c.reliability))]
+                 for i, c in enumerate(candidates[:SHOWN_ROWS])), empty="(not scored: static order)",
+                names=("model",), no_wrap=("#", "utility", "quality", "cost", "latency", "reliab."))
     _more(len(candidates), "candidates")
     excluded = decision.excluded
-    print_table("Excluded", ["model", "reason"], ([e.model, e.reason] for e in excluded[:SHOWN_ROWS]))
+    print_table("Excluded", ["model", "reason"], ([e.model, e.reason] for e in excluded[:SHOWN_ROWS]),
+                names=("model",))
     _more(len(excluded), "excluded models")
 
 
@@ -133,7 +145,8 @@ def _more(count: int, what: str) -> None:
 
 def _table(app_state: Any, scores: str | None) -> "tuple[UtilityTable | None, Any]":
     """(table, store): from a snapshot file (no database), else the store's current run."""
-    from recommender_core.routing.table import load_current_table, table_from_snapshot
+    from recommender_core.routing.snapshot_file import table_from_snapshot
+    from recommender_core.routing.table import load_current_table
 
     if scores is not None:
         return table_from_snapshot(scores), None

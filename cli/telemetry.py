@@ -19,9 +19,10 @@ def prune(
     json_output: JsonOption = False,
 ) -> None:
     """Delete raw telemetry events older than the retention, in bounded batches."""
+    from recommender_core.clock import iso_utc
     from recommender_core.config import MAX_RETENTION_DAYS
     from recommender_core.errors import UsageError
-    from recommender_core.telemetry.rollups import prune_events
+    from recommender_core.telemetry.retention import prune_events
 
     app_state = state(ctx, json_output=json_output)
     if older_than is not None and older_than > MAX_RETENTION_DAYS:
@@ -33,7 +34,7 @@ def prune(
     if app_state.report is not None:
         app_state.report.set_gauge("recsys_telemetry_pruned_events", result.deleted)
     if app_state.json_output:
-        print_json({"cutoff": result.cutoff.isoformat(), "deleted": result.deleted, "batches": result.batches})
+        print_json({"cutoff": iso_utc(result.cutoff), "deleted": result.deleted, "batches": result.batches})
     else:
-        typer.echo(f"Deleted {result.deleted} telemetry events that started before {result.cutoff.isoformat()} "
+        typer.echo(f"Deleted {result.deleted} telemetry events that started before {iso_utc(result.cutoff)} "
                    f"({result.batches} batches).")

@@ -27,7 +27,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol, runtime_checkable
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "FixedClock", "SystemClock"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "FixedClock", "SystemClock", "iso_utc"]
 
 
 @runtime_checkable
@@ -79,3 +79,15 @@ class FixedClock:
 
 
 SYSTEM_CLOCK: Final[Clock] = SystemClock()
+
+
+def iso_utc(value: datetime) -> str:
+    """The one way recsys writes a time in JSON and text: ISO 8601 in UTC ending in ``Z``.
+
+    A naive value is taken as UTC (SQLite returns stored UTC times without their offset).
+
+    >>> iso_utc(datetime(2026, 11, 26, 3, 0, tzinfo=UTC))
+    '2026-11-26T03:00:00Z'
+    """
+    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return aware.isoformat().replace("+00:00", "Z")

@@ -1,4 +1,4 @@
-"""Settings (DESIGN.md section 2), validated once at start-up.
+"""Settings (README, "Configuration"), validated once at start-up.
 
 Settings are read from the environment by ``Settings()``; command-line options override them by
 passing keyword arguments (``Settings(database_url=...)``), never by mutating ``os.environ``.
@@ -122,7 +122,7 @@ def normalise_database_url(url: str) -> str:
 
 
 class Settings(BaseSettings):
-    """Every setting of DESIGN.md section 2."""
+    """Every setting of the README's "Configuration" table."""
 
     model_config = SettingsConfigDict(
         env_prefix="RECSYS_", extra="ignore", populate_by_name=True, frozen=True

@@ -1,7 +1,7 @@
 """The one exception tree of recsys.
 
 Every error the library raises on purpose derives from ``RecsysError``. Each class carries the
-CLI exit code it maps to (DESIGN.md section 3), so the CLI keeps a single handler::
+CLI exit code it maps to (README, "Exit codes"), so the CLI keeps a single handler::
 
     RecsysError                      exit 1
     ├── ConfigError                  exit 1   bad setting, bad or missing policy file
@@ -20,9 +20,11 @@ CLI exit code it maps to (DESIGN.md section 3), so the CLI keeps a single handle
     ├── ScoringError                 exit 1
     ├── EvalError                    exit 1   an outcomes file cannot be replayed (one model, no items)
     ├── RoutingError                 exit 1
-    │   └── NoCandidateError                  no candidate qualifies for the task
+    │   ├── NoCandidateError                  no candidate qualifies for the task
+    │   └── UnknownTaskError         exit 2   a task the policy does not have (also a UsageError)
     ├── RouteTestFailed              exit 3   route-test expectations failed
     └── UsageError                   exit 2   arguments that parse but make no sense together
+        └── UnknownSourceError       exit 2   a source name no command knows (also a ConfigError)
 
 Programmer misuse raises ``TypeError``/``ValueError``/``RuntimeError``, never ``RecsysError``.
 """
@@ -54,6 +56,8 @@ __all__ = [
     "StoreSchemaError",
     "StoreUnavailableError",
     "StoreWriteError",
+    "UnknownSourceError",
+    "UnknownTaskError",
     "UsageError",
 ]
 
@@ -69,6 +73,8 @@ class RecsysError(Exception):
     """Root of every error recsys raises on purpose."""
 
     exit_code: int = EXIT_RUNTIME
+    # A message of several lines is printed as they are; any other is folded to one line.
+    multiline: bool = False
 
     def __init__(self, message: str, *, option: str | None = None) -> None:
         super().__init__(message)
@@ -100,10 +106,12 @@ class SourceError(RecsysError):
     """An upstream source, or a local mirror of one, could not be read."""
 
     def __init__(self, message: str, *, source: str | None = None, url: str | None = None,
-                 option: str | None = None) -> None:
+                 option: str | None = None, unreachable: bool = False) -> None:
         super().__init__(message, option=option)
         self.source = source
         self.url = url
+        # True when the network failed (no route, DNS, timeout): the CLI then names the mirror options.
+        self.unreachable = unreachable
 
 
 class SourceTimeout(SourceError):
@@ -114,8 +122,8 @@ class SourceHTTPError(SourceError):
     """The source answered with an HTTP error status."""
 
     def __init__(self, message: str, *, source: str | None = None, url: str | None = None,
-                 status_code: int | None = None, option: str | None = None) -> None:
-        super().__init__(message, source=source, url=url, option=option)
+                 status_code: int | None = None, option: str | None = None, unreachable: bool = False) -> None:
+        super().__init__(message, source=source, url=url, option=option, unreachable=unreachable)
         self.status_code = status_code
 
 
@@ -182,12 +190,26 @@ class RoutingError(RecsysError):
 
 
 class NoCandidateError(RoutingError):
-    """No candidate qualifies for the task under the given constraints."""
+    """No candidate qualifies for the task under the given constraints.
 
-    def __init__(self, message: str, *, task: str, excluded: tuple[tuple[str, str], ...] = ()) -> None:
+    The message is at most three lines (the task, the count excluded per reason, the first thing to
+    try); ``excluded`` holds every (model, reason) and ``detail`` prints them.
+    """
+
+    multiline = True
+
+    def __init__(self, message: str, *, task: str, excluded: tuple[tuple[str, str], ...] = (),
+                 hint: str | None = None) -> None:
         super().__init__(message)
         self.task = task
         self.excluded = excluded
+        # The first thing to try, as one sentence (the message itself counts exclusions per reason).
+        self.hint = hint
+
+    @property
+    def detail(self) -> str:
+        """Every exclusion, one per line (what ``-v`` and ``--json`` show)."""
+        return "\n".join(f"{model}: {reason}" for model, reason in self.excluded)
 
 
 class RouteTestFailed(RecsysError):
@@ -200,3 +222,19 @@ class UsageError(RecsysError):
     """Arguments that parse but cannot be used together."""
 
     exit_code = EXIT_USAGE
+
+
+class UnknownTaskError(RoutingError, UsageError):
+    """A task name the policy does not define: a usage error (exit 2) in every command."""
+
+    def __init__(self, message: str, *, task: str) -> None:
+        super().__init__(message)
+        self.task = task
+
+
+class UnknownSourceError(UsageError, ConfigError):
+    """A source name that no command knows: a usage error (exit 2) in every command."""
+
+    def __init__(self, message: str, *, source: str) -> None:
+        super().__init__(message)
+        self.source = source

@@ -1,4 +1,4 @@
-"""Read model over stored evidence (DESIGN.md section 5): current rows, matched to candidates."""
+"""Read model over stored evidence (``recsys evidence``): current rows, matched to candidates."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .policy import Policy
 from .store import Store
 from .store.tables import BenchmarkEvidence, IngestRun, RunStatus
 
-__all__ = ["EvidenceRow", "current_run_ids", "evidence_names", "list_evidence", "unmapped_tasks",
+__all__ = ["EvidenceRow", "current_run_ids", "evidence_names", "evidence_selectors", "list_evidence", "unmapped_tasks",
            "unmatched_models"]
 
 
@@ -108,6 +108,23 @@ def evidence_names(store: Store) -> dict[str, list[str]]:
                 select(BenchmarkEvidence.model).where(col(BenchmarkEvidence.run_id) == run_id).distinct()
             ).all()
             result[source] = sorted(names)
+    return result
+
+
+def evidence_selectors(store: Store) -> dict[str, set[str]]:
+    """Per source with current evidence, every selector a policy reference can name and find rows for:
+    each category as it is (``text/coding``) and as ``task/<category>``, and ``type/<task_type>``."""
+    result: dict[str, set[str]] = {}
+    with store.session() as session:
+        for source, run_id in sorted(current_run_ids(store).items()):
+            pairs = session.exec(
+                select(BenchmarkEvidence.category, BenchmarkEvidence.task_type)
+                .where(col(BenchmarkEvidence.run_id) == run_id).distinct()).all()
+            found = result.setdefault(source, set())
+            for category, task_type in pairs:
+                found.update((category, f"task/{category}"))
+                if task_type:
+                    found.add(f"type/{task_type}")
     return result
 
 

@@ -1,4 +1,4 @@
-"""The policy file: candidates the user can call, tasks, weights and static orders (DESIGN.md 4b).
+"""The policy file: candidates the user can call, tasks, weights and static orders (docs/policy.md).
 
 Loaded once, validated with pydantic (the file is an edge), and kept in memory as frozen models.
 Every validation error names the file, the line and the field.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ def _walk(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]
 
 
 COMMANDS = [p for p in _walk(typer.main.get_command(app)) if p]
-# DESIGN.md section 3: the contract's command list.
+# The CLI contract's command list (README, "Commands").
 CONTRACT = {
     ("db", "upgrade"), ("ingest", "lmsys"), ("ingest", "mteb"), ("ingest", "litellm"), ("telemetry", "prune"),
     ("evidence",), ("runs",), ("policy", "check"), ("score",), ("route",), ("snapshot",), ("route-test",),
@@ -191,3 +192,61 @@ def test_cronjob_outcome_is_unchanged_when_the_pushgateway_is_down(tmp_path: Pat
     json.loads(result.stdout)
     assert "could not push metrics to the Pushgateway at http://user:***@127.0.0.1:1" in result.stderr
     assert "pw@" not in result.stderr
+
+
+# --- one meaning for each mistake, in every command ----------------------------------------------
+
+UNKNOWN_TASK = [["route", "nope"], ["snapshot", "--task", "nope"]]
+UNKNOWN_SOURCE = [["runs", "--source", "bogus"], ["evidence", "--source", "bogus"], ["ingest", "bogus"]]
+
+
+@pytest.mark.parametrize("argv", UNKNOWN_TASK + UNKNOWN_SOURCE, ids=lambda a: " ".join(a))
+@pytest.mark.parametrize("v2", ["true", "false"])
+def test_an_unknown_task_or_source_is_a_usage_error_everywhere(argv: list[str], v2: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENABLE_MODEL_RECOMMENDER_V2", v2)
+    result = runner.invoke(app, ["--database-url", _sqlite(tmp_path), *argv])
+    assert result.exit_code == 2, result.output
+    assert "nope" in result.stderr or "bogus" in result.stderr
+
+
+def test_a_route_test_case_naming_an_unknown_task_is_an_invalid_file(tmp_path: Path) -> None:
+    cases = tmp_path / "cases.yaml"
+    cases.write_text("cases:\n  - {name: x, task: coding}\n  - {name: y, task: nope}\n")
+    result = runner.invoke(app, ["--database-url", _sqlite(tmp_path), "route-test", str(cases)])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"PolicyError: Invalid route-test file {cases}, line 3, field 'cases.1.task': "
+                                    "unknown task 'nope'; tasks in the policy: chat, ")
+
+
+@pytest.mark.parametrize("argv", [["snapshot"], ["runs"], ["db", "upgrade"]])
+def test_an_explicit_sqlite_path_in_a_missing_folder_is_refused_and_nothing_is_created(
+        argv: list[str], tmp_path: Path) -> None:
+    folder = tmp_path / "no" / "such" / "dir"
+    result = runner.invoke(app, ["--database-url", f"sqlite:///{folder / 'x.db'}", *argv])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
+    assert result.stderr == (f"StoreError: The folder {folder} of the database at sqlite:///{folder / 'x.db'} does "
+                             "not exist. Create it first, or choose another database URL (only the default "
+                             "location is created).\n")
+    assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.postgres
+def test_a_missing_postgres_database_says_create_it_then_upgrade(postgres_server: str) -> None:
+    base, _, _ = postgres_server.rpartition("/")
+    url = f"{base}/recsys_never_created_{uuid.uuid4().hex[:8]}"
+    result = runner.invoke(app, ["--database-url", url, "runs"])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
+    assert result.stderr.startswith("StoreUnavailableError: The database at ")
+    assert result.stderr.rstrip().endswith("does not exist). Create it, then run `recsys db upgrade`.")
+
+
+def test_a_network_failure_names_source_and_the_mirror_variables(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # a closed loopback port stands in for a machine without network access
+    monkeypatch.setenv("RECSYS_LMSYS_URL", "http://127.0.0.1:1")
+    result = runner.invoke(app, ["--database-url", _sqlite(tmp_path), "ingest", "lmsys"])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
+    assert "could not be reached" in result.stderr
+    assert result.stderr.rstrip().endswith("Without network access, read a local mirror: pass --source PATH|URL "
+                                           "or set the mirror variables (RECSYS_LMSYS_URL, RECSYS_MTEB_URL).")

@@ -53,9 +53,9 @@ def test_every_time_a_command_writes_or_measures_is_its_clocks(database_url: str
     runs = _json(database_url, clock, "runs")
     assert isinstance(runs, list)
     times = {(r["source"], r["started_at"], r["finished_at"]) for r in runs}
-    assert times == {("lmsys", str(T), str(T)),
-                     ("mteb", str(T + timedelta(minutes=1)), str(T + timedelta(minutes=1))),
-                     ("score", str(T + timedelta(minutes=2)), str(T + timedelta(minutes=2)))}
+    assert times == {("lmsys", "2031-05-05T12:00:00Z", "2031-05-05T12:00:00Z"),
+                     ("mteb", "2031-05-05T12:01:00Z", "2031-05-05T12:01:00Z"),
+                     ("score", "2031-05-05T12:02:00Z", "2031-05-05T12:02:00Z")}
 
     clock.advance(timedelta(hours=1))  # an hour after the score run
     doc = _json(database_url, clock, "snapshot")
@@ -72,4 +72,4 @@ def test_every_time_a_command_writes_or_measures_is_its_clocks(database_url: str
 
     pruned = _json(database_url, clock, "telemetry", "prune", "--older-than", "7")
     assert isinstance(pruned, dict)
-    assert pruned["cutoff"] == (clock.now() - timedelta(days=7)).isoformat()
+    assert pruned["cutoff"] == (clock.now() - timedelta(days=7)).isoformat().replace("+00:00", "Z")

@@ -1,4 +1,4 @@
-"""Settings of DESIGN.md section 2, and credential redaction."""
+"""Settings (README, "Configuration"), and credential redaction."""
 
 from __future__ import annotations
 

@@ -255,6 +255,10 @@ def test_every_target_runs_from_a_read_only_install_as_an_unprivileged_user(
                             "--no-build-isolation", "--wheel-dir", str(dist), str(src)],
                            capture_output=True, text=True, timeout=300, check=False)
     assert build.returncode == 0, build.stdout + build.stderr
+    # a quiet build: setuptools warns (BuildBackendWarning, ...) about any folder it ships that
+    # pyproject's packages do not list
+    warned = re.findall(r"\w+Warning\b.*", build.stdout + build.stderr)
+    assert not warned, warned
     (wheel,) = dist.glob("recsys-*.whl")
     # 2. the runtime stage: a fresh venv holding the wheel; its dependencies are this test
     #    environment's (no registry), reached through a .pth file like --system-site-packages

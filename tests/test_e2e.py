@@ -107,9 +107,9 @@ def test_the_whole_pipeline_on_postgres(postgres_url: str, gateway: Gateway, mte
             "lmsys_download.yaml") as tape:
         lmsys = json.loads(recsys("ingest", "lmsys", "--json").stdout)
         assert tape.all_played
-    assert (lmsys["status"], lmsys["rows_accepted"], lmsys["rows_rejected"]) == ("success", 78, 0)
+    assert (lmsys["status"], lmsys["rows"], lmsys["rejected_rows"]) == ("success", 78, 0)
     mteb = json.loads(recsys("ingest", "mteb", "--source", str(mteb_slice), "--json").stdout)
-    assert mteb["status"] == "success" and mteb["models"] == 9 and mteb["rows"] > 1000
+    assert mteb["status"] == "success" and mteb["details"]["models"] == 9 and mteb["rows"] > 1000
 
     calls = _telemetry(postgres_url)
     store = Store(postgres_url)

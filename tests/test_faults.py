@@ -426,7 +426,7 @@ def test_prune_that_lost_its_lock_stops_deleting(postgres_url: str) -> None:
 
     from recommender_core.errors import LockLostError
     from recommender_core.store.tables import TelemetryEvent
-    from recommender_core.telemetry.rollups import prune_events
+    from recommender_core.telemetry.retention import prune_events
     from recommender_core.telemetry.writer import write_records
 
     from .test_telemetry import NOW, _record
@@ -678,7 +678,7 @@ def test_two_runs_of_one_job_and_two_jobs_at_once(database_url: str, gated_hub: 
             gated_hub.gate.set()
             out, err = first.communicate(timeout=120)
         assert first.returncode == 0, err
-        assert json.loads(out)["rows_accepted"] == 78
+        assert json.loads(out)["rows"] == 78
         runs = list_runs(store)
         assert sorted((r.source, r.status) for r in runs) == [("lmsys", "success"), ("mteb", "success")]
         with store.session() as session:

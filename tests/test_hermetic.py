@@ -1,4 +1,4 @@
-"""The suite stands alone: it passes on any date and in a clone that has no ``../shared`` beside it."""
+"""The suite stands alone: it passes on any date and in a clone without the real upstream samples beside it."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from .conftest import REPO_ROOT, real_data
 TESTS = REPO_ROOT / "tests"
 
 # Tests that read the real upstream samples, one per way they reach them (a test body, a parametrized
-# test, a CLI test, a module-scoped fixture): run in a copy of the suite that has no ../shared.
+# test, a CLI test, a module-scoped fixture): run in a copy of the suite without the samples folder.
 REAL_DATA_TESTS = [
     "tests/test_lmsys.py::test_real_2023_csv[sqlite]",
     "tests/test_lmsys.py::test_later_csvs_carry_no_ratings_and_are_refused[sqlite-leaderboard_table_20240109.csv]",

@@ -92,9 +92,9 @@ def test_a_future_dated_spend_log_row_is_rejected_counted_and_never_moves_the_cu
     first = _cli(database_url, "ingest", "litellm", "--spend-logs-url", spend_logs_dsn, "--json")
     assert first.exit_code == 0, first.output
     doc = json.loads(first.stdout)
-    assert (doc["read"], doc["inserted"], doc["rejected"]) == (5, 3, 2)
-    assert doc["rejected_reasons"] == {"started_at is in the future": 2}
-    assert doc["cursor"] == (NOW + timedelta(minutes=3)).isoformat()
+    assert (doc["details"]["read"], doc["rows"], doc["rejected_rows"]) == (5, 3, 2)
+    assert doc["rejected"] == {"started_at is in the future": 2}
+    assert doc["details"]["cursor"] == (NOW + timedelta(minutes=3)).isoformat().replace("+00:00", "Z")
     before = _event_rows(database_url)
     assert set(before) == {"ok-1", "ok-2", "skewed"}
 
@@ -104,8 +104,9 @@ def test_a_future_dated_spend_log_row_is_rejected_counted_and_never_moves_the_cu
                   now=NOW + timedelta(minutes=1))
     assert second.exit_code == 0, second.output
     assert second.stderr == ""
+    cursor = (NOW + timedelta(minutes=3)).isoformat().replace("+00:00", "Z")
     assert second.stdout == (f"Imported 1 new spend-log rows (4 read, 1 already stored, 2 rejected (started_at is "
-                             f"in the future: 2)); cursor {(NOW + timedelta(minutes=3)).isoformat()}.\n")
+                             f"in the future: 2)); cursor {cursor}.\n")
     after = _event_rows(database_url)
     assert set(after) == {"ok-1", "ok-2", "skewed", "later"}
     assert {k: after[k] for k in before} == before  # the telemetry already stored is untouched
@@ -131,7 +132,8 @@ def test_a_cursor_an_older_version_left_in_the_future_is_repaired(
     result = _cli(database_url, "ingest", "litellm", "--spend-logs-url", spend_logs_dsn, "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert (doc["inserted"], doc["cursor"]) == (1, (T0 + timedelta(seconds=60)).replace(tzinfo=UTC).isoformat())
+    assert (doc["rows"], doc["details"]["cursor"]) == (
+        1, (T0 + timedelta(seconds=60)).replace(tzinfo=UTC).isoformat().replace("+00:00", "Z"))
     assert "stored cursor 9999-12-31T23:59:59+00:00 is not a usable time" in result.stderr
     assert set(_event_rows(database_url)) == {"ok-1", "ok-2"}
 
@@ -177,8 +179,8 @@ def test_non_finite_negative_and_overflowing_figures_never_reach_scoring(
     imported = _cli(database_url, "ingest", "litellm", "--spend-logs-url", spend_logs_dsn, "--json")
     assert imported.exit_code == 0, imported.output
     doc = json.loads(imported.stdout)
-    assert (doc["inserted"], doc["rejected"]) == (0, 7)
-    assert doc["rejected_reasons"] == {
+    assert (doc["rows"], doc["rejected_rows"]) == (0, 7)
+    assert doc["rejected"] == {
         "cost is not finite": 2, "cost is negative": 1, "cost is over 10,000 USD": 1,
         "prompt_tokens is negative": 1, "completion_tokens is over 100,000,000": 1,
         "ended_at is before started_at": 1}
@@ -541,7 +543,7 @@ def _snapshot_documents(draw: st.DrawFn) -> bytes:
 @settings(max_examples=300, deadline=None)
 @given(data=_snapshot_documents())
 def test_any_snapshot_file_gives_a_checked_table_or_a_recsys_error(data: bytes) -> None:
-    from recommender_core.routing.table import table_from_snapshot
+    from recommender_core.routing.snapshot_file import table_from_snapshot
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "snapshot.json"

@@ -442,7 +442,7 @@ def test_cli_ingest_json_unchanged_and_evidence(database_url: str, monkeypatch: 
     first = runner.invoke(app, [*base, "ingest", "lmsys", "--source", str(SAMPLE), "--json"])
     assert first.exit_code == 0, first.output
     doc = json.loads(first.stdout)
-    assert (doc["status"], doc["source_version"], doc["rows_accepted"]) == ("success", "sample", 78)
+    assert (doc["status"], doc["source_version"], doc["rows"]) == ("success", "sample", 78)
     monkeypatch.setenv("RECSYS_LMSYS_URL", str(SAMPLE))
     again = runner.invoke(app, [*base, "ingest", "lmsys"])
     assert again.exit_code == 0
@@ -472,8 +472,8 @@ def test_cli_evidence_table_fits_80_columns_and_refuses_unknown_sources(tmp_path
     assert max(len(line) for line in lines) <= 80
     # One table per source; numbers and categories never wrap, only long model names may.
     assert "Evidence: lmsys" in lines and "Evidence: mteb" in lines
-    arena = [line for line in lines if re.search(r"│ text/\w+ +│ \d+(\.\d+)? +│ [\d.]+\.\.[\d.]+ +│ \d+ +│$", line)]
-    mteb = [line for line in lines if re.search(r"│ [A-Z]\w+ +│ [A-Z]\w+ +│ 0\.\d+ +│$", line)]
+    arena = [line for line in lines if re.search(r"  text/\w+ +\d+(\.\d+)? +[\d.]+\.\.[\d.]+ +\d+$", line)]
+    mteb = [line for line in lines if re.search(r"  [A-Z]\w+ +[A-Z]\w+ +0\.\d+$", line)]
     assert (len(arena), len(mteb)) == (78, 32)  # every category, type and number on one line
     assert any("text/coding" in line and "1446.28..1455.72" in line for line in arena)
     assert any("TwentyNewsgroupsClustering" in line and "Clustering" in line for line in mteb)
@@ -482,7 +482,7 @@ def test_cli_evidence_table_fits_80_columns_and_refuses_unknown_sources(tmp_path
         "Evidence: no current evidence matches these filters")
     unknown = runner.invoke(app, [*base, "evidence", "--source", "lmsyss"])
     assert unknown.exit_code == 2 and unknown.stderr.count("\n") == 1
-    assert "not an evidence source; use one of: lmsys, mteb" in unknown.stderr
+    assert "is not a known source; use one of: lmsys, mteb." in unknown.stderr
 
 
 def test_cli_dry_run_writes_nothing(tmp_path: Path) -> None:

@@ -572,7 +572,8 @@ def test_a_task_missing_from_the_map_is_evidence_listed_by_policy_check_and_snap
 
     cli("db", "upgrade")
     ingest = json.loads(cli("ingest", "mteb", "--source", str(mirror), "--json").stdout)
-    assert (ingest["rows"], ingest["rejected"], ingest["unmapped_task"], ingest["unmapped_tasks"]) == (
+    details = ingest["details"]
+    assert (ingest["rows"], ingest["rejected"], details["unmapped_task"], details["unmapped_tasks"]) == (
         33, {}, 1, [unmapped])
     row = json.loads(cli("evidence", "--source", "mteb", "--category", unmapped, "--json").stdout)
     assert [(r["model"], r["task_type"], r["split"], r["subset_count"]) for r in row] == [(BGE, None, "test", 4)]

@@ -18,11 +18,11 @@ from recommender_core.stats import percentile
 from recommender_core.store import Store
 from recommender_core.store.tables import TelemetryRollup, TelemetryRollupDirty
 from recommender_core.telemetry.events import TelemetryRecord
+from recommender_core.telemetry.retention import prune_events
 from recommender_core.telemetry.rollups import (
     TelemetryAggregate,
     catch_up_rollups,
     hour_floor,
-    prune_events,
     read_window,
 )
 from recommender_core.telemetry.sketch import DOCUMENTED_RELATIVE_ERROR, LatencySketch, bucket_of

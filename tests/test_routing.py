@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recommender_core.errors import ConfigError, NoCandidateError, RoutingError, UsageError
+from recommender_core.errors import ConfigError, NoCandidateError, UnknownTaskError, UsageError
 from recommender_core.policy import parse_policy
 from recommender_core.routing.decision import RouteDecision, route
 from recommender_core.routing.strategies import STRATEGIES
@@ -117,14 +117,20 @@ def test_no_candidate_error_lists_the_exclusions() -> None:
     with pytest.raises(NoCandidateError) as info:
         route("chat", scores=TABLE, policy=POLICY, v2_enabled=True, max_cost_per_1k=0.0001)
     assert info.value.task == "chat" and ("m-e", "no price") in info.value.excluded
-    assert "m-a, m-c" not in str(info.value) and "m-e: no price" in str(info.value)
+    # three lines: the task, counts per reason, the first thing to try; every exclusion in detail
+    assert str(info.value).splitlines() == [
+        "No candidate qualifies for task 'chat' (memory): 5 excluded.",
+        "Excluded per reason: above max_cost_per_1k: 4, no price: 1.",
+        "Try: loosen max_cost_per_1k (the cheapest scored candidate costs 0.001/1k tokens)."]
+    assert "m-e: no price" in info.value.detail.splitlines()
     empty = UtilityTable.build({})
-    with pytest.raises(NoCandidateError, match="no score for this task"):
+    with pytest.raises(NoCandidateError, match="not scored: 5") as info:
         route("chat", scores=empty, policy=POLICY, v2_enabled=True)
+    assert "no score for this task" in info.value.detail and "run 'recsys score'" in str(info.value)
 
 
 def test_unknown_task_and_strategy() -> None:
-    with pytest.raises(RoutingError, match=r"Unknown task 'nope'. Tasks in the policy: chat, strict."):
+    with pytest.raises(UnknownTaskError, match=r"Unknown task 'nope'. Tasks in the policy: chat, strict."):
         route("nope", scores=TABLE, policy=POLICY, v2_enabled=True)
     with pytest.raises(UsageError, match=r"Available strategies: utility, cascade"):
         route("chat", scores=TABLE, policy=POLICY, v2_enabled=True, strategy="fastest")

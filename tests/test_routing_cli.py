@@ -50,7 +50,7 @@ def test_score_json_then_route_explains(setup: tuple[str, Path]) -> None:
     routed = cli(url, "route", "chat", "--policy", str(policy), "--json", v2=True)
     assert routed.exit_code == 0, routed.output
     decision = json.loads(routed.stdout)
-    # DESIGN.md 6: exactly these keys, candidates and exclusions with exactly theirs
+    # docs/json.md (route.schema.json): exactly these keys, candidates and exclusions with exactly theirs
     assert set(decision) == {"task", "strategy", "v2_enabled", "primary", "fallbacks", "candidates", "excluded"}
     assert {frozenset(c) for c in decision["candidates"]} == {
         frozenset({"model", "utility", "quality", "cost", "latency", "reliability"})}
@@ -85,12 +85,23 @@ def test_score_dry_run_and_activate(setup: tuple[str, Path]) -> None:
     assert both.exit_code == 2
 
 
-def test_no_candidate_exits_1_with_one_line(setup: tuple[str, Path]) -> None:
+def test_no_candidate_is_three_lines_with_counts_and_a_next_step(setup: tuple[str, Path]) -> None:
     url, policy = setup
     assert cli(url, "score", "--policy", str(policy)).exit_code == 0
-    result = cli(url, "route", "chat", "--policy", str(policy), "--max-cost-per-1k", "0.0000001", v2=True)
-    assert result.exit_code == 1 and result.stderr.count("\n") == 1
-    assert result.stderr.startswith("NoCandidateError: No candidate qualifies for task 'chat'")
+    args = ("route", "chat", "--policy", str(policy), "--max-cost-per-1k", "0.0000001")
+    result = cli(url, *args, v2=True)
+    lines = result.stderr.splitlines()
+    assert result.exit_code == 1 and len(lines) == 3, result.stderr
+    assert lines[0] == "NoCandidateError: No candidate qualifies for task 'chat' (scoring run 1): 4 excluded."
+    assert lines[1].startswith("Excluded per reason: above max_cost_per_1k: 3, ")
+    assert lines[2].startswith("Try: loosen max_cost_per_1k (the cheapest scored candidate costs ")
+    # the full list: one line per excluded model under -v, and in the --json error document
+    verbose = cli(url, "-v", *args, v2=True)
+    assert len(verbose.stderr.splitlines()) == 3 + 4
+    as_json = cli(url, *args, "--json", v2=True)
+    error = json.loads(as_json.stdout)["error"]
+    assert error["type"] == "NoCandidateError" and error["exit_code"] == 1 and len(error["excluded"]) == 4
+    assert as_json.stderr.splitlines() == lines
 
 
 CASES = """
@@ -177,7 +188,7 @@ def test_route_test_golden_files(setup: tuple[str, Path], tmp_path: Path) -> Non
 
 
 def test_goldens_written_from_the_store_hold_from_a_saved_snapshot(setup: tuple[str, Path], tmp_path: Path) -> None:
-    """DESIGN.md 8: a saved snapshot reproduces the store's decisions, explanations (excluded reasons) included."""
+    """A saved snapshot reproduces the store's decisions, explanations (excluded reasons) included."""
     url, policy = setup
     snapshot = _snapshot(url, tmp_path, policy)  # scores the store, then saves its snapshot
     cases = tmp_path / "cases.yaml"

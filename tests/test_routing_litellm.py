@@ -174,7 +174,7 @@ def test_router_calls_are_recorded_under_their_task_by_the_telemetry_callback(st
 
 def test_a_router_on_a_store_loads_the_run_once_and_survives_the_store_going_away(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    """DESIGN.md 6: orders are loaded with the scoring run, not per call; availability beats optimality."""
+    """docs/api.md: orders are loaded with the scoring run, not per call; availability beats optimality."""
     import recommender_core.routing.recommender as recommender
     from recommender_core import RecommenderRouter
     from recommender_core.scoring import run_scoring

@@ -225,7 +225,7 @@ def test_hostile_and_unicode_names_round_trip_as_data(database_url: str, tmp_pat
     assert runner.invoke(app, [*base, "db", "upgrade"]).exit_code == 0
     ingested = runner.invoke(app, [*base, "ingest", "lmsys", "--source", str(board), "--json"])
     assert ingested.exit_code == 0, ingested.output
-    assert json.loads(ingested.stdout)["rows_accepted"] == len(HOSTILE)
+    assert json.loads(ingested.stdout)["rows"] == len(HOSTILE)
     shown = runner.invoke(app, [*base, "evidence", "--source", "lmsys", "--json"])
     assert shown.exit_code == 0, shown.output
     rows = json.loads(shown.stdout)

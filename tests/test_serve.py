@@ -153,7 +153,7 @@ def test_healthz_is_503_with_the_reason_when_the_store_is_down(tmp_path: Path) -
             metrics = get(address, "/metrics")
             assert metrics.status == 200
             assert "recsys_store_up 0.0" in metrics.body.decode()
-            # DESIGN.md 9: never empty, even with the store down
+            # docs/metrics.md: never empty, even with the store down
             assert f'recsys_build_info{{version="{__version__}"}} 1.0' in metrics.body.decode()
     finally:
         down.dispose()

@@ -63,7 +63,7 @@ def fill(store: Store) -> None:
         s.add(run)
         s.flush()
         assert run.id is not None
-        # Same utility: the tie is broken by quality desc (DESIGN.md section 6).
+        # Same utility: the tie is broken by quality desc (routing's total order).
         s.add(UtilityScore(run_id=run.id, task="coding", model="gpt-4.1", utility=0.7, quality=0.8, cost=0.5,
                            latency=0.5, reliability=0.9, evidence=["lmsys:text/coding"]))
         s.add(UtilityScore(run_id=run.id, task="coding", model="gpt-5", utility=0.7, quality=0.9, cost=0.4,
@@ -180,7 +180,7 @@ def test_sketched_latency_percentiles_match_stats_percentile_on_every_backend(st
 
 
 def test_snapshot_ranks_exactly_like_routing_under_ties(store: Store) -> None:
-    """DESIGN.md 6 and 8: the snapshot's ranking is routing's total order (9 decimals), ties included."""
+    """The snapshot's ranking is routing's total order (9 decimals), ties included."""
     import random
 
     from recommender_core.routing.table import load_current_table

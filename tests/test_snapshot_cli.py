@@ -41,7 +41,8 @@ def test_tables_fit_80_columns_and_highlight_problems(database_url: str, store: 
     monkeypatch.setenv("FORCE_COLOR", "1")  # rich then styles even though the runner is not a terminal
     monkeypatch.setenv("ENABLE_MODEL_RECOMMENDER_V2", "true")
     # The store was filled at NOW, so the command reads the same clock, whatever the date today.
-    result = runner.invoke(app, ["--database-url", database_url, "snapshot"], obj=AppState(clock=FixedClock(NOW)))
+    result = runner.invoke(app, ["--database-url", database_url, "-v", "snapshot"],
+                           obj=AppState(clock=FixedClock(NOW)))
     assert result.exit_code == 0, result.output
     styled = result.stdout
     plain = ANSI.sub("", styled)
@@ -52,11 +53,11 @@ def test_tables_fit_80_columns_and_highlight_problems(database_url: str, store: 
     assert re.search(r"\x1b\[1;31m30\.0 h STALE", styled)  # lmsys last succeeded 30 h before NOW
     assert re.search(r"\x1b\[32m2\.0 h *\x1b", styled)  # mteb, 2 h old, is green, no STALE
     assert f"recsys snapshot at {NOW.isoformat().replace('+00:00', 'Z')}" in plain
-    assert "last error lmsys: SourceHTTPError: 500" in plain
+    assert "Last error of lmsys: SourceHTTPError: 500" in plain
     # rankings with their components and the evidence behind them
     assert re.search(r"│ ?1 *│ gpt-5 *│ 0\.700 *│ 0\.900 *│", plain)
     assert re.search(r"│ ?2 *│ gpt-4\.1 *│ 0\.700 *│ 0\.800 *│ 0\.500 *│ 0\.500 *│ 0\.900 *│ 1300 ", plain)
-    assert "gpt-4.1-2025-04-14" in plain  # the upstream name behind the value
+    assert "  gpt-4.1: 1300 gpt-4.1-2025-04-14" in plain  # under -v, the upstream name behind the value
     assert "excluded: gpt-4o-mini (no evidence)" in plain
     assert re.search(r"│ ?gpt-4\.1 *│ 20 *│ 1 \(5\.0%\) *│", plain)
     assert "Evidence names matching no candidate (1): mystery-model" in plain
@@ -77,5 +78,5 @@ def test_task_and_top_narrow_the_json_document(database_url: str, store: Store) 
 def test_unknown_task_is_a_usage_error(memory_store: Store, tmp_path: object) -> None:
     result = runner.invoke(app, ["--database-url", "sqlite://", "snapshot", "--task", "nope"])
     assert result.exit_code == 2
-    assert result.stderr.startswith("UsageError: Unknown task 'nope'. Tasks: chat, classification, ")
+    assert result.stderr.startswith("UnknownTaskError: Unknown task 'nope'. Tasks: chat, classification, ")
     assert runner.invoke(app, ["--database-url", "sqlite://", "snapshot", "--top", "0"]).exit_code == 2

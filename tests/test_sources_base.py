@@ -263,7 +263,7 @@ def test_one_git_helper_reads_clones_worktrees_packed_refs_and_detached_heads(tm
     worktree_dir = clone / ".git" / "worktrees" / "wt"
     worktree_dir.mkdir(parents=True)
     (worktree_dir / "HEAD").write_text("ref: refs/heads/topic\n")
-    (worktree_dir / "commondir").write_text("../..\n")
+    (worktree_dir / "commondir").write_text("/".join([".."] * 2) + "\n")  # two folders up
     (clone / ".git" / "packed-refs").write_text(f"# pack-refs with: peeled\n{packed} refs/heads/topic\n")
     worktree = tmp_path / "wt"
     worktree.mkdir()

@@ -63,7 +63,7 @@ def test_explicit_database_without_schema_asks_for_upgrade(database_url: str) ->
 
 
 def test_embedded_default_migrates_on_first_use(tmp_path: object) -> None:
-    s = Store(f"sqlite:///{tmp_path}/nested/dir/recsys.db", auto_migrate=True)
+    s = Store(f"sqlite:///{tmp_path}/nested/dir/recsys.db", auto_migrate=True, create_folder=True)
     with s.session() as session:
         assert session.exec(select(IngestRun)).all() == []
     assert s.current_revision() == s.head_revision()

@@ -17,7 +17,8 @@ from recommender_core.stats import percentile
 from recommender_core.store import Store
 from recommender_core.store.tables import TelemetryEvent, TelemetryRollup
 from recommender_core.telemetry.events import TelemetryRecord, record_from_standard_logging, task_from
-from recommender_core.telemetry.rollups import prune_events, read_window
+from recommender_core.telemetry.retention import prune_events
+from recommender_core.telemetry.rollups import read_window
 from recommender_core.telemetry.sketch import DOCUMENTED_RELATIVE_ERROR
 from recommender_core.telemetry.writer import BatchWriter, write_records
 

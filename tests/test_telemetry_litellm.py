@@ -83,7 +83,7 @@ def test_public_name_resolves_lazily() -> None:
 
 
 def test_design_names_and_the_configured_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """DESIGN.md 7: TelemetryCallback(database_url=None) writes to the configured store; flush(timeout=10.0)."""
+    """docs/api.md: TelemetryCallback(database_url=None) writes to the configured store; flush(timeout=10.0)."""
     import inspect
     from datetime import UTC, datetime
 

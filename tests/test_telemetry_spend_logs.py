@@ -136,7 +136,7 @@ def test_cli_since_json_and_errors(database_url: str, spend_logs_dsn: str) -> No
                                  "--spend-logs-url", spend_logs_dsn, "--since", since, "--json"], obj=_at(T0))
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert (doc["read"], doc["inserted"]) == (1, 1)
+    assert (doc["details"]["read"], doc["rows"]) == (1, 1)
 
     bad = runner.invoke(app, ["--database-url", database_url, "ingest", "litellm",
                               "--spend-logs-url", spend_logs_dsn, "--since", "yesterday"])

@@ -1,6 +1,6 @@
-"""The snapshot document of DESIGN.md section 5: can the recommender be trusted right now?
+"""The snapshot document (docs/snapshot.schema.json): can the recommender be trusted right now?
 
-Fields beyond DESIGN.md's example are additive (the schema at ``docs/snapshot.schema.json`` lists
+Fields are only ever added within a schema version (the schema at ``docs/snapshot.schema.json`` lists
 them): ``policy_hash``, per source ``last_run_at``; ``scoring_run.age_seconds``; per ranked model
 ``evidence_values`` (the stored values behind its ``evidence`` references); ``excluded`` per task
 with reasons; ``telemetry.selections`` per task and model; ``next_steps`` when the store cannot answer;
@@ -19,7 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from ..errors import UsageError
+from ..clock import iso_utc
+from ..errors import UnknownTaskError, UsageError
 from ..evidence import current_run_ids, unmapped_tasks, unmatched_models
 from ..policy import EvidenceRef, Policy
 from ..routing.table import order_key
@@ -56,7 +57,7 @@ class Snapshot:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+    return iso_utc(value) if value is not None else None
 
 
 def source_status(store: Store, now: datetime, stale_after: timedelta) -> list[dict[str, Any]]:
@@ -104,7 +105,7 @@ _SHOWN = tuple(name for name in SCORED_COLUMNS if name != "details")
 
 
 def _order_key(s: Score) -> tuple[float, float, float, str]:
-    # Routing's own total order (DESIGN.md section 6), so a saved snapshot reproduces its decisions.
+    # Routing's own total order (routing.table.order_key), so a saved snapshot reproduces its decisions.
     return order_key(s.utility or 0.0, s.quality or 0.0, s.cost_per_1k_tokens or 0.0, s.model)
 
 
@@ -117,6 +118,8 @@ class _Scoring:
 
 def _run_info(run: ScoringRun, now: datetime) -> dict[str, Any]:
     computed_at = run.finished_at or run.started_at
+    # A string, as schema_version 1 has always had it: changing a field's type would break readers of
+    # saved snapshots, and only additions are allowed within a schema version.
     return {"id": str(run.id), "computed_at": _iso(computed_at), "policy_hash": run.policy_hash,
             "age_seconds": max(0.0, (now - computed_at).total_seconds())}
 
@@ -288,7 +291,7 @@ def build_snapshot(
     scoring = _scoring(store, now, task, top)
     if task is not None and task not in policy.tasks and task not in scoring.ranked \
             and task not in scoring.excluded:
-        raise UsageError(f"Unknown task '{task}'. Tasks: {', '.join(sorted(policy.tasks))}.")
+        raise UnknownTaskError(f"Unknown task '{task}'. Tasks: {', '.join(sorted(policy.tasks))}.", task=task)
     evidence_values = _evidence_values(store, policy, scoring.ranked)
     tasks = {
         name: [{

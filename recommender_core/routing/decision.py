@@ -1,4 +1,4 @@
-"""``route()`` and ``RouteDecision`` (DESIGN.md sections 6 and 7).
+"""``route()`` and ``RouteDecision`` (docs/api.md).
 
 Routing is a pure function of (utility table, policy, constraints, flag). The hot path walks orders
 precomputed when the table was loaded; the explanation (``candidates``, ``excluded``) is built only
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NoCandidateError, RoutingError, UsageError
+from ..errors import NoCandidateError, UnknownTaskError, UsageError
 from ..policy import Policy
 from .strategies import STRATEGIES, RouteConstraints, Strategy
 from .table import ScoreRow, TaskTable, UtilityTable, load_task_table
@@ -26,7 +26,7 @@ from .table import ScoreRow, TaskTable, UtilityTable, load_task_table
 if TYPE_CHECKING:
     from ..store import Store
 
-__all__ = ["FLAG_ENV", "Exclusion", "RouteDecision", "decision_seconds", "route"]
+__all__ = ["FLAG_ENV", "Exclusion", "RouteDecision", "decision_seconds", "no_candidate_error", "route"]
 
 FLAG_ENV = "ENABLE_MODEL_RECOMMENDER_V2"
 _INSTANCES: dict[str, Strategy] = {name: cls() for name, cls in STRATEGIES.items()}
@@ -145,7 +145,8 @@ def route(
         policy = _configured_policy()
     spec = policy.tasks.get(task)
     if spec is None:
-        raise RoutingError(f"Unknown task '{task}'. Tasks in the policy: {', '.join(sorted(policy.tasks))}.")
+        raise UnknownTaskError(f"Unknown task '{task}'. Tasks in the policy: {', '.join(sorted(policy.tasks))}.",
+                               task=task)
     if v2_enabled is None:
         from ..config import Settings
 
@@ -165,19 +166,59 @@ def route(
     chosen = impl.order(tt, constraints) if tt is not None else ()
     if not chosen:
         excluded = _exclusions(policy, task, tt, chosen, constraints)
-        by_reason: dict[str, list[str]] = {}
-        for e in excluded:
-            by_reason.setdefault(e.reason, []).append(e.model)
-        listed = "; ".join(f"{', '.join(models)}: {reason}" for reason, models in by_reason.items()) or (
-            "the policy lists no candidate")
-        raise NoCandidateError(f"No candidate qualifies for task '{task}' ({scores.origin}): {listed}.",
-                               task=task, excluded=tuple((e.model, e.reason) for e in excluded))
+        raise no_candidate_error(task, scores.origin, excluded, tt, constraints)
 
     def explain() -> Explanation:
         assert tt is not None  # noqa: S101 - chosen is non-empty only with a table
         return tuple(tt.rows[m] for m in chosen), _exclusions(policy, task, tt, chosen, constraints)
 
     return RouteDecision(task, strategy, True, chosen[0], chosen[1:], explain)
+
+
+def _reason_kind(reason: str) -> str:
+    """What an exclusion reason is about, without its figures: the key exclusions are counted by."""
+    import re
+
+    for constraint in ("max_cost_per_1k", "max_latency_ms", "min_quality"):
+        if constraint in reason:
+            return f"{'below' if constraint == 'min_quality' else 'above'} {constraint}"
+    if reason.startswith("no score for this task"):
+        return "not scored"
+    kind = re.split(r"[(;]|: ", reason, maxsplit=1)[0]
+    return " ".join(re.sub(r"\d[\d.,%]*", "#", kind).split())[:48] or "other"
+
+
+def no_candidate_error(task: str, origin: str, excluded: tuple[Exclusion, ...], tt: TaskTable | None,
+                       constraints: RouteConstraints) -> NoCandidateError:
+    """A ``NoCandidateError`` of at most three lines: the task, how many were excluded per reason, and
+    the first thing to try. Every exclusion stays on the error (``excluded``, ``detail``)."""
+    counts: dict[str, int] = {}
+    for e in excluded:
+        for part in e.reason.split("; "):
+            kind = _reason_kind(part)
+            counts[kind] = counts.get(kind, 0) + 1
+    per_reason = ", ".join(f"{kind}: {n}" for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    rows = tt.by_utility if tt is not None else ()
+    if not excluded:
+        hint = "add candidates of this task's kind to the policy"
+    elif constraints.max_cost_per_1k is not None and counts.get("above max_cost_per_1k"):
+        cheapest = min((r.cost_per_1k_tokens for r in rows if r.cost_per_1k_tokens is not None), default=None)
+        hint = "loosen max_cost_per_1k" + (f" (the cheapest scored candidate costs {cheapest:.6g}/1k tokens)"
+                                           if cheapest is not None else "")
+    elif constraints.min_quality is not None and counts.get("below min_quality"):
+        best = max((r.quality for r in rows if r.quality is not None), default=None)
+        hint = "lower min_quality" + (f" (the best scored quality is {best:.3f})" if best is not None else "")
+    elif constraints.max_latency_ms is not None and counts.get("above max_latency_ms"):
+        fastest = min((r.latency_p95_ms for r in rows if r.latency_p95_ms is not None), default=None)
+        hint = "raise max_latency_ms" + (f" (the fastest p95 is {fastest:.0f} ms)" if fastest is not None else "")
+    elif counts.get("not scored"):
+        hint = "run 'recsys score' so this task has scores"
+    else:
+        hint = ("ingest the evidence this task references, then run 'recsys score' "
+                "('recsys policy check' shows what each candidate maps to)")
+    message = (f"No candidate qualifies for task '{task}' ({origin}): {len(excluded)} excluded.\n"
+               f"Excluded per reason: {per_reason or 'none'}.\nTry: {hint}.")
+    return NoCandidateError(message, task=task, excluded=tuple((e.model, e.reason) for e in excluded), hint=hint)
 
 
 def decision_seconds(policy: Policy, scores: UtilityTable) -> dict[str, float]:

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import NoCandidateError, StoreError
 from ..policy import Policy
 from .decision import RouteDecision, route
-from .table import UtilityTable, load_current_table, table_from_snapshot
+from .snapshot_file import table_from_snapshot
+from .table import UtilityTable, load_current_table
 
 if TYPE_CHECKING:
     from ..store import Store

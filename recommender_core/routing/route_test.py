@@ -1,4 +1,4 @@
-"""``recsys route-test``: declarative routing expectations for CI (DESIGN.md section 8).
+"""``recsys route-test``: declarative routing expectations for CI (docs/route-tests.md).
 
 A case file is YAML ``cases: [...]``; each case names a task, optional ``strategy`` and
 ``constraints``, and ``expect`` with any subset of ``primary``, ``primary_in``,
@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape, quoteattr
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import NoCandidateError, PolicyError, RecsysError
-from ..policy import Constraints, Policy, parse_yaml, read_config_file, validation_error
+from ..policy import Constraints, Policy, located_error, parse_yaml, read_config_file, validation_error
 from .decision import RouteDecision, route
 from .strategies import STRATEGIES
 from .table import UtilityTable
@@ -174,6 +174,12 @@ def run_cases(
 ) -> RouteTestReport:
     """Run every case of the file at ``path`` and return the report (it never raises for a failed case)."""
     cases = load_cases(path)
+    for i, case in enumerate(cases):
+        if case.task not in policy.tasks:
+            # the file is invalid (exit 1, naming the file, line and field), not a failed expectation
+            raise located_error(str(path), read_config_file(path, noun="Route-test"), ("cases", i, "task"),
+                                f"unknown task '{case.task}'; tasks in the policy: {', '.join(sorted(policy.tasks))}",
+                                label="route-test file")
     base = Path(path).parent
     results = []
     for case in cases:

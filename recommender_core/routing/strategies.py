@@ -49,7 +49,7 @@ class Strategy(abc.ABC):
 
 class UtilityStrategy(Strategy):
     name = "utility"
-    description = "highest utility first (the total order of DESIGN.md section 6)"
+    description = "highest utility first (then quality, cost and name)"
 
     def order(self, table: TaskTable, constraints: RouteConstraints) -> tuple[str, ...]:
         c = constraints

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import col
 
+from ..clock import iso_utc
 from ..evidence import current_run_ids
 from ..policy import Policy
 from ..scored import ScoredModel
@@ -66,7 +67,7 @@ class ScoringResult:
                 entry["scored"] += 1
         return {"run_id": self.run_id, "dry_run": self.run_id is None and not self.activated,
                 "activated": self.activated, "policy_hash": self.policy_hash,
-                "computed_at": self.computed_at.isoformat().replace("+00:00", "Z"), "tasks": tasks,
+                "computed_at": iso_utc(self.computed_at), "tasks": tasks,
                 "scores": [s.to_json() for s in self.scores]}
 
 

@@ -16,12 +16,12 @@ import pkgutil
 from functools import cache
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
+from ..errors import UnknownSourceError
 
 if TYPE_CHECKING:
     from .base import Source
 
-__all__ = ["available_sources", "get_source", "load_sources"]
+__all__ = ["available_sources", "check_source_name", "get_source", "load_sources"]
 
 
 @cache
@@ -30,12 +30,22 @@ def available_sources() -> tuple[str, ...]:
     return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.ispkg and not m.name.startswith("_")))
 
 
+def check_source_name(name: str | None, *, also: tuple[str, ...] = (), option: str = "--source") -> None:
+    """Raise ``UnknownSourceError`` (a usage error, exit 2) unless ``name`` is None, an evidence source or
+    one of ``also`` (e.g. ``litellm`` telemetry, ``score`` runs), naming every valid choice."""
+    valid = (*available_sources(), *also)
+    if name is not None and name not in valid:
+        raise UnknownSourceError(f"{option} {name!r} is not a known source; use one of: {', '.join(valid)}.",
+                                 source=name)
+
+
 def get_source(name: str) -> type[Source]:
     """The registered Source class called ``name``."""
     from .base import SOURCES
 
     if name not in available_sources():
-        raise ConfigError(f"Unknown source '{name}'. Available sources: {', '.join(available_sources())}.")
+        raise UnknownSourceError(f"Unknown source '{name}'. Available sources: {', '.join(available_sources())}.",
+                                 source=name)
     importlib.import_module(f"{__name__}.{name}")
     found = SOURCES.get(name)
     if found is None:

@@ -51,6 +51,8 @@ __all__ = [
     "Source",
     "SourceOption",
     "git_head",
+    "ingest_document",
+    "no_evidence_reason",
     "register_source",
 ]
 
@@ -178,6 +180,28 @@ class Quality:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+def no_evidence_reason(ref: str, source: str, rows: Sequence[EvidenceValue]) -> str:
+    """Why a reference has no rows: the source was never ingested, or it has no such category (a typo)."""
+    if any(r.source == source for r in rows):
+        return (f"no current evidence for {ref}: the current {source} evidence has no such category "
+                "('recsys policy check' names the nearest)")
+    return f"no current evidence for {ref} (run 'recsys ingest {source}')"
+
+
+def ingest_document(result: IngestResult) -> dict[str, Any]:
+    """The one ingest result document (``recsys ingest <source> --json``; docs/ingest.schema.json).
+
+    Every source prints these keys and no others at the top level, with the names the snapshot's
+    ``sources`` use (``rows``, ``rejected_rows``); what only one source has goes under ``details``.
+    """
+    details = dict(result.details)
+    examples = details.pop("rejected_examples", {})
+    return {"source": result.source, "status": result.status, "source_version": result.source_version or None,
+            "run_id": result.run_id, "rows": result.rows_accepted, "rejected_rows": result.rows_rejected,
+            "rejected": dict(sorted(result.rejected_reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "skipped": dict(sorted(result.skipped.items())), "details": {**details, "rejected_examples": examples}}
+
+
 # A progress reporter: called with (done, total or None); the CLI passes a rich progress bar.
 ProgressFactory = Callable[[str], Callable[[int, int | None], None]]
 
@@ -238,8 +262,8 @@ class Source(abc.ABC):
 
     @classmethod
     def result_document(cls, result: IngestResult) -> dict[str, Any]:
-        """The ingest result as a JSON document."""
-        return result.to_json()
+        """The ingest result as a JSON document: the one document every source prints."""
+        return ingest_document(result)
 
     # --- the plugin's work ------------------------------------------------------------------------
 

@@ -84,8 +84,12 @@ EXCEPTION_MAP: tuple[tuple[type[Exception], type[SourceError], str], ...] = (
 def _translate(exc: Exception, *, source: str, url: str) -> SourceError:
     for exc_type, error_type, what in EXCEPTION_MAP:
         if isinstance(exc, exc_type):
+            # Transport failures (no route, DNS, refused, timeouts): the network is the problem, and
+            # a local mirror is the way round it (the CLI names the options).
+            unreachable = isinstance(exc, httpx.TransportError) and not isinstance(
+                exc, (httpx.UnsupportedProtocol, httpx.ProtocolError, httpx.DecodingError))
             return error_type(f"{source}: {redact_url(url)} {what}: {exc or type(exc).__name__}.",
-                              source=source, url=url)
+                              source=source, url=url, unreachable=unreachable)
     return SourceError(f"{source}: {redact_url(url)} could not be fetched: {exc}.", source=source, url=url)
 
 

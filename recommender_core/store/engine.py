@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from ..clock import SYSTEM_CLOCK, Clock
-from ..errors import StoreSchemaError, StoreWriteError
+from ..errors import StoreError, StoreSchemaError, StoreWriteError
 from ..redact import redact_url
 from . import locks
 from .errors import translate_db_errors
@@ -99,13 +99,16 @@ class Store:
     """
 
     def __init__(self, url: str, *, engine: sa.Engine | None = None, auto_migrate: bool = False,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+                 clock: Clock = SYSTEM_CLOCK, create_folder: bool = False) -> None:
         from ..config import normalise_database_url
 
         self.url = normalise_database_url(url)
         self.display_url = redact_url(url)
         self.auto_migrate = auto_migrate
         self.clock = clock
+        # Only the default location is created: an explicit SQLite path in a folder that does not
+        # exist is far more often a typo than a wish, and silently creating it hides the mistake.
+        self.create_folder = create_folder
         self._engine = engine
         self._ready = False
 
@@ -113,7 +116,7 @@ class Store:
     def from_settings(cls, settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Store:
         """Open the configured store; the embedded SQLite default migrates itself on first use."""
         return cls(settings.configured_database_url, auto_migrate=settings.resolved_database_url.startswith("sqlite"),
-                   clock=clock)
+                   clock=clock, create_folder=settings.database_url is None)
 
     @property
     def engine(self) -> sa.Engine:
@@ -131,6 +134,10 @@ class Store:
             if url.get_backend_name() == "sqlite":
                 if self.sqlite_path is not None:
                     folder = self.sqlite_path.parent
+                    if not folder.is_dir() and not self.create_folder:
+                        raise StoreError(f"The folder {folder} of the database at {self.display_url} does not "
+                                         "exist. Create it first, or choose another database URL (only the "
+                                         "default location is created).")
                     try:
                         folder.mkdir(parents=True, exist_ok=True)
                     except OSError as exc:

@@ -45,6 +45,11 @@ def _classify_dbapi(exc: sa_exc.DBAPIError, where: str) -> StoreError:
         return StoreWriteError(
             f"The database at {where} refused a write: {reason}. Use a role with write access."
         )
+    if sqlstate == "3D000" or ("database" in lowered and "does not exist" in lowered
+                               and "relation" not in lowered and "table" not in lowered):
+        return StoreUnavailableError(
+            f"The database at {where} does not exist ({reason}). Create it, then run `recsys db upgrade`."
+        )
     if any(h in lowered for h in _SCHEMA_HINTS):
         return StoreSchemaError(
             f"The database at {where} is missing recsys tables ({reason}). Run 'recsys db upgrade'."

@@ -32,6 +32,7 @@ from .tables import IngestRun, RunStatus, ScoringRun
 
 __all__ = [
     "ABANDONED_ERROR",
+    "RUN_SOURCES_BESIDES_EVIDENCE",
     "SCORE_JOB",
     "RunHandle",
     "RunSummary",
@@ -52,6 +53,8 @@ __all__ = [
 
 
 SCORE_JOB = "score"
+# What ``list_runs(source=...)`` knows beside the evidence sources: telemetry imports and scoring runs.
+RUN_SOURCES_BESIDES_EVIDENCE = ("litellm", SCORE_JOB)
 # What a run left ``running`` by a process that is gone is shown and recorded with.
 ABANDONED_ERROR = "abandoned (process gone): the process running it stopped before recording an outcome"
 
@@ -111,6 +114,16 @@ class RunSummary:
     rows_rejected: int
     error: str | None
     details: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``recsys runs --json`` item (docs/runs.schema.json): counts named as in the ingest document."""
+        from ..clock import iso_utc
+
+        return {"kind": self.kind, "id": self.id, "source": self.source, "status": self.status,
+                "started_at": iso_utc(self.started_at),
+                "finished_at": iso_utc(self.finished_at) if self.finished_at else None,
+                "source_version": self.source_version, "rows": self.rows_accepted,
+                "rejected_rows": self.rows_rejected, "error": self.error, "details": self.details}
 
 
 def start_run(store: Store, run: IngestRun | ScoringRun, *, same_job: Sequence[sa.ColumnElement[bool]] = ()) -> int:

@@ -1,4 +1,4 @@
-"""``TelemetryCallback``: the LiteLLM ``CustomLogger`` that records every call (DESIGN.md section 7).
+"""``TelemetryCallback``: the LiteLLM ``CustomLogger`` that records every call (docs/api.md).
 
 Register it once and every call through the SDK, a ``litellm.Router`` or the proxy is recorded::
 

@@ -31,11 +31,7 @@ reads at most 23 hour rows and 8 day rows per model: bounded, whatever the traff
 
 Windows are whole UTC hours: a window of ``h`` hours ending now reads the hours from the one
 holding ``now - h`` through the current one, so it may hold up to an hour more than ``h`` and never
-less (all sums are exact; only latency percentiles are sketched).
-
-Retention: ``prune_events`` deletes raw events in bounded batches (on both backends: Postgres does
-not partition ``telemetry_event``, see docs/performance.md) and the rollups of the hours and days it
-emptied, and rebuilds the hour and the day that hold the cutoff, so rollups never describe pruned events.
+less (all sums are exact; only latency percentiles are sketched). Retention: ``retention.py``.
 """
 
 from __future__ import annotations
@@ -51,31 +47,25 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import col
 
-from ..config import MAX_RETENTION_DAYS
 from ..errors import StoreWriteError
 from ..store import Store
 from ..store.tables import TelemetryEvent, TelemetryRollup, TelemetryRollupDirty
 from .sketch import LN_GAMMA, LatencySketch
 
 __all__ = [
-    "PRUNE_JOB",
     "CatchUpResult",
     "ModelTelemetry",
-    "PruneResult",
     "TelemetryAggregate",
     "WindowTelemetry",
     "catch_up_rollups",
     "hour_floor",
     "mark_hours_dirty",
-    "prune_events",
     "read_window",
     "telemetry_by_model",
 ]
 
 log = logging.getLogger("recsys.telemetry")
 
-PRUNE_BATCH = 5_000
-PRUNE_JOB = "telemetry-prune"
 _HOUR = timedelta(hours=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -408,57 +398,3 @@ def telemetry_by_model(store: Store, *, since: datetime) -> dict[str, ModelTelem
                                   latency_p95_ms=agg.latency_percentile(95), cost_calls=agg.priced_calls,
                                   cost_per_1k_tokens=agg.cost_per_1k_tokens, latency_samples=agg.latency_samples)
             for model, agg in window.by_model.items()}
-
-
-# --- retention ------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class PruneResult:
-    """What ``prune_events`` deleted."""
-
-    cutoff: datetime
-    deleted: int
-    batches: int
-    rollups_deleted: int = 0
-
-
-def prune_events(
-    store: Store, *, older_than_days: int, now: datetime | None = None, batch_size: int = PRUNE_BATCH
-) -> PruneResult:
-    """Delete raw events that started before ``now - older_than_days``, ``batch_size`` rows per
-    transaction, so a large backlog never holds one long lock; then delete the rollups of the hours
-    wholly before the cutoff and recompute the hour that holds it. Takes the ``telemetry-prune`` lock."""
-    if not 1 <= older_than_days <= MAX_RETENTION_DAYS:
-        raise ValueError(f"older_than_days must be from 1 to {MAX_RETENTION_DAYS}")
-    now = now or store.clock.now()
-    cutoff = now - timedelta(days=older_than_days)
-    deleted = batches = rollups_deleted = 0
-    with store.job_lock(PRUNE_JOB) as lock:
-        while True:
-            with store.session() as session:
-                lock.check(session.connection())  # a prune that lost its lock deletes nothing more
-                ids = session.execute(
-                    sa.select(col(TelemetryEvent.id)).where(col(TelemetryEvent.started_at) < cutoff)
-                    .order_by(col(TelemetryEvent.id)).limit(batch_size)
-                ).scalars().all()
-                if not ids:
-                    break
-                session.execute(sa.delete(TelemetryEvent).where(col(TelemetryEvent.id).in_(ids)))
-            deleted += len(ids)
-            batches += 1
-            if len(ids) < batch_size:
-                break
-        with store.connect() as conn:
-            lock.check(conn)
-            first_kept = hour_floor(cutoff)
-            r = _ROLLUP.c
-            rollups_deleted = int(conn.execute(sa.delete(_ROLLUP).where(sa.or_(
-                sa.and_(r.span_hours == 1, r.hour_start < first_kept),
-                sa.and_(r.span_hours == 24, r.hour_start < first_kept.replace(hour=0))))).rowcount)
-            conn.execute(sa.delete(_DIRTY).where(_DIRTY.c.hour >= 0, _DIRTY.c.hour < _epoch_hour(first_kept)))
-            if cutoff != first_kept:
-                mark_hours_dirty(conn, [cutoff])
-            # The cutoff's day keeps its row, rebuilt from the hour rows left.
-            _mark(conn, [_day_key(_epoch_hour(first_kept) // 24)])
-    catch_up_rollups(store)
-    return PruneResult(cutoff=cutoff, deleted=deleted, batches=batches, rollups_deleted=rollups_deleted)

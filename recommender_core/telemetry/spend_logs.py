@@ -39,6 +39,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
+from ..clock import iso_utc
 from ..errors import RejectedRow, SourceError, SourceSchemaError
 from ..redact import first_line, redact_url
 from ..store import Store
@@ -288,11 +289,11 @@ def ingest_spend_logs(
         if rows_rejected:
             log.info("ingest litellm: %d spend-log rows rejected (%s)", rows_rejected,
                         ", ".join(f"{reason}: {n}" for reason, n in rejected.most_common()))
-        handle.source_version = cursor.isoformat() if cursor is not None else None
+        handle.source_version = iso_utc(cursor) if cursor is not None else None
         handle.rows_accepted = inserted
         handle.rows_rejected = rows_rejected
         handle.details = {"read": read, "skipped_existing": read - rows_rejected - inserted,
-                          "rejected": dict(rejected), "start": start.isoformat() if start else None}
+                          "rejected": dict(rejected), "start": iso_utc(start) if start else None}
         now = store.clock.now()
         with store.session() as session:
             if cursor is not None and (cursor != stored or repaired):

@@ -1,4 +1,4 @@
-"""LMArena (Chatbot Arena) ratings: the ``lmsys`` source plugin (README, "Arena evidence").
+"""LMArena (Chatbot Arena) ratings: the ``lmsys`` source plugin (README, "Arena ratings").
 
 The plugin class declares what the CLI, the policy and scoring ask for; reading the upstream
 dataset or a mirror lives in ``load`` (network, mirror kinds and versions) and the parsers in
@@ -22,6 +22,7 @@ from ..base import (
     Quality,
     Source,
     SourceOption,
+    no_evidence_reason,
     register_source,
 )
 from . import constants as C
@@ -112,7 +113,7 @@ class LmsysSource(Source):
 
         in_category = [r for r in rows if r.source == NAME and r.category == selector]
         if not in_category:
-            reason = f"no current evidence for {ref} (run 'recsys ingest lmsys')"
+            reason = no_evidence_reason(ref, cls.name, rows)
             return Quality({}, dict.fromkeys(names, reason))
         ordered = sorted(in_category, key=lambda r: (r.value, r.model))
         reference = ordered[(len(ordered) - 1) // 2]

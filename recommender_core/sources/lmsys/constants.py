@@ -1,4 +1,4 @@
-"""Constants of the LMArena source: where the data lives and what its rows look like (SOURCES.md A).
+"""Constants of the LMArena source: where the data lives and what its rows look like (README, "Arena ratings").
 
 Kept apart from the parser so a moved dataset or a renamed column is a one-line change here.
 """

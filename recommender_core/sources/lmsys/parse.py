@@ -205,11 +205,11 @@ def parse_parquet(data: bytes, *, config: str, origin: str, batch: Batch,
     """Parse one config's parquet into ``batch`` (pyarrow only; a non-parquet body fails clearly)."""
     if len(data) < 12 or data[:4] != b"PAR1" or data[-4:] != b"PAR1":
         head = data[:64].lstrip().lower()
-        what = ("empty (0 bytes)" if not data else
-                "an HTML page" if head.startswith((b"<!doctype html", b"<html")) else
-                "a truncated parquet file" if data[:4] == b"PAR1" else "something else")
-        raise SourceSchemaError(f"{NAME}: {origin} is {what}, not a parquet file; nothing was written.",
-                                source=NAME)
+        what = ("is empty (0 bytes), not a parquet file" if not data else
+                "is an HTML page, not a parquet file" if head.startswith((b"<!doctype html", b"<html")) else
+                "is a truncated parquet file (it ends before its footer)" if data[:4] == b"PAR1" else
+                "is not a parquet file")
+        raise SourceSchemaError(f"{NAME}: {origin} {what}; nothing was written.", source=NAME)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -300,5 +300,5 @@ def _parse_legacy_csv(reader: csv.DictReader[str], *, origin: str, batch: Batch,
         except _Bad as bad:
             batch.reject(str(bad))
             continue
-        # Every other column (MT-bench, MMLU, licence, link) is ignored (DESIGN.md section 4).
+        # Every other column (MT-bench, MMLU, licence, link) is ignored (README, "Arena ratings").
         batch.records.append(EvidenceRecord(model=name, category=category, value=rating, published_on=published_on))

@@ -7,9 +7,9 @@ GitHub API or the Hugging Face parquet lives in ``load``, imported only when a r
 from __future__ import annotations
 
 import hashlib
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ..base import (
     Batch,
@@ -20,6 +20,7 @@ from ..base import (
     Quality,
     Source,
     SourceOption,
+    no_evidence_reason,
     register_source,
 )
 from .constants import UNMAPPED_TASK, UNMAPPED_TASKS
@@ -88,7 +89,7 @@ class MtebSource(Source):
         mteb = [r for r in rows if r.source == NAME and r.candidate is not None
                 and (r.category == wanted if kind == "task" else r.task_type == wanted)]
         if not mteb:
-            reason = f"no current evidence for {ref} (run 'recsys ingest mteb')"
+            reason = no_evidence_reason(ref, cls.name, rows)
             return Quality({}, dict.fromkeys(names, reason))
         scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         for r in mteb:
@@ -119,13 +120,6 @@ class MtebSource(Source):
         return [f"{UNMAPPED_TASK}: {unmapped} (stored, task_type null)",
                 unmapped_tasks_text(result.details.get(UNMAPPED_TASKS) or [])]
 
-    @classmethod
-    def result_document(cls, result: IngestResult) -> dict[str, Any]:
-        return {"source": result.source, "status": result.status, "source_version": result.source_version,
-                "run_id": result.run_id, "rows": result.rows_accepted, "rejected_rows": result.rows_rejected,
-                "rejected": dict(Counter(result.rejected_reasons).most_common()), "skipped": dict(result.skipped),
-                **{k: v for k, v in result.details.items() if k != "rejected_examples"},
-                "rejected_examples": result.details.get("rejected_examples", {})}
 
     # --- loading (``load``) ---
 
