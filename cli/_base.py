@@ -58,7 +58,9 @@ def cli_hint(exc: BaseException) -> str:
     if isinstance(exc, SourceError) and exc.unreachable:
         from recommender_core.sources import available_sources
 
-        variables = ", ".join(f"RECSYS_{name.upper()}_URL" for name in available_sources())
+        # The failing source's own variable when the error names it; else every source's.
+        names = [exc.source] if exc.source in available_sources() else list(available_sources())
+        variables = ", ".join(f"RECSYS_{name.upper()}_URL" for name in names)
         hints.append(FLAG_HINTS["unreachable"].format(variables=variables))
     return "".join(f" {hint}" for hint in hints)
 

@@ -249,4 +249,4 @@ def test_a_network_failure_names_source_and_the_mirror_variables(tmp_path: Path,
     assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
     assert "could not be reached" in result.stderr
     assert result.stderr.rstrip().endswith("Without network access, read a local mirror: pass --source PATH|URL "
-                                           "or set the mirror variables (RECSYS_LMSYS_URL, RECSYS_MTEB_URL).")
+                                           "or set the mirror variables (RECSYS_LMSYS_URL).")

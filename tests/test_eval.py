@@ -166,7 +166,7 @@ def test_a_few_bad_rows_are_counted_not_fatal(tmp_path: Path) -> None:
     assert outcomes.rows == 119
 
 
-# --- importers on the real files (counts as PROVENANCE.md states them) ---------------------------
+# --- importers on the real files (the row counts their publishers state) ---------------------------
 
 
 def test_import_routellm_mmlu_counts(tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ Backend = Literal["memory", "sqlite"]
 
 @dataclass(frozen=True)
 class ReplayResult:
-    """The DESIGN.md section 15 document, and the sweep for calibrate."""
+    """The replay document (docs/decision-quality.md, "The replay"), and the sweep for calibrate."""
 
     document: dict[str, Any]
     sweep: list[dict[str, Any]]

@@ -130,7 +130,3 @@ class OutcomesSource(Source):
         # The 5% rule counts file rows, not the aggregated records: read_outcomes enforced it already.
         if not batch.records:
             super().check_rejections(Batch())
-
-    @classmethod
-    def result_document(cls, result: Any) -> dict[str, Any]:
-        return dict(result.to_json())
