@@ -25,6 +25,7 @@ from ..store import Store
 from ..store.bulk import insert_evidence
 from ..store.runs import RunHandle, current_ingest_run, finish_ingest_run, ingest_job
 from ..store.tables import RunStatus
+from .validate import screen
 
 __all__ = [
     "MAX_REJECTED_FRACTION",
@@ -179,6 +180,7 @@ class Source(abc.ABC):
         if options.dry_run:
             version = self.resolve_version(options)
             batch = self.load(version, options)
+            screen(self.name, batch)
             self._check_rejections(batch)
             return self._result("dry-run", version, None, batch)
 
@@ -193,6 +195,7 @@ class Source(abc.ABC):
                 handle.details = {"current_run_id": current.id}
                 return self._result(RunStatus.UNCHANGED, version, handle.run_id, None)
             batch = self.load(version, options)
+            screen(self.name, batch)  # the one point where rows are accepted: sources/validate.py
             if scope is not None:
                 batch.details["scope"] = scope
             self._fill(handle, batch)

@@ -46,12 +46,13 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from ..errors import ConfigError, SourceError, SourceSchemaError
+from ..errors import ConfigError, RejectedRow, SourceError, SourceSchemaError
 from ..store import Store
 from ..store.runs import current_ingest_run
 from ..store.tables import BenchmarkEvidence, SourceState
 from .base import Batch, EvidenceRecord, IngestOptions, IngestResult, Source, register_source
 from .http import SourceClient
+from .mirror import OutsideMirror, inside, read_inside
 from .mteb_constants import (
     GITHUB_API,
     GITHUB_BRANCH,
@@ -66,6 +67,7 @@ from .mteb_constants import (
     REJECT_MISSING_SCORE,
     REJECT_MISSING_SPLIT,
     REJECT_NOT_A_RESULT,
+    REJECT_OUTSIDE_MIRROR,
     REJECT_UNKNOWN_TASK,
     REJECT_UNREADABLE,
     SKIP_NESTED,
@@ -77,6 +79,7 @@ from .mteb_constants import (
     UNMAPPED_TASKS,
     revision_rank,
 )
+from .validate import check_version
 
 __all__ = [
     "MtebSource",
@@ -193,6 +196,10 @@ _VERSION = re.compile(r"\d+")
 def _version_tuple(value: Any) -> tuple[int, ...] | None:
     if not isinstance(value, str) or not value:
         return None
+    try:
+        check_version(value, "mteb_version")  # a 5,000-digit version is a rejected file, not a ValueError
+    except RejectedRow as bad:
+        raise Rejected(bad.reason) from None
     return tuple(int(part) for part in _VERSION.findall(value)[:4]) or None
 
 
@@ -460,6 +467,10 @@ def ingest_model_folder(folder: str, files: Iterable[tuple[str, FileReader]], ba
         for filename, reader in entries:
             try:
                 raw = reader()
+            except OutsideMirror as exc:
+                batch.reject(exc.reason)
+                _note_example(batch, exc.reason, f"{folder}/{revision}/{filename}")
+                continue
             except OSError as exc:
                 batch.reject(REJECT_UNREADABLE)
                 log.debug("%s/%s/%s unreadable: %s", folder, revision, filename, exc)
@@ -497,7 +508,7 @@ def _note_example(batch: Batch, reason: str, path: str) -> None:
 
 
 def _results_dir(root: Path) -> Path:
-    if (root / "results").is_dir():
+    if (root / "results").is_dir() and inside(root, root / "results"):
         return root / "results"
     return root
 
@@ -557,8 +568,8 @@ def _walk(directory: Path, rel: str = "") -> Iterator[tuple[str, os.DirEntry[str
 def mirror_version(root: Path) -> str:
     """A mirror's version: the override file, else git HEAD, else a fingerprint of its file list."""
     override = root / MIRROR_VERSION_FILE
-    if override.is_file():
-        first = override.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    if override.is_file() and inside(root, override):
+        first = read_inside(root, override).decode("utf-8", errors="replace").strip().splitlines()
         if first and first[0].strip():
             return first[0].strip()
     head = _git_head(root)
@@ -574,10 +585,9 @@ def mirror_version(root: Path) -> str:
     return f"files:{count}:{digest.hexdigest()[:16]}"
 
 
-def _file_reader(path: str) -> FileReader:
+def _file_reader(path: str, root: Path) -> FileReader:
     def read() -> bytes:
-        with open(path, "rb") as handle:
-            return handle.read()
+        return read_inside(root, path)  # never a file outside the mirror, never a FIFO
 
     return read
 
@@ -759,14 +769,22 @@ class MtebSource(Source):
     def _load_mirror(self, root: Path) -> Batch:
         batch = Batch()
         results = _results_dir(root)
-        folders = sorted(e.name for e in os.scandir(results) if e.is_dir() and not e.name.startswith("."))
+        folders = []
+        for entry in sorted(os.scandir(results), key=lambda e: e.name):
+            if not entry.is_dir() or entry.name.startswith("."):
+                continue
+            if not inside(root, entry.path):  # a model folder symlinked out of the mirror: never walked
+                batch.reject(REJECT_OUTSIDE_MIRROR)
+                _note_example(batch, REJECT_OUTSIDE_MIRROR, entry.name)
+                continue
+            folders.append(entry.name)
         if not folders:
             raise SourceSchemaError(f"mteb: {root} holds no model folders (expected results/<org>__<model>/...).",
                                     source=self.name)
         tick = self.progress("mteb: model folders") if self.progress else None
         owners: dict[str, str] = {}
         for done, folder in enumerate(folders, 1):
-            files = ((rel, _file_reader(entry.path)) for rel, entry in _walk(results / folder))
+            files = ((rel, _file_reader(entry.path, root)) for rel, entry in _walk(results / folder))
             add_records(batch, ingest_model_folder(folder, files, batch, self.tasks), owners, folder)
             if tick:
                 tick(done, len(folders))
