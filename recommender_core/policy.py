@@ -246,8 +246,14 @@ def parse_yaml(text: str, *, path: str, label: str = "policy") -> Any:
     """``yaml.safe_load`` whose syntax errors name the file and the line."""
     import yaml
 
+    from .policy_limits import check_yaml_shape
+
+    check_yaml_shape(text, path=path, label=label)  # size, nesting and number limits, before loading
     try:
         return yaml.safe_load(text)
+    except (RecursionError, ValueError) as exc:  # a limit check_yaml_shape missed: still one line
+        raise PolicyError(f"Invalid {label} {path}: the file is too deeply nested or holds a number too "
+                          "large to read.", path=path) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = int(mark.line) + 1 if mark is not None else None
@@ -308,7 +314,9 @@ def parse_policy(text: str, *, path: str = "<policy>") -> Policy:
         policy = Policy.model_validate({**data, "source_path": path})
     except ValidationError as exc:
         raise validation_error(exc, path=path, text=text) from exc
-    problem = _cross_check(policy)
+    from .policy_limits import check_bounds
+
+    problem = _cross_check(policy) or check_bounds(policy)
     if problem is not None:
         raise located_error(path, text, problem[0], problem[1])
     return policy

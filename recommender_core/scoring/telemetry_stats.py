@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from ..store import Store
 from ..telemetry.rollups import latency_percentiles
+from ..telemetry.validate import STORED_ROW_PARAMS, STORED_ROW_RULES
 
 __all__ = ["ModelTelemetry", "telemetry_by_model"]
 
@@ -45,7 +46,7 @@ SELECT COALESCE(model_group, model) AS key,
        SUM(CASE WHEN cost IS NOT NULL AND prompt_tokens IS NOT NULL
                 THEN prompt_tokens + COALESCE(completion_tokens, 0) ELSE 0 END) AS token_sum
 FROM telemetry_event
-WHERE started_at >= :since
+WHERE started_at >= :since AND """ + STORED_ROW_RULES + """
 GROUP BY COALESCE(model_group, model)
 """)
 
@@ -53,7 +54,7 @@ def telemetry_by_model(store: Store, *, since: datetime) -> dict[str, ModelTelem
     """Per-model telemetry of events started at or after ``since``."""
     bind_since = since.replace(tzinfo=None) if store.dialect == "sqlite" else since
     with store.connect() as conn:
-        counts = conn.execute(_COUNTS, {"since": bind_since}).all()
+        counts = conn.execute(_COUNTS, {"since": bind_since, **STORED_ROW_PARAMS}).all()
         latencies = latency_percentiles(conn, since=since, percentiles=(95,))
     result: dict[str, ModelTelemetry] = {}
     for key, calls, errors, cost_calls, cost_sum, token_sum in counts:

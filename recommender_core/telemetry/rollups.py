@@ -27,6 +27,7 @@ from ..config import MAX_RETENTION_DAYS
 from ..stats import percentile, percentile_from_ranks
 from ..store import Store
 from ..store.tables import TelemetryEvent, TelemetryRollup
+from .validate import stored_row_rules
 
 __all__ = [
     "DEFAULT_WINDOWS_HOURS",
@@ -212,7 +213,7 @@ def latency_percentiles(conn: sa.Connection, *, since: datetime,
         (sa.func.row_number().over(partition_by=name, order_by=latency) - 1).label("rn"),
         sa.func.count().over(partition_by=name).label("n"),
     ).where(col(TelemetryEvent.started_at) >= since, col(TelemetryEvent.status) == "success",
-            col(TelemetryEvent.cache_hit).is_(False), latency.is_not(None)).subquery()
+            col(TelemetryEvent.cache_hit).is_(False), latency.is_not(None), stored_row_rules()).subquery()
     wanted_ranks = []
     for pct in percentiles:
         # Integer arithmetic, the same in SQL and in percentile_from_ranks, so both pick the same ranks.
