@@ -33,12 +33,13 @@ def handle_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from recommender_core.errors import RecsysError
+        from recommender_core.printable import printable
         from recommender_core.redact import redact_text
 
         try:
             return func(*args, **kwargs)
         except RecsysError as exc:
-            typer.echo(f"{type(exc).__name__}: {_one_line(redact_text(exc.message))}", err=True)
+            typer.echo(f"{type(exc).__name__}: {printable(_one_line(redact_text(exc.message)))}", err=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]

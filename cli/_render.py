@@ -1,9 +1,21 @@
-"""Rendering helpers: rich tables for people (imported lazily), JSON for machines."""
+"""Rendering helpers: rich tables for people (imported lazily), JSON for machines.
+
+Every value a table shows goes through ``recommender_core.printable`` (control characters escaped),
+and cells are plain text, never rich markup, so data cannot style or rewrite the terminal.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
+
+from recommender_core.printable import printable
+
+
+class Escaped(str):
+    """Text already made printable (with line breaks of the renderer's own): shown as it is."""
+
+    __slots__ = ()
 
 
 def format_value(value: Any) -> str:
@@ -11,7 +23,9 @@ def format_value(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.6g}"
-    return str(value)
+    if isinstance(value, Escaped):
+        return str(value)
+    return printable(value)
 
 
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
@@ -23,15 +37,16 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
     """
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title, title_justify="left", expand=False)
     for column in columns:
         table.add_column(column, overflow="fold", no_wrap=column in no_wrap)
     count = 0
     for row in rows:
-        table.add_row(*(format_value(v) for v in row))
+        table.add_row(*(Text(format_value(v)) for v in row))
         count += 1
-    console = Console()
+    console = Console(markup=False)
     if count == 0:
         console.print(f"{title}: {empty}")
     else:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ._base import JsonOption, PolicyOption, print_json, state
-from ._render import format_value, print_table
+from ._render import Escaped, format_value, print_table
 
 if TYPE_CHECKING:
     from recommender_core.evidence import EvidenceRow
@@ -56,9 +56,11 @@ def evidence_command(
 
 def _who(row: "EvidenceRow") -> str:
     """The upstream name, and the candidate it maps to on a line of its own (saves a column at 80)."""
+    from recommender_core.printable import printable
+
     if row.candidate is None or row.candidate.lower() == row.model.lower():
-        return row.model
-    return f"{row.model}\n\u2192{row.candidate}"
+        return printable(row.model)
+    return Escaped(f"{printable(row.model)}\n\u2192{printable(row.candidate)}")
 
 
 def _bounds(row: "EvidenceRow") -> str | None:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from recommender_core.printable import printable
+
 from ._base import JsonOption, PolicyOption, cronjob, print_json, state
 from .ingest import app
 
@@ -40,12 +42,12 @@ def download_progress(enabled: bool) -> Iterator[Callable[[str], Callable[[int, 
 def render(result: "IngestResult") -> None:
     """One summary for people: what happened, how many rows, why rows were rejected or skipped."""
     if result.status == "unchanged":
-        typer.echo(f"lmsys: source version {result.source_version} is already ingested; nothing to do "
+        typer.echo(f"lmsys: source version {printable(result.source_version)} is already ingested; nothing to do "
                    "(use --force to ingest it again).")
         return
     verb = {"success": "ingested", "dry-run": "validated (dry run, nothing written)"}.get(result.status,
                                                                                           result.status)
-    typer.echo(f"lmsys: {verb} {result.rows_accepted} rows from version {result.source_version}"
+    typer.echo(f"lmsys: {verb} {result.rows_accepted} rows from version {printable(result.source_version)}"
                + (f" as run {result.run_id}" if result.run_id is not None else "") + ".")
     for title, counts in (("rejected", result.rejected_reasons), ("skipped", result.skipped)):
         if counts:

@@ -4,6 +4,8 @@ from typing import Annotated
 
 import typer
 
+from recommender_core.printable import printable
+
 from ._base import JsonOption, PolicyOption, cronjob, print_json, state
 from ._render import unmapped_tasks_line
 from .ingest import app
@@ -44,11 +46,11 @@ def ingest_mteb(
         print_json(summary)
         return
     if result.status == "unchanged":
-        typer.echo(f"mteb: source version {result.source_version} is already ingested; nothing to do "
+        typer.echo(f"mteb: source version {printable(result.source_version)} is already ingested; nothing to do "
                    "(use --force to ingest it again).")
         return
     what = (f"as run {result.run_id}" if result.run_id is not None else "(dry run, nothing written)")
-    typer.echo(f"mteb: {result.status}, version {result.source_version}, {result.rows_accepted} rows, "
+    typer.echo(f"mteb: {result.status}, version {printable(result.source_version)}, {result.rows_accepted} rows, "
                f"{result.rows_rejected} rejected {what}.")
     for reason, count in summary["rejected"].items():
         typer.echo(f"  rejected {reason}: {count}")

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from recommender_core.printable import printable
 from recommender_core.routing.strategies import STRATEGIES
 
 from ._base import JsonOption, PolicyOption, RecsysTyper, cronjob, print_json, state
@@ -111,8 +112,8 @@ def route_command(
         print_json(doc)
         return
     source = "scores" if v2 else "the policy's static order (ENABLE_MODEL_RECOMMENDER_V2 is off)"
-    typer.echo(f"{task}: {decision.primary}  (strategy {strategy}, from {source})")
-    typer.echo(f"fallbacks: {', '.join(decision.fallbacks) or '(none)'}")
+    typer.echo(printable(f"{task}: {decision.primary}  (strategy {strategy}, from {source})"))
+    typer.echo(printable(f"fallbacks: {', '.join(decision.fallbacks) or '(none)'}"))
     print_table("Candidates, in order", ["#", "model", "utility", "quality", "cost", "latency", "reliab."],
                 ([i + 1, c["model"], c["utility"], c["quality"], c["cost"], c["latency"], c["reliability"]]
                  for i, c in enumerate(doc["candidates"])), empty="(not scored: static order)")
@@ -162,9 +163,9 @@ def route_test_command(
         print_json(report.to_json())
     else:
         for r in report.results:
-            typer.echo(f"{'PASS' if r.passed else 'FAIL'}  {r.name}  [{r.task}]")
+            typer.echo(printable(f"{'PASS' if r.passed else 'FAIL'}  {r.name}  [{r.task}]"))
             for failure in r.failures:
-                typer.echo("      " + failure.replace("\n", "\n      "))
+                typer.echo("      " + "\n      ".join(printable(line) for line in failure.split("\n")))
         typer.echo(f"{len(report.results) - report.failed} passed, {report.failed} failed")
     if report.failed:
         raise RouteTestFailed(f"{report.failed} of {len(report.results)} route-test cases failed in {cases}.")
