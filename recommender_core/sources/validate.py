@@ -193,14 +193,15 @@ def check_record(source: str, record: EvidenceRecord, seen: _Seen | None = None)
     ``seen`` (one per ``screen`` call) skips the checks of texts, scales and extras already found good:
     an Arena board repeats each name in every category, so 50,000 rows cost a fraction of their parse.
     """
-    if seen is None or record.model not in seen.models:
+    # Type checks first: only text (and None) is hashed into the caches.
+    if seen is None or type(record.model) is not str or record.model not in seen.models:
         check_text(record.model, "model name", MAX_NAME_CHARS, required=True)
         if seen is not None:
             seen.models.add(record.model)
-    if seen is None or record.category not in seen.scales:  # a category with a scale was checked
-        check_text(record.category, "category", MAX_CATEGORY_CHARS, required=True)
+    if seen is None or type(record.category) is not str or record.category not in seen.scales:
+        check_text(record.category, "category", MAX_CATEGORY_CHARS, required=True)  # a cached scale: checked
     meta = (record.task_type, record.metric, record.split, record.revision, record.organization)
-    if seen is None or meta not in seen.metas:
+    if seen is None or not all(v is None or type(v) is str for v in meta) or meta not in seen.metas:
         check_text(record.task_type, "task_type", MAX_SHORT_CHARS)
         check_text(record.metric, "metric", MAX_SHORT_CHARS, required=True)
         check_text(record.split, "split", MAX_SHORT_CHARS)
