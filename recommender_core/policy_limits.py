@@ -2,7 +2,7 @@
 
 ``policy.parse_yaml`` calls ``check_yaml_shape`` before the YAML is loaded, and ``policy.parse_policy``
 calls ``check_bounds`` on the validated policy; each violation is one ``PolicyError`` line naming the
-file, the line and the field. The rules (``docs/policy.md`` and ``docs/reliability.md`` list them):
+file, the line and the field. The rules (``docs/reliability.md`` lists them too):
 
 - the file holds at most ``MAX_FILE_BYTES`` (1 MiB) and is nested at most ``MAX_DEPTH`` (32) levels
   deep (the deepest real field is 5: ``candidates.<name>.aliases.<source>[i]``); nesting is measured
@@ -148,6 +148,10 @@ def _numbers(policy: Policy) -> Iterator[tuple[tuple[str, ...], str, Any]]:
         yield ("tasks", name, "latency_prior_ms"), "latency_prior_ms", task.latency_prior_ms
 
 
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,g}"
+
+
 def check_bounds(policy: Policy) -> tuple[tuple[str, ...], str] | None:
     """The first number of ``policy`` that is not finite or not within ``BOUNDS``: (location, message)."""
     for loc, field, value in _numbers(policy):
@@ -155,7 +159,7 @@ def check_bounds(policy: Policy) -> tuple[tuple[str, ...], str] | None:
             continue
         low, high = BOUNDS[field]
         if isinstance(value, float) and not math.isfinite(value):
-            return loc, f"must be a finite number from {low:,g} to {high:,g}"
+            return loc, f"must be a finite number from {_number(low)} to {_number(high)}"
         if not low <= value <= high:
-            return loc, f"must be from {low:,g} to {high:,g}"
+            return loc, f"must be from {_number(low)} to {_number(high)}"
     return None

@@ -438,7 +438,7 @@ POLICY_CASES: dict[str, tuple[Any, int | None, str, str]] = {
     "input_tokens_400_digits": (lambda t: t.replace("input_tokens: 1200", "input_tokens: " + "9" * 400, 1), 79,
                                 "tasks.chat.token_mix.input_tokens", "a number of 400 digits"),
     "input_tokens_over_bound": (lambda t: t.replace("input_tokens: 1200", "input_tokens: 99999999999", 1), 79,
-                                "tasks.chat.token_mix.input_tokens", "must be from 0 to 1e+07"),
+                                "tasks.chat.token_mix.input_tokens", "must be from 0 to 10,000,000"),
     "weight_inf": (lambda t: t.replace("quality: 0.5,", "quality: .inf,", 1), 78, "tasks.chat.weights.quality",
                    "must be a finite number"),
     "weight_nan": (lambda t: t.replace("quality: 0.5,", "quality: .nan,", 1), 78, "tasks.chat.weights.quality",
