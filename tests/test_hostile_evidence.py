@@ -79,6 +79,10 @@ def _scoring(store: Store) -> tuple[int | None, dict[tuple[str, str], float | No
     return run.id, {(s.task, s.model): s.utility for s in scores}
 
 
+def _no_constant(name: str) -> Any:
+    raise AssertionError(f"{name} in a JSON document")
+
+
 # --- stored telemetry: rows an older version or another writer left behind ---------------------------
 
 def _hostile_event(**fields: Any) -> TelemetryEvent:
@@ -126,6 +130,40 @@ def test_stored_bad_telemetry_rows_never_break_or_skew_score(store: Store, datab
     run_after, utilities_after = _scoring(store)
     assert run_after != run_before
     assert utilities_after == utilities_before
+    for command in (["snapshot", "--json"], ["route", "chat", "--json"]):  # and every reader still answers
+        shown = _cli(database_url, *command, "--policy", str(policy))
+        assert shown.exit_code == 0, shown.output
+        json.loads(shown.stdout, parse_constant=_no_constant)
+
+
+def test_stored_evidence_off_its_scale_never_breaks_or_skews_score(
+        store: Store, database_url: str, tmp_path: Path) -> None:
+    """Evidence an older version stored before the row rules (an infinite or 1e300 rating, an MTEB
+    score of 1e300 or -5.0, and on Postgres NaN, which SQLite cannot store): `score` used to fail on
+    Postgres (`invalid input syntax for type json`) or rank by it. Scoring now leaves such values out:
+    the run succeeds, equals the run without them, and `snapshot --json` is valid JSON."""
+    from .scoring_data import add_mteb
+
+    policy = _policy(tmp_path, SMALL_POLICY)
+    good_arena = [("alpha", "overall", 1300.0, 1250.0), ("beta", "overall", 1400.0, 1350.0)]
+    good_mteb = [("emb-one", "SciFact", "Retrieval", 0.7), ("emb-two", "SciFact", "Retrieval", 0.6)]
+    add_arena(store, good_arena)
+    add_mteb(store, good_mteb)
+    assert _cli(database_url, "score", "--policy", str(policy)).exit_code == 0
+    _, clean = _scoring(store)
+
+    nan = [("delta-2025", "math", float("nan"), None)] if store.dialect == "postgresql" else []
+    add_arena(store, [*good_arena, ("delta-2025", "overall", float("inf"), None),
+                      ("gamma-unpriced", "overall", 1e300, None), *nan])
+    add_mteb(store, [*good_mteb, ("emb-one", "NFCorpus", "Retrieval", 1e300),
+                     ("emb-two", "NFCorpus", "Retrieval", -5.0)])
+    result = _cli(database_url, "score", "--policy", str(policy))
+    assert result.exit_code == 0, result.output
+    _, hostile = _scoring(store)
+    assert hostile == clean
+    shown = _cli(database_url, "snapshot", "--json", "--policy", str(policy))
+    assert shown.exit_code == 0, shown.output
+    json.loads(shown.stdout, parse_constant=_no_constant)
 
 
 # --- evidence rows: MTEB result files of the sample mirror, one value spoiled -----------------------

@@ -29,6 +29,7 @@ from ..errors import RecsysError, ScoringError
 from ..evidence import current_run_ids
 from ..policy import Policy, Task
 from ..redact import redact_text
+from ..sources.validate import usable
 from ..store import Store
 from ..store.runs import ABANDONED_ERROR, SCORE_JOB, claim_run
 from ..store.tables import BenchmarkEvidence, RunStatus, ScoringRun, UtilityScore
@@ -139,6 +140,8 @@ def load_evidence(store: Store, policy: Policy) -> list[EvidenceValue]:
             col(BenchmarkEvidence.samples),
         ).where(col(BenchmarkEvidence.run_id).in_(list(run_ids.values())))
         for source, model, category, task_type, value, lower, samples in session.execute(query):
+            if not usable(source, category, value, lower):  # stored before the row rules: left out
+                continue
             key = (source, model)
             if key not in memo:
                 memo[key] = matchers[source].candidate_for(model)

@@ -37,6 +37,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import RejectedRow
@@ -55,6 +56,7 @@ __all__ = [
     "check_version",
     "mteb_metric_bounds",
     "screen",
+    "usable",
 ]
 
 MAX_NAME_CHARS: Final = 512
@@ -238,6 +240,23 @@ def check_record(source: str, record: EvidenceRecord, seen: _Seen | None = None)
     if seen is not None:
         seen.extras.add(id(extra))
         seen.kept.append(extra)
+
+
+@lru_cache(maxsize=4096)
+def _stored_scale(source: str, category: str) -> Scale:
+    from .base import EvidenceRecord
+
+    scale_of = SCALES.get(source)
+    return scale_of(EvidenceRecord(model="-", category=category, value=0.0)) if scale_of is not None else _ANY
+
+
+def usable(source: str, category: str, value: float, lower: float | None = None) -> bool:
+    """Whether a value already stored meets its source's scale. Scoring leaves out one that does not:
+    rows an older version stored before these rules (Postgres keeps NaN and infinities) must neither
+    fail a scoring run nor skew it."""
+    scale = _stored_scale(source, category)
+    return (math.isfinite(value) and scale.low <= value <= scale.high
+            and (lower is None or (math.isfinite(lower) and lower <= value)))
 
 
 def screen(source: str, batch: Batch) -> None:
