@@ -625,8 +625,7 @@ def test_control_characters_are_escaped_in_human_output_and_exact_in_json(
     for what, result in outputs.items():
         text = result.output
         assert not any(c in text for c in "\x1b\r\x07\u202e"), (what, text)
-    assert escaped in outputs["evidence"].stdout.replace("\n", "").replace(" ", "").replace("│", "") or \
-        "evil\\x1b[31mred" in outputs["evidence"].stdout
+    assert escaped[:16] in outputs["evidence"].stdout  # the cell may fold further on
     assert "evil\\x1b[31m-model" in outputs["route"].stdout
     assert "missing\\x1b[2J.yaml" in outputs["error line"].stderr
 
