@@ -54,7 +54,7 @@ demo: install
 
 lint: dev
 	$(BIN)/ruff check .
-	$(BIN)/mypy recommender_core
+	$(BIN)/mypy recommender_core cli
 
 # The whole suite: lint, then every test on SQLite and, when RECSYS_TEST_DATABASE_URL points at
 # a Postgres server, the same tests again on Postgres (the store fixture is parametrized); then the

@@ -6,7 +6,7 @@ import statistics
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -27,6 +27,9 @@ class Result:
     target: float
     higher_is_better: bool = False
     notes: str = ""
+    # The repeats behind ``figure`` and ``baseline`` (medians of them), printed as their spread.
+    figure_runs: tuple[float, ...] = ()
+    baseline_runs: tuple[float, ...] = ()
 
     @property
     def ratio(self) -> float:
@@ -39,24 +42,43 @@ class Result:
     def line(self) -> str:
         bound = ">=" if self.higher_is_better else "<="
         verdict = "ok" if self.passed else "MISSED"
-        text = (f"{self.name}: {self.figure:.6g} {self.unit} vs {self.baseline_name} {self.baseline:.6g} {self.unit}"
+        text = (f"{self.name}: {self.figure:.6g} {self.unit}{spread(self.figure_runs)} vs {self.baseline_name} "
+                f"{self.baseline:.6g} {self.unit}{spread(self.baseline_runs)}"
                 f" -> ratio {self.ratio:.3f} (target {bound} {self.target}) {verdict}")
         return f"{text}; {self.notes}" if self.notes else text
 
 
-def time_command(argv: Sequence[str]) -> float:
+def spread(runs: Sequence[float]) -> str:
+    """`` (median of n, spread lo-hi)`` for the repeats behind a figure; empty when there are none."""
+    if not runs:
+        return ""
+    return f" (median of {len(runs)}, spread {min(runs):.4g}-{max(runs):.4g})"
+
+
+def median_of(runs: Sequence[float]) -> float:
+    return statistics.median(runs)
+
+
+def time_command(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> float:
     start = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     return time.perf_counter() - start
 
 
 def interleaved_medians(a: Callable[[], float], b: Callable[[], float], *, rounds: int) -> tuple[float, float]:
     """Run A B A B ... so drift in machine load hits both sides equally; return both medians."""
+    times_a, times_b = interleaved_runs(a, b, rounds=rounds)
+    return statistics.median(times_a), statistics.median(times_b)
+
+
+def interleaved_runs(a: Callable[[], float], b: Callable[[], float], *,
+                     rounds: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Run A B A B ... (at least 3 rounds); return every figure of each side, for a median and spread."""
     times_a, times_b = [], []
-    for _ in range(rounds):
+    for _ in range(max(rounds, 3)):
         times_a.append(a())
         times_b.append(b())
-    return statistics.median(times_a), statistics.median(times_b)
+    return tuple(times_a), tuple(times_b)
 
 
 @contextmanager

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from recommender_core.sources import lmsys_constants as C  # noqa: E402
+from recommender_core.sources.lmsys import constants as C  # noqa: E402
 from tests.lmsys_data import board_rows, parquet_bytes  # noqa: E402
 
 SHA = hashlib.sha1(b"recsys lmsys cassette", usedforsecurity=False).hexdigest()

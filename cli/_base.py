@@ -22,6 +22,12 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# The flags that go with an error's ``option`` (the core names settings, never flags).
+FLAG_HINTS: dict[str, str] = {
+    "mirror": "The mirror is set with --source.",
+    "all_models": "Run --all without --source.",
+}
+
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
@@ -39,7 +45,9 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except RecsysError as exc:
-            typer.echo(f"{type(exc).__name__}: {printable(_one_line(redact_text(exc.message)))}", err=True)
+            hint = FLAG_HINTS.get(exc.option or "")
+            message = exc.message + (f" {hint}" if hint else "")
+            typer.echo(f"{type(exc).__name__}: {printable(_one_line(redact_text(message)))}", err=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -56,7 +64,7 @@ class RecsysTyper(typer.Typer):
         kwargs.setdefault("add_completion", False)
         super().__init__(**kwargs)
 
-    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:  # type: ignore[override]
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
         register = super().command(*args, **kwargs)
 
         def decorator(func: F) -> F:
@@ -115,10 +123,10 @@ class AppState:
             self._stores.pop().dispose()
 
     def policy(self, path: str | None = None) -> Policy:
-        from recommender_core.policy import load_policy
+        from recommender_core.policy_cache import cached_policy
 
         chosen = path or self.settings().policy
-        return load_policy(chosen)
+        return cached_policy(chosen)  # parsed once per file version, however often a command asks
 
 
 def state(ctx: typer.Context, *, json_output: bool = False) -> AppState:

@@ -55,7 +55,6 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
 
 def unmapped_tasks_line(names: Sequence[str], *, shown: int = 5) -> str:
     """One line naming the MTEB tasks the task map does not know, and what to do about it."""
-    more = len(names) - shown
-    listed = ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
-    return (f"MTEB tasks missing from the task map ({len(names)}): {listed}; their scores count only as "
-            "mteb:task/<name>, in no mteb:type/...: regenerate the task map (README, 'MTEB evidence').")
+    from recommender_core.sources.mteb import unmapped_tasks_text
+
+    return unmapped_tasks_text(names, shown=shown)

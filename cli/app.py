@@ -40,13 +40,16 @@ def root(
     ctx.call_on_close(ctx.obj.close)
     if ctx.resilient_parsing:
         return
-    import os
-
+    from recommender_core.config import Settings
+    from recommender_core.errors import ConfigError
     from recommender_core.logs import configure_logging
 
-    # The log format is read straight from the environment so that even a bad setting elsewhere
-    # can still be reported in the format the log stack expects.
-    log_format = "json" if os.environ.get("RECSYS_LOG_FORMAT", "text").lower() == "json" else "text"
+    # The log format alone, so that even a bad setting elsewhere can still be reported in the format
+    # the log stack expects (and a bad log format itself falls back to text).
+    try:
+        log_format = str(Settings.read("log_format"))
+    except ConfigError:
+        log_format = "text"
     configure_logging(verbosity=verbose, log_format=log_format)
 
 

@@ -33,8 +33,10 @@ _LAZY: dict[str, tuple[str, str]] = {
     "RouteDecision": ("recommender_core.routing.decision", "RouteDecision"),
 }
 
-if TYPE_CHECKING:  # pragma: no cover
-    pass
+if TYPE_CHECKING:  # pragma: no cover - what type checkers see for the lazy names above
+    from .routing.adapter import RecommenderRouter
+    from .routing.decision import RouteDecision, route
+    from .telemetry.callback import TelemetryCallback
 
 
 def __getattr__(name: str) -> Any:

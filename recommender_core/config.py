@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import AliasChoices, Field, SecretStr, TypeAdapter, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigError
@@ -184,20 +185,40 @@ class Settings(BaseSettings):
         extra = info.data.get(f"{info.field_name}_hosts", ())
         return _ScopedSecret(value.get_secret_value(), (*own, *extra))
 
+    def source_url(self, source: str) -> str | None:
+        """The mirror configured for an evidence source (``RECSYS_<SOURCE>_URL``), if any."""
+        value = getattr(self, f"{source}_url", None) if f"{source}_url" in type(self).model_fields else None
+        return value if isinstance(value, str) else None
+
     @property
-    def is_default_database(self) -> bool:
-        """True when no database was configured: the embedded SQLite store."""
-        return not self.database_url
+    def configured_database_url(self) -> str:
+        """The database URL as configured (the embedded SQLite default when none is): the one place the
+        default is chosen."""
+        return self.database_url or default_database_url()
 
     @property
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL to connect to (psycopg 3 for Postgres)."""
-        return normalise_database_url(self.database_url or default_database_url())
+        return normalise_database_url(self.configured_database_url)
 
-    @property
-    def display_database_url(self) -> str:
-        """The database URL with its password redacted, safe to print."""
-        return redact_url(self.database_url or default_database_url())
+    @classmethod
+    def read(cls, field: str) -> Any:
+        """One setting from the environment, validated as ``Settings`` validates it, without building a
+        whole ``Settings`` (about 2 ms): for per-call reads such as ``route()``'s V2 flag and policy path.
+        Unset or empty: the field's default."""
+        import os
+
+        value = next((os.environ[name] for name in _env_names(field) if os.environ.get(name, "").strip()), None)
+        if value is None:
+            return cls.model_fields[field].get_default(call_default_factory=True)
+        from pydantic import ValidationError
+
+        try:
+            return _adapter(field).validate_python(value.strip())
+        except ValidationError as exc:
+            kind = "not a boolean; use true or false" if cls.model_fields[field].annotation is bool else (
+                exc.errors()[0]["msg"].removeprefix("Value error, "))
+            raise ConfigError(f"Invalid setting {_env_names(field)[0]}={value!r}: {kind}.") from None
 
     @classmethod
     def load(cls, **overrides: object) -> Settings:
@@ -212,6 +233,23 @@ class Settings(BaseSettings):
             field = str(first["loc"][0]) if first["loc"] else "settings"
             env_name = _env_name(field)
             raise ConfigError(f"Invalid setting {env_name}: {first['msg'].removeprefix('Value error, ')}.") from exc
+
+
+@cache
+def _env_names(field: str) -> tuple[str, ...]:
+    """Every environment variable a Settings field reads, in priority order."""
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return tuple(str(choice) for choice in alias.choices)
+    return (f"RECSYS_{field.upper()}",)
+
+
+@cache
+def _adapter(field: str) -> TypeAdapter[Any]:
+    info = Settings.model_fields[field]
+    if not info.metadata:
+        return TypeAdapter(info.annotation or Any)
+    return TypeAdapter(Annotated.__class_getitem__((info.annotation, *info.metadata)))  # type: ignore[attr-defined]
 
 
 def _env_name(field: str) -> str:

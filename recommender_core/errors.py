@@ -68,9 +68,12 @@ class RecsysError(Exception):
 
     exit_code: int = EXIT_RUNTIME
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, option: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # The setting the remedy is about (``mirror``, or a source option's name such as
+        # ``all_models``): the library knows no CLI flags, so a front end names its own (cli/_base.py).
+        self.option = option
 
     def __str__(self) -> str:
         return self.message
@@ -94,8 +97,9 @@ class PolicyError(ConfigError):
 class SourceError(RecsysError):
     """An upstream source, or a local mirror of one, could not be read."""
 
-    def __init__(self, message: str, *, source: str | None = None, url: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, source: str | None = None, url: str | None = None,
+                 option: str | None = None) -> None:
+        super().__init__(message, option=option)
         self.source = source
         self.url = url
 
@@ -108,8 +112,8 @@ class SourceHTTPError(SourceError):
     """The source answered with an HTTP error status."""
 
     def __init__(self, message: str, *, source: str | None = None, url: str | None = None,
-                 status_code: int | None = None) -> None:
-        super().__init__(message, source=source, url=url)
+                 status_code: int | None = None, option: str | None = None) -> None:
+        super().__init__(message, source=source, url=url, option=option)
         self.status_code = status_code
 
 

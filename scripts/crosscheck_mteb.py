@@ -105,7 +105,7 @@ def reference(mirror: Path) -> dict[str, Any]:
 
 
 def _ours(path: Path) -> tuple[float | None, str | None]:
-    from recommender_core.sources.mteb import Rejected, load_task_map, parse_result
+    from recommender_core.sources.mteb.load import Rejected, load_task_map, parse_result
 
     try:
         return parse_result(path.read_bytes(), file_task=path.stem, tasks=load_task_map()).value, None

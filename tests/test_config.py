@@ -13,13 +13,18 @@ from recommender_core.redact import redact_text, redact_url
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     s = Settings.load()
-    assert s.is_default_database
+    assert s.database_url is None and s.configured_database_url.endswith("/recsys.db")
     assert s.resolved_database_url.startswith("sqlite:///") and s.resolved_database_url.endswith("/recsys.db")
     assert s.enable_model_recommender_v2 is False
     assert s.policy is None and s.pushgateway_url is None
     assert (s.stale_after_hours, s.telemetry_queue_size, s.telemetry_retention_days, s.keep_runs) == (
         26.0, 10_000, 30, 30)
     assert s.log_format == "text"
+    # One setting read alone (route()'s per-call reads) validates as Settings does.
+    assert Settings.read("enable_model_recommender_v2") is False and Settings.read("keep_runs") == 30
+    monkeypatch.setenv("ENABLE_MODEL_RECOMMENDER_V2", "maybe")
+    with pytest.raises(ConfigError, match=r"^Invalid setting ENABLE_MODEL_RECOMMENDER_V2='maybe': not a boolean"):
+        Settings.read("enable_model_recommender_v2")
 
 
 def test_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -36,7 +41,7 @@ def test_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.setenv(key, value)
     s = Settings.load()
     assert s.resolved_database_url == "postgresql+psycopg://app:pw@db/recsys"
-    assert s.display_database_url == "postgres://app:***@db/recsys"
+    assert s.configured_database_url == "postgres://app:pw@db/recsys"
     assert s.enable_model_recommender_v2 is True
     assert s.policy == tmp_path / "p.yaml"
     assert s.pushgateway_password is not None and s.pushgateway_password.get_secret_value() == "p"

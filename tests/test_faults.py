@@ -34,10 +34,10 @@ from sqlmodel import Session, col, select
 from recommender_core.config import Settings
 from recommender_core.policy import load_policy
 from recommender_core.scoring.run import run_scoring
-from recommender_core.sources import lmsys_constants as C
 from recommender_core.sources.base import IngestOptions
 from recommender_core.sources.http import HttpSettings
 from recommender_core.sources.lmsys import LmsysSource
+from recommender_core.sources.lmsys import constants as C
 from recommender_core.store import Store
 from recommender_core.store.locks import advisory_key
 from recommender_core.store.runs import current_ingest_run, list_runs
@@ -376,7 +376,11 @@ def _before_first(store: Store, prefix: str, action: Callable[[Any], None]) -> N
 
 
 def _on_utility_insert(store: Store, action: Callable[[Any], None]) -> None:
-    _before_first(store, "INSERT INTO utility_score", action)
+    """``action`` at the write of a scoring run's rows. On Postgres the rows go in by COPY on the
+    driver's cursor, which SQLAlchemy does not see: the fault fires at the next statement of the same
+    transaction (making the run current), after the rows went in and before the commit."""
+    _before_first(store, "INSERT INTO utility_score" if store.dialect == "sqlite"
+                  else "UPDATE scoring_run SET is_current", action)
 
 
 @pytest.mark.postgres

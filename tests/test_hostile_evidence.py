@@ -33,8 +33,8 @@ from recommender_core.clock import FixedClock
 from recommender_core.errors import PolicyError, RecsysError, RejectedRow, SourceSchemaError
 from recommender_core.policy import default_policy_text, parse_policy
 from recommender_core.sources.base import Batch, EvidenceRecord
-from recommender_core.sources.lmsys import parse_legacy_csv
-from recommender_core.sources.mteb import load_task_map, parse_result
+from recommender_core.sources.lmsys.parse import parse_legacy_csv
+from recommender_core.sources.mteb.parse import load_task_map, parse_result
 from recommender_core.sources.validate import check_record, mteb_metric_bounds, screen
 from recommender_core.store import Store
 from recommender_core.store.tables import BenchmarkEvidence, IngestRun, ScoringRun, TelemetryEvent, UtilityScore
@@ -390,7 +390,7 @@ def test_no_real_upstream_value_is_rejected(real_slice: Path) -> None:
     """Every task score of the real MTEB files (the slice and the loose files, legacy and current
     formats, STS correlations down to -0.06, p-MRR below 0, GPUSpeedTask's 78,556 words per second),
     every rating of the real Arena CSVs and of the real Elo excerpt passes the row rules."""
-    from recommender_core.sources.mteb import ingest_model_folder
+    from recommender_core.sources.mteb.folder import ingest_model_folder
 
     tasks = load_task_map()
     checked = 0

@@ -353,13 +353,15 @@ def test_a_connection_killed_during_a_copy_is_one_line_and_no_driver_warning(
     store = Store(postgres_url)
     store.upgrade()
     killed: list[int] = []
+    database = postgres_url.rsplit("/", 1)[-1].split("?", 1)[0]
 
     def kill_the_copy() -> None:
         deadline = time.monotonic() + 30
         with pg_admin(postgres_url) as admin:
             while time.monotonic() < deadline:
+                # Only this test's own database: another suite's COPY on the same server is not ours.
                 row = admin.execute("SELECT pid FROM pg_stat_activity WHERE query LIKE 'COPY benchmark_evidence%%' "
-                                    "AND state = 'active'").fetchone()
+                                    "AND state = 'active' AND datname = %s", (database,)).fetchone()
                 if row:
                     admin.execute("SELECT pg_terminate_backend(%s)", (row[0],))
                     killed.append(row[0])
@@ -701,10 +703,10 @@ def _lmsys_requests(mirror: str | None, monkeypatch: pytest.MonkeyPatch, **env: 
     endpoint: the default Hub (``mirror`` None) or a mirror URL."""
     from recommender_core.config import Settings
     from recommender_core.policy import load_policy
-    from recommender_core.sources import lmsys_constants as lmsys
     from recommender_core.sources.base import IngestOptions
     from recommender_core.sources.http import HttpSettings
     from recommender_core.sources.lmsys import LmsysSource
+    from recommender_core.sources.lmsys import constants as lmsys
 
     from .lmsys_data import board_rows, parquet_bytes
 

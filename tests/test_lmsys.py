@@ -21,10 +21,10 @@ from recommender_core.config import Settings
 from recommender_core.errors import SourceError, SourceHTTPError, SourceSchemaError
 from recommender_core.evidence import list_evidence
 from recommender_core.policy import load_policy
-from recommender_core.sources import lmsys_constants as C
 from recommender_core.sources.base import SOURCES, IngestOptions
 from recommender_core.sources.http import HttpSettings
 from recommender_core.sources.lmsys import LmsysSource
+from recommender_core.sources.lmsys import constants as C
 from recommender_core.store import Store
 from recommender_core.store.runs import list_runs
 from recommender_core.store.tables import BenchmarkEvidence, RunStatus
@@ -387,7 +387,7 @@ def test_mirror_credentials_never_reach_a_message_or_the_run_record(mirror: str,
 @pytest.mark.parametrize("url", ["http://[::1/x.parquet", "https://example.invalid:port/x.parquet",
                                  "https://example.invalid/rows?dataset=d&config=text&split=latest&offset=abc"])
 def test_a_malformed_mirror_url_is_a_clear_error(url: str, memory_store: Store) -> None:
-    with pytest.raises(SourceError, match=r"is not a valid mirror URL \(.*\); check the --source URL"):
+    with pytest.raises(SourceError, match=r"is not a valid mirror URL \(.*\); check the mirror URL"):
         ingest(memory_store, url)
     assert list_runs(memory_store, source="lmsys")[0].status == RunStatus.FAILED
 
@@ -420,12 +420,12 @@ def test_unsupported_inputs(tmp_path: Path, memory_store: Store) -> None:
 
 
 def test_nothing_is_ever_unpickled() -> None:
-    module = REPO_ROOT / "recommender_core" / "sources" / "lmsys.py"
-    tree = ast.parse(module.read_text())
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)
-                for alias in node.names}
-    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    assert not imported & {"pickle", "dill", "joblib", "pandas", "cloudpickle"}
+    for module in (REPO_ROOT / "recommender_core" / "sources").rglob("*.py"):
+        tree = ast.parse(module.read_text())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)
+                    for alias in node.names}
+        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert not imported & {"pickle", "dill", "joblib", "pandas", "cloudpickle"}, module
 
 
 def test_registered_and_configs_come_from_the_policy() -> None:
@@ -525,7 +525,7 @@ def test_progress_bar_only_on_a_terminal_and_on_stderr(monkeypatch: pytest.Monke
     import io
     import sys
 
-    from recsys_cli.ingest_lmsys import download_progress
+    from recsys_cli.ingest import download_progress
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

@@ -23,9 +23,11 @@ from recommender_core.errors import ConfigError, SourceError, SourceHTTPError, S
 from recommender_core.evidence import list_evidence
 from recommender_core.policy import load_policy
 from recommender_core.sources.base import SOURCES, IngestOptions
-from recommender_core.sources.http import HttpSettings, SourceClient
-from recommender_core.sources.mteb import (
-    MtebSource,
+from recommender_core.sources.http import HttpSettings
+from recommender_core.sources.ingest import previous_run
+from recommender_core.sources.mteb import MtebSource
+from recommender_core.sources.mteb.load import (
+    MtebReader,
     Rejected,
     TaskInfo,
     TaskMap,
@@ -307,15 +309,29 @@ def test_a_missing_or_url_mirror_is_a_clear_config_error(store: Store, tmp_path:
     (tmp_path / "results.tar.gz").write_bytes(b"")
     with pytest.raises(ConfigError, match=r"results.tar.gz is not a directory; .* \(an unpacked folder\)"):
         _source().run(store, IngestOptions(mirror=str(tmp_path / "results.tar.gz")))
-    with pytest.raises(ConfigError, match=r"is a URL, but an MTEB mirror \(--source or RECSYS_MTEB_URL\) must be a "
-                       r"local folder: clone https://github.com/embeddings-benchmark/results"):
+    with pytest.raises(ConfigError, match=r"is a URL, but an MTEB mirror \(or RECSYS_MTEB_URL\) must be a "
+                       r"local folder: clone https://github.com/embeddings-benchmark/results") as info:
         _source().run(store, IngestOptions(mirror="https://example.invalid/results"))
-    with pytest.raises(ConfigError, match=r"cannot be combined with a mirror \(--source, or RECSYS_MTEB_URL: unset"):
-        _source().run(store, IngestOptions(mirror=str(SAMPLE), all_models=True))
+    assert info.value.option == "mirror"  # the core names the setting; the CLI adds its flag
+    with pytest.raises(ConfigError, match=r"cannot be combined with a mirror \(or RECSYS_MTEB_URL: unset") as info:
+        _source(all_models=True).run(store, IngestOptions(mirror=str(SAMPLE)))
+    assert info.value.option == "all_models"
     empty = tmp_path / "empty"
     (empty / "results").mkdir(parents=True)
     with pytest.raises(SourceSchemaError, match="no model folders"):
         _source().run(store, IngestOptions(mirror=str(empty)))
+
+
+def test_the_cli_adds_the_flag_to_a_core_error(store: Store, database_url: str) -> None:
+    from recsys_cli.app import app
+
+    result = CliRunner().invoke(app, ["--database-url", database_url, "ingest", "mteb", "--source",
+                                      "https://example.invalid/results"])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("ConfigError: mteb: 'https://example.invalid/results' is a URL")
+    assert result.stderr.endswith("Hugging Face dataset). The mirror is set with --source.\n")
+    both = CliRunner().invoke(app, ["--database-url", database_url, "ingest", "mteb", "--all", "--source", str(SAMPLE)])
+    assert both.exit_code == 1 and both.stderr.endswith("unset it for this run). Run --all without --source.\n")
 
 
 @pytest.fixture(scope="module")
@@ -428,9 +444,8 @@ def _vcr() -> vcr.VCR:
                    filter_headers=["authorization"], match_on=["method", "uri"])
 
 
-def _network_source() -> MtebSource:
-    client = SourceClient(source="mteb", settings=HttpSettings(max_attempts=1, backoff_base=0.0))
-    return _source(client=client)
+def _network_source(**kwargs: Any) -> MtebSource:
+    return _source(**kwargs, http_settings=HttpSettings(max_attempts=1, backoff_base=0.0))
 
 
 def test_github_walk_then_unchanged_trees_are_skipped(store: Store) -> None:
@@ -482,9 +497,9 @@ def test_github_rate_limit_is_a_clear_error_and_a_failed_run(store: Store) -> No
 
 def test_all_models_from_the_hf_parquet(store: Store) -> None:
     with _vcr().use_cassette("mteb_hf_all.yaml") as cassette:
-        source = _network_source()
+        source = _network_source(all_models=True)
         try:
-            result = source.run(store, IngestOptions(all_models=True))
+            result = source.run(store, IngestOptions())
         finally:
             source.close()
         assert cassette.all_played
@@ -523,12 +538,12 @@ def test_registered_and_cli_prints_evidence(tmp_path: Path, database_url: str) -
     assert sts22["task_type"] == "STS" and sts22["subset_count"] == 5 and sts22["split"] == "test"
     assert sts22["revision"] and sts22["source_version"] == "sample"
     dry = runner.invoke(app, ["--database-url", database_url, "ingest", "mteb", "--source", str(SAMPLE), "--dry-run"])
-    assert dry.stdout.startswith("mteb: dry-run, version sample, 32 rows, 0 rejected (dry run, nothing written).")
+    assert dry.stdout.startswith("mteb: validated (dry run, nothing written) 32 rows from version sample.")
     again = runner.invoke(app, ["--database-url", database_url, "ingest", "mteb", "--source", str(SAMPLE)])
     assert again.exit_code == 0 and again.stdout == (
         "mteb: source version sample is already ingested; nothing to do (use --force to ingest it again).\n")
     forced = runner.invoke(app, ["--database-url", database_url, "ingest", "mteb", "--source", str(SAMPLE), "--force"])
-    assert re.match(r"mteb: success, version sample, 32 rows, 0 rejected as run \d+\.\n", forced.stdout)
+    assert re.match(r"mteb: ingested 32 rows from version sample as run \d+\.\n", forced.stdout)
     bad = runner.invoke(app, ["--database-url", database_url, "ingest", "mteb", "--source", str(tmp_path / "x")])
     assert bad.exit_code == 1 and "Traceback" not in bad.output and bad.stderr.count("\n") == 1
 
@@ -592,9 +607,7 @@ def test_transport_errors_on_raw_files_fail_the_run(store: Store) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(404, text="404: Not Found")
 
-    client = SourceClient(source="mteb", transport=httpx.MockTransport(handler),
-                          settings=HttpSettings(max_attempts=1))
-    source = _source(client=client)
+    source = _source(transport=httpx.MockTransport(handler), http_settings=HttpSettings(max_attempts=1))
     with pytest.raises(SourceHTTPError, match="HTTP 404"):
         source.run(store, IngestOptions())
     source.close()
@@ -606,8 +619,8 @@ def test_a_new_candidate_is_fetched_at_once_at_an_unchanged_commit(store: Store)
         name: c for name, c in full.candidates.items() if name != "ollama/nomic-embed-text"}})
 
     def run(policy: Any) -> Any:
-        client = SourceClient(source="mteb", settings=HttpSettings(max_attempts=1, backoff_base=0.0))
-        source = MtebSource(settings=Settings.load(), policy=policy, client=client)
+        source = MtebSource(settings=Settings.load(), policy=policy,
+                            http_settings=HttpSettings(max_attempts=1, backoff_base=0.0))
         try:
             return source.run(store, IngestOptions())
         finally:
@@ -631,13 +644,14 @@ def test_only_commit_evidence_stands_in_for_an_unchanged_tree(store: Store) -> N
             source.run(store, IngestOptions())
         finally:
             source.close()
-    probe = _source()
-    probe._store = store
-    kept = probe._previous_rows("BAAI__bge-base-en-v1.5")
+    previous = previous_run(store, "mteb")
+    assert previous is not None
+    kept = MtebReader._previous_rows(previous, "BAAI__bge-base-en-v1.5")
     assert kept is not None and {r.model for r in kept} == {BGE}
     # once a fingerprinted mirror is current, its rows never stand in for a GitHub tree
     _source().run(store, IngestOptions(mirror=str(SAMPLE)))
-    assert probe._previous_rows("BAAI__bge-base-en-v1.5") is None
+    previous = previous_run(store, "mteb")
+    assert previous is not None and MtebReader._previous_rows(previous, "BAAI__bge-base-en-v1.5") is None
 
 
 def test_two_folders_of_one_model_merge_into_one_row_per_task(store: Store, tmp_path: Path) -> None:
@@ -671,13 +685,8 @@ def test_github_token_is_sent_and_never_printed(store: Store, monkeypatch: pytes
         seen.append(request)
         return httpx.Response(401, json={"message": "Bad credentials"})
 
-    def factory(source: str, token: str | None) -> SourceClient:
-        return SourceClient(source=source, token=token, transport=httpx.MockTransport(handler),
-                            settings=HttpSettings(max_attempts=1))
-
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_secretvalue")
-    monkeypatch.setattr(MtebSource, "client_factory", staticmethod(factory))
-    source = _source()
+    source = _source(transport=httpx.MockTransport(handler), http_settings=HttpSettings(max_attempts=1))
     with pytest.raises(SourceHTTPError) as info:
         source.run(store, IngestOptions())
     source.close()
@@ -692,15 +701,11 @@ def test_an_api_answer_of_the_wrong_shape_is_a_clear_error(store: Store, answer:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json=answer)
 
-    def factory(source: str, token: str | None) -> SourceClient:
-        return SourceClient(source=source, token=token, transport=httpx.MockTransport(handler),
-                            settings=HttpSettings(max_attempts=1))
-
-    monkeypatch.setattr(MtebSource, "client_factory", staticmethod(factory))
-    for options in (IngestOptions(), IngestOptions(all_models=True)):
-        source = _source()
+    for all_models in (False, True):
+        source = _source(all_models=all_models, transport=httpx.MockTransport(handler),
+                         http_settings=HttpSettings(max_attempts=1))
         with pytest.raises(SourceSchemaError, match=r"^mteb: https://"):
-            source.run(store, options)
+            source.run(store, IngestOptions())
         source.close()
     assert [r.status for r in list_runs(store, source="mteb")] == [RunStatus.FAILED] * 2
 
@@ -716,12 +721,7 @@ def test_malformed_tree_entries_are_left_out(store: Store, monkeypatch: pytest.M
             return httpx.Response(200, json={"tree": ["results", {"path": "results", "type": "tree", "sha": "r" * 40}]})
         return httpx.Response(200, json={"tree": [None, {"type": "tree"}, {"path": 3, "type": "tree", "sha": "x"}]})
 
-    def factory(source: str, token: str | None) -> SourceClient:
-        return SourceClient(source=source, token=token, transport=httpx.MockTransport(handler),
-                            settings=HttpSettings(max_attempts=1))
-
-    monkeypatch.setattr(MtebSource, "client_factory", staticmethod(factory))
-    source = _source()
+    source = _source(transport=httpx.MockTransport(handler), http_settings=HttpSettings(max_attempts=1))
     with pytest.raises(SourceSchemaError, match="no model folder in the results repository matches"):
         source.run(store, IngestOptions())
     source.close()
@@ -732,17 +732,13 @@ def test_a_held_lock_exits_75_before_any_source_io(database_url: str, job: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from recsys_cli.app import app
 
-    from recommender_core.sources.lmsys import LmsysSource
+    from recommender_core.sources.base import Source
 
-    requests: list[httpx.Request] = []
+    requests: list[httpx.Request | None] = []
 
-    def factory(source: str, token: str | None) -> SourceClient:
-        return SourceClient(source=source, token=token, settings=HttpSettings(max_attempts=1),
-                            transport=httpx.MockTransport(lambda r: requests.append(r) or httpx.Response(500)))
-
-    monkeypatch.setattr(MtebSource, "client_factory", staticmethod(factory))
-    original = LmsysSource.http
-    monkeypatch.setattr(LmsysSource, "http", lambda self: requests.append(None) or original(self))  # type: ignore
+    # A spy on the one HTTP seam every source shares: a held lock must stop the run before it.
+    original = Source.http
+    monkeypatch.setattr(Source, "http", lambda self, token=None: requests.append(None) or original(self, token))
     store = Store(database_url)
     store.upgrade()
     try:
@@ -756,7 +752,7 @@ def test_a_held_lock_exits_75_before_any_source_io(database_url: str, job: str,
         store.dispose()
 
 
-def _serve_parquet(monkeypatch: pytest.MonkeyPatch, body: bytes, sha: str = "d" * 40) -> None:
+def _serve_parquet(body: bytes, sha: str = "d" * 40) -> dict[str, Any]:
     """The Hub API and one data/ parquet file, answered in-process (simulated: no network in tests)."""
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -767,11 +763,7 @@ def _serve_parquet(monkeypatch: pytest.MonkeyPatch, body: bytes, sha: str = "d" 
                                               "path": "data/train-00000-of-00001.parquet"}])
         return httpx.Response(200, content=body)
 
-    def factory(source: str, token: str | None) -> SourceClient:
-        return SourceClient(source=source, token=token, transport=httpx.MockTransport(handler),
-                            settings=HttpSettings(max_attempts=1))
-
-    monkeypatch.setattr(MtebSource, "client_factory", staticmethod(factory))
+    return {"transport": httpx.MockTransport(handler), "http_settings": HttpSettings(max_attempts=1)}
 
 
 def test_all_models_parquet_averages_every_eval_split_and_keeps_unmapped_tasks(
@@ -800,10 +792,9 @@ def test_all_models_parquet_averages_every_eval_split_and_keeps_unmapped_tasks(
                     rows[column].append(value)
     buffer = io.BytesIO()
     pq.write_table(pa.table(rows), buffer)
-    _serve_parquet(monkeypatch, buffer.getvalue())
-    source = _source()
+    source = _source(all_models=True, **_serve_parquet(buffer.getvalue()))
     try:
-        result = source.run(store, IngestOptions(all_models=True))
+        result = source.run(store, IngestOptions())
     finally:
         source.close()
     assert (result.rows_rejected, result.details["unmapped_tasks"]) == (0, ["GPUSpeedTask"])
@@ -828,10 +819,9 @@ def test_all_models_with_a_corrupt_parquet_page_fails_cleanly(store: Store, monk
     pq.write_table(table, buffer, compression="snappy")
     body = bytearray(buffer.getvalue())
     body[40:140] = b"\xff" * 100  # a data page, not the footer: the file opens, reading it fails
-    _serve_parquet(monkeypatch, bytes(body))
-    source = _source()
+    source = _source(all_models=True, **_serve_parquet(bytes(body)))
     with pytest.raises(SourceSchemaError, match=r"^mteb: data/train-00000-of-00001.parquet is corrupt \("):
-        source.run(store, IngestOptions(all_models=True))
+        source.run(store, IngestOptions())
     source.close()
     assert list_runs(store, source="mteb")[0].status == RunStatus.FAILED
 
@@ -839,7 +829,7 @@ def test_all_models_with_a_corrupt_parquet_page_fails_cleanly(store: Store, monk
 @pytest.mark.parametrize("where", ["version", "load"])
 def test_a_mirror_folder_that_cannot_be_listed_is_a_clear_error(store: Store, tmp_path: Path, where: str,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    import recommender_core.sources.mteb as module
+    import recommender_core.sources.mteb.load as module
 
     mirror = _copy_sample(tmp_path)
     blocked = next(mirror.rglob("NFCorpus.json")).parent

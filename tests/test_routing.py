@@ -155,6 +155,18 @@ def test_routes_from_the_stores_current_run(store: Store) -> None:
     assert "gamma-unpriced" in {e.model for e in from_store.excluded}
 
 
+def test_without_scores_or_store_route_opens_the_configured_store(store: Store, database_url: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = small_policy()
+    monkeypatch.setenv("RECSYS_DATABASE_URL", database_url)
+    with pytest.raises(NoCandidateError, match="No scoring run is current"):
+        route("chat", policy=policy, v2_enabled=True)
+    add_arena(store, [("alpha", "overall", 1300.0, None), ("beta", "overall", 1400.0, None)])
+    run_scoring(store, policy)
+    assert route("chat", policy=policy, v2_enabled=True).models == route(
+        "chat", policy=policy, v2_enabled=True, store=store).models
+
+
 names = st.sampled_from([f"m{i}" for i in range(12)])
 values = st.floats(min_value=0, max_value=1, allow_nan=False)
 rows_strategy = st.lists(

@@ -212,7 +212,8 @@ def test_metrics_endpoint(served: tuple[str, int]) -> None:
 def test_cache_expiry(store: Store) -> None:
     fill(store)
     clock = FakeMonotonic()
-    with running(make_app(store, clock)) as address:
+    app = make_app(store, clock)
+    with running(app) as address:
         first = get(address, "/snapshot").json()
         with store.session() as s:
             s.add(TelemetryEvent(event_id="new", model="gpt-5", status="success", started_at=NOW, latency_ms=5.0))
@@ -220,6 +221,9 @@ def test_cache_expiry(store: Store) -> None:
         clock.value += 4.9
         assert get(address, "/snapshot").json() == first
         clock.value += 0.2  # past the 5 s cache
+        # the expired copy is served at once while a background thread rebuilds it
+        assert get(address, "/snapshot").json() == first
+        assert app.wait_for_refreshes(timeout=30)
         fresh = get(address, "/snapshot").json()
         models = {m["model"] for m in fresh["telemetry"]["models"]}  # type: ignore[index]
         assert "gpt-5" in models
@@ -277,8 +281,11 @@ def test_an_expired_entry_is_served_while_another_thread_rebuilds(memory_store: 
     first = app.handle("GET", "/snapshot")
     assert first.status == 200
     clock.value += 10  # expired
-    with app._build_lock:  # another thread is rebuilding
+    with app._build_lock:  # another thread is building: the refresh waits for it, the request does not
         assert app.handle("GET", "/snapshot") is first
+        assert app.handle("GET", "/snapshot") is first  # one background refresh per key, not one per request
+        assert len(app._refreshing) == 1
+    assert app.wait_for_refreshes(timeout=30)
     rebuilt = app.handle("GET", "/snapshot")
     assert rebuilt.status == 200 and rebuilt is not first
     # a key never built has nothing stale to give: it waits for the builder instead

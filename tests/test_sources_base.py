@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,8 +14,16 @@ from sqlmodel import select
 from recommender_core.clock import FixedClock
 from recommender_core.config import Settings
 from recommender_core.errors import SourceError, SourceHTTPError, SourceSchemaError, SourceTimeout
-from recommender_core.policy import load_policy
-from recommender_core.sources.base import Batch, EvidenceRecord, IngestOptions, Source
+from recommender_core.policy import Task, load_policy
+from recommender_core.sources.base import (
+    Batch,
+    EvidenceRecord,
+    EvidenceValue,
+    IngestOptions,
+    PreviousRun,
+    Quality,
+    Source,
+)
 from recommender_core.sources.http import EXCEPTION_MAP, HttpSettings, SourceClient, parse_retry_after
 from recommender_core.store import Store
 from recommender_core.store.runs import list_runs
@@ -157,10 +167,15 @@ class FakeSource(Source):
         self.version, self.records, self.rejected, self.fail = version, records, rejected, fail
         self.loads = 0
 
+    @classmethod
+    def quality(cls, ref: str, selector: str, rows: Sequence[EvidenceValue], names: Sequence[str],
+                task: Task) -> Quality:
+        return Quality({}, dict.fromkeys(names, "fake evidence measures nothing"))
+
     def resolve_version(self, options: IngestOptions) -> str:
         return self.version
 
-    def load(self, version: str, options: IngestOptions) -> Batch:
+    def load(self, version: str, options: IngestOptions, previous: PreviousRun | None = None) -> Batch:
         self.loads += 1
         if self.fail is not None:
             raise self.fail
@@ -215,18 +230,47 @@ def test_dry_run_writes_nothing(store: Store) -> None:
 
 
 def test_empty_source_is_refused(store: Store) -> None:
-    with pytest.raises(SourceSchemaError, match=r"holds no rows; nothing was written. Check that --source \(or "
+    with pytest.raises(SourceSchemaError, match=r"holds no rows; nothing was written. Check that the mirror \(or "
                        r"RECSYS_FAKE_URL\) points at fake data"):
         FakeSource("v1", []).run(store, IngestOptions())
 
 
 def test_registry_lists_every_plugin_and_unknown_names_say_what_exists() -> None:
     from recommender_core.errors import ConfigError
-    from recommender_core.sources import PLUGIN_MODULES, get_source, load_sources
+    from recommender_core.sources import available_sources, get_source, load_sources
 
     registry = load_sources()
-    assert set(registry) == set(PLUGIN_MODULES) == {"lmsys", "mteb"}
+    assert set(registry) == set(available_sources()) == {"lmsys", "mteb"}
+    from recommender_core.diagnostics.metrics import CRONJOB_COMMANDS
+
     for name, cls in registry.items():
         assert cls.name == name and cls.job == f"ingest-{name}"
+        assert (cls.job in CRONJOB_COMMANDS) == cls.cronjob, f"{name}: a CronJob source needs its deployment"
     with pytest.raises(ConfigError, match=r"^Unknown source 'lmsy'\. Available sources: lmsys, mteb\.$"):
         get_source("lmsy")
+
+
+def test_one_git_helper_reads_clones_worktrees_packed_refs_and_detached_heads(tmp_path: Path) -> None:
+    from recommender_core.sources.base import git_head
+
+    main, packed, detached = "a" * 40, "b" * 40, "c" * 40
+    clone = tmp_path / "clone"
+    (clone / ".git" / "refs" / "heads").mkdir(parents=True)
+    (clone / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (clone / ".git" / "refs" / "heads" / "main").write_text(main + "\n")
+    assert git_head(clone) == main
+    # a worktree: .git is a file naming its git dir, whose commondir holds the packed refs
+    worktree_dir = clone / ".git" / "worktrees" / "wt"
+    worktree_dir.mkdir(parents=True)
+    (worktree_dir / "HEAD").write_text("ref: refs/heads/topic\n")
+    (worktree_dir / "commondir").write_text("../..\n")
+    (clone / ".git" / "packed-refs").write_text(f"# pack-refs with: peeled\n{packed} refs/heads/topic\n")
+    worktree = tmp_path / "wt"
+    worktree.mkdir()
+    (worktree / ".git").write_text(f"gitdir: {worktree_dir}\n")
+    assert git_head(worktree) == packed
+    (worktree_dir / "HEAD").write_text(detached + "\n")
+    assert git_head(worktree) == detached
+    (worktree_dir / "HEAD").write_text("not a commit\n")
+    assert git_head(worktree) is None
+    assert git_head(tmp_path / "plain") is None

@@ -22,8 +22,6 @@ from recommender_core.store.runs import (
 from recommender_core.store.tables import (
     BenchmarkEvidence,
     IngestRun,
-    ModelAlias,
-    ModelRecord,
     RunStatus,
     ScoringRun,
     SourceState,
@@ -78,11 +76,8 @@ def test_every_table_round_trips(store: Store) -> None:
                         source_version="abc123", rows_accepted=2, rows_rejected=1,
                         details={"rejected": {"no name": 1}}, error=None)
         session.add(run)
-        model = ModelRecord(name="gpt-4o", provider="openai", kind="chat", created_at=NOW)
-        session.add(model)
         session.flush()
-        assert run.id is not None and model.id is not None
-        session.add(ModelAlias(model_id=model.id, source="lmsys", alias="gpt-4o-2024-08-06"))
+        assert run.id is not None
         session.add(BenchmarkEvidence(
             run_id=run.id, source="lmsys", model="gpt-4o-2024-08-06", category="text/coding",
             metric="rating", value=1287.123456789012, lower=1280.5, upper=1293.75, samples=123456789012,
@@ -99,10 +94,9 @@ def test_every_table_round_trips(store: Store) -> None:
             provider="openai", task="coding", status="failure", error_class="RateLimitError",
             started_at=NOW, ended_at=NOW + timedelta(milliseconds=850), latency_ms=850.0, ttft_ms=120.5,
             prompt_tokens=100, completion_tokens=20, cost=0.00045, cache_hit=True, tags=["task:coding"]))
-        session.add(TelemetryRollup(computed_at=NOW, window_hours=24, model="gpt-4o", task="coding", calls=10,
-                                    errors=1, error_rate=0.1, latency_p50_ms=400, latency_p95_ms=900,
-                                    latency_p99_ms=1000, ttft_p50_ms=100, ttft_p95_ms=200,
-                                    mean_cost_per_call=0.001, cost_per_1k_tokens=0.004))
+        session.add(TelemetryRollup(hour_start=NOW, computed_at=NOW, model="gpt-4o", task="coding", calls=10,
+                                    errors=1, priced_calls=9, priced_cost=0.009, priced_tokens=2_250_000_000,
+                                    latency_samples=2, latency_sketch={"310": 1, "z": 1}))
         scoring = ScoringRun(status=RunStatus.SUCCESS, started_at=NOW, finished_at=NOW, policy_hash="f" * 64,
                              is_current=True, details={"tasks": 1})
         session.add(scoring)
@@ -119,7 +113,6 @@ def test_every_table_round_trips(store: Store) -> None:
         got_run = session.exec(select(IngestRun)).one()
         assert got_run.started_at == NOW and got_run.started_at.tzinfo is not None
         assert got_run.details == {"rejected": {"no name": 1}}
-        assert session.exec(select(ModelAlias)).one().alias == "gpt-4o-2024-08-06"
         arena = session.exec(select(BenchmarkEvidence).where(col(BenchmarkEvidence.source) == "lmsys")).one()
         assert arena.value == 1287.123456789012  # full precision
         assert (arena.lower, arena.upper, arena.samples) == (1280.5, 1293.75, 123456789012)
@@ -131,7 +124,8 @@ def test_every_table_round_trips(store: Store) -> None:
         assert event.ended_at == NOW + timedelta(milliseconds=850)
         assert (event.error_class, event.cache_hit, event.tags, event.ttft_ms) == (
             "RateLimitError", True, ["task:coding"], 120.5)
-        assert session.exec(select(TelemetryRollup)).one().latency_p95_ms == 900
+        rollup = session.exec(select(TelemetryRollup)).one()
+        assert (rollup.priced_tokens, rollup.latency_sketch) == (2_250_000_000, {"310": 1, "z": 1})
         assert session.exec(select(ScoringRun)).one().is_current is True
         scores = {u.model: u for u in session.exec(select(UtilityScore))}
         assert scores["gpt-4o"].evidence == ["lmsys:text/coding"]
@@ -296,5 +290,37 @@ def test_migration_0002_adds_task_source_and_keeps_stored_events(database_url: s
             columns = {c["name"] for c in sa.inspect(conn).get_columns("telemetry_event")}
             kept = conn.execute(sa.text("SELECT event_id FROM telemetry_event ORDER BY event_id")).scalars().all()
         assert "task_source" not in columns and kept == ["new-1", "old-1"]
+    finally:
+        s.dispose()
+
+
+def test_migration_0003_drops_the_unused_model_tables_and_keeps_the_rest(database_url: str) -> None:
+    """From the previous head (0002) with evidence stored: the upgrade drops model and model_alias only,
+    the evidence stays, and the downgrade brings the two (empty) tables back."""
+    s = Store(database_url)
+    try:
+        _alembic(s, "upgrade", "0002")
+        assert s.current_revision() == "0002"
+        with s.engine.begin() as conn:
+            assert {"model", "model_alias"} <= set(sa.inspect(conn).get_table_names())
+            conn.execute(sa.text(
+                "INSERT INTO ingest_run (source, status, started_at, rows_accepted, rows_rejected, details) "
+                "VALUES ('lmsys', 'success', :t, 1, 0, '{}')"), {"t": NOW})
+            run_id = conn.execute(sa.text("SELECT max(id) FROM ingest_run")).scalar_one()
+            conn.execute(sa.text(
+                "INSERT INTO benchmark_evidence (run_id, source, model, category, metric, value, extra) "
+                "VALUES (:r, 'lmsys', 'gpt-4o', 'text/coding', 'rating', 1287.5, '{}')"), {"r": run_id})
+        result = s.upgrade()
+        assert (result.from_revision, result.to_revision) == ("0002", s.head_revision())
+        with s.engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+            values = conn.execute(sa.text("SELECT value FROM benchmark_evidence")).scalars().all()
+        assert not tables & {"model", "model_alias"} and {"benchmark_evidence", "telemetry_rollup"} <= tables
+        assert values == [1287.5]
+        _alembic(s, "downgrade", "0002")
+        with s.engine.connect() as conn:
+            assert {"model", "model_alias"} <= set(sa.inspect(conn).get_table_names())
+        s.upgrade()
+        assert s.current_revision() == s.head_revision()
     finally:
         s.dispose()

@@ -17,7 +17,8 @@ from recommender_core.stats import percentile
 from recommender_core.store import Store
 from recommender_core.store.tables import TelemetryEvent, TelemetryRollup
 from recommender_core.telemetry.events import TelemetryRecord, record_from_standard_logging, task_from
-from recommender_core.telemetry.rollups import compute_rollups, model_rollups, prune_events, refresh_rollups
+from recommender_core.telemetry.rollups import prune_events, read_window
+from recommender_core.telemetry.sketch import DOCUMENTED_RELATIVE_ERROR
 from recommender_core.telemetry.writer import BatchWriter, write_records
 
 from ._relay import TcpRelay
@@ -191,39 +192,37 @@ def test_writer_survives_postgres_going_away_and_coming_back(relayed_postgres: t
 
 # --- rollups and pruning --------------------------------------------------------------------------
 
-def test_rollups_per_model_and_task_with_exact_percentiles(store: Store) -> None:
+def test_rollups_per_model_and_task_with_sketched_percentiles(store: Store) -> None:
     latencies = [float(v) for v in range(10, 1010, 10)]  # 100 values
     records = [_record(i, latency=lat, ago=timedelta(hours=1)) for i, lat in enumerate(latencies)]
     records += [_record(200 + i, status="failure", latency=5.0, cost=0.0, ago=timedelta(hours=2))
                 for i in range(4)]
     records.append(_record(300, latency=1.0, cache_hit=True))  # counted, excluded from latency
-    records.append(_record(301, task=None, latency=2000.0, ttft=300.0, ago=timedelta(days=3)))  # 7d only
+    records.append(_record(301, task=None, latency=2000.0, ago=timedelta(days=3)))  # 7d only
     records.append(_record(302, task=None, ago=timedelta(days=9)))  # outside both windows
     records.append(_record(303, model="deployment-a", group="smart", task="math", latency=50.0))
     write_records(store, records)
 
-    rollups = {(r.window_hours, r.model, r.task): r for r in compute_rollups(store, now=NOW)}
-    day = rollups[(24, "gpt-4o", "coding")]
-    assert (day.calls, day.errors) == (105, 4)
-    assert day.error_rate == pytest.approx(4 / 105)
+    day = read_window(store, since=NOW - timedelta(hours=24), task_latency=True)
+    coding = day.by_model_task[("gpt-4o", "coding")]
+    assert (coding.calls, coding.errors) == (105, 4)
+    assert coding.error_rate == pytest.approx(4 / 105)
     expected = sorted(latencies)
-    assert day.latency_p50_ms == percentile(expected, 50) == pytest.approx(505.0)
-    assert day.latency_p95_ms == percentile(expected, 95)
-    assert day.latency_p99_ms == percentile(expected, 99)
-    assert day.ttft_p50_ms is None
-    assert day.mean_cost_per_call == pytest.approx((101 * 0.001) / 105)
-    assert day.cost_per_1k_tokens == pytest.approx(1000 * (101 * 0.001) / (101 * 200))
-    assert rollups[(24, "gpt-4o", None)].calls == 105
-    week = rollups[(168, "gpt-4o", None)]
-    assert week.calls == 106 and week.ttft_p50_ms == 300.0
-    assert (168, "gpt-4o", "coding") in rollups
-    assert rollups[(24, "smart", "math")].calls == 1  # the model group names the model
-    assert [(r.model, r.calls) for r in model_rollups(store, now=NOW)] == [("gpt-4o", 105), ("smart", 1)]
-
-    stored = refresh_rollups(store, now=NOW)
+    for q in (50, 95, 99):
+        assert coding.latency_percentile(q) == pytest.approx(percentile(expected, q), rel=DOCUMENTED_RELATIVE_ERROR)
+    assert coding.latency_samples == 100
+    assert coding.mean_cost_per_call == pytest.approx((101 * 0.001) / 105)
+    # The one cost definition: priced calls (a cost and tokens), failures at their cost of 0 included.
+    assert coding.cost_per_1k_tokens == pytest.approx(1000 * (101 * 0.001) / (105 * 200))
+    assert set(day.by_model_task) == {("gpt-4o", "coding"), ("smart", "math")}  # the model group names it
+    assert {m: a.calls for m, a in day.by_model.items()} == {"gpt-4o": 105, "smart": 1}
+    week = read_window(store, since=NOW - timedelta(hours=168)).by_model
+    assert week["gpt-4o"].calls == 106 and week["gpt-4o"].latency_samples == 101
     with store.session() as session:
         count = session.execute(sa.select(sa.func.count()).select_from(TelemetryRollup)).scalar_one()
-    assert count == len(stored) == len(rollups)
+    # One row per (hour, model, task) that holds calls (4 hours, 5 of them), one per (hour, model),
+    # and one per (day, model): gpt-4o and smart on the 26th, gpt-4o 3 and 9 days earlier.
+    assert count == 5 + 5 + 4
 
 
 def test_prune_deletes_old_events_in_bounded_batches(store: Store) -> None:

@@ -5,7 +5,9 @@ store answers, 503 with the reason otherwise: the readiness probe), ``GET /livez
 process serves requests, whatever the store does: the liveness probe, so a database outage takes the
 pods out of the Service instead of restarting them) and ``GET /metrics`` (Prometheus text format).
 The standard library's ``ThreadingHTTPServer`` is enough: responses come from a short cache, so
-the store sees at most one snapshot query per (task, top) per ``cache_seconds``.
+the store sees at most one snapshot query per (task, top) per ``cache_seconds``. An expired entry is
+rebuilt by a background thread while requests keep getting the previous copy, so no request waits
+for a rebuild (only the very first request for a key, which has no copy yet, builds it).
 """
 
 from __future__ import annotations
@@ -85,6 +87,9 @@ class DiagnosticsApp:
         self._cache: dict[tuple[str, ...], tuple[float, Response]] = {}
         # One builder at a time: concurrent misses wait for the first and reuse its result.
         self._build_lock = threading.Lock()
+        # Keys being rebuilt in the background, and a condition to wait for them (tests, shutdown).
+        self._refreshing: set[tuple[str, ...]] = set()
+        self._refresh_done = threading.Condition()
 
     # --- routing ----------------------------------------------------------------------------------
 
@@ -118,31 +123,54 @@ class DiagnosticsApp:
             return _error(500, "Unexpected server error; see the server log.")
 
     def _cached(self, key: tuple[str, ...], build: Callable[[], Response]) -> Response:
-        """Fresh from the cache, else rebuilt by one thread at a time.
+        """Fresh from the cache; an expired copy while a background thread rebuilds it; else built now.
 
-        While one thread rebuilds an expired entry, the others get the expired copy instead of
-        waiting (stale while revalidate): on a large store a rebuild takes seconds.
+        On a large store a rebuild takes seconds: requests never wait for one while a copy exists
+        (stale while revalidate, with the revalidation off the request's thread). A key never built
+        has nothing to give, so its first request builds it (concurrent ones wait and reuse it).
         """
         if self.cache_seconds <= 0:  # caching off: every request builds (the uncached benchmark)
             return build()
         hit = self._cache.get(key)
-        if hit is not None and hit[0] > self._monotonic():
+        if hit is not None:
+            if hit[0] <= self._monotonic():
+                self._refresh_in_background(key, build)
             return hit[1]
-        if not self._build_lock.acquire(blocking=hit is None):
-            assert hit is not None  # noqa: S101 - a non-blocking acquire only fails with a stale copy
-            return hit[1]
-        try:
-            if hit is None:
-                # We waited for another builder: it may have just built this very entry.
-                fresh = self._cache.get(key)
-                if fresh is not None and fresh[0] > self._monotonic():
-                    return fresh[1]
-            response = build()
-            if response.status == 200:
-                self._cache[key] = (self._monotonic() + self.cache_seconds, response)
-            return response
-        finally:
-            self._build_lock.release()
+        with self._build_lock:
+            fresh = self._cache.get(key)  # we may have waited for another builder of this very key
+            if fresh is not None:
+                return fresh[1]
+            return self._build_into_cache(key, build)
+
+    def _build_into_cache(self, key: tuple[str, ...], build: Callable[[], Response]) -> Response:
+        response = build()
+        if response.status == 200:
+            self._cache[key] = (self._monotonic() + self.cache_seconds, response)
+        return response
+
+    def _refresh_in_background(self, key: tuple[str, ...], build: Callable[[], Response]) -> None:
+        with self._refresh_done:
+            if key in self._refreshing:
+                return
+            self._refreshing.add(key)
+
+        def refresh() -> None:
+            try:
+                with self._build_lock:
+                    self._build_into_cache(key, build)
+            except Exception:  # the expired copy stays; the next request after expiry tries again
+                log.warning("recsys serve: could not refresh %s in the background", "/".join(key), exc_info=True)
+            finally:
+                with self._refresh_done:
+                    self._refreshing.discard(key)
+                    self._refresh_done.notify_all()
+
+        threading.Thread(target=refresh, name="recsys-serve-refresh", daemon=True).start()
+
+    def wait_for_refreshes(self, timeout: float = 30.0) -> bool:
+        """Wait until no background rebuild is running; False when ``timeout`` seconds passed first."""
+        with self._refresh_done:
+            return self._refresh_done.wait_for(lambda: not self._refreshing, timeout)
 
     # --- endpoints --------------------------------------------------------------------------------
 

@@ -30,10 +30,9 @@ from ..store.tables import (
     IngestRun,
     RunStatus,
     ScoringRun,
-    TelemetryEvent,
     UtilityScore,
 )
-from ..telemetry.rollups import latency_percentiles
+from ..telemetry.rollups import read_window
 
 __all__ = ["SCHEMA_VERSION", "TELEMETRY_WINDOW_HOURS", "UNTAGGED_TASK", "Snapshot", "build_snapshot",
            "current_scoring_run", "selection_counts", "source_status"]
@@ -243,60 +242,35 @@ def _evidence_values(store: Store, policy: Policy,
 
 
 def _telemetry(store: Store, now: datetime) -> dict[str, Any]:
-    """Calls, errors and latency percentiles per model over the window, aggregated in SQL.
-
-    Two queries over the window: counts per (task, model), and the latency rows each percentile
-    needs, picked by rank with window functions (the same linear interpolation as
-    ``stats.percentile`` and Postgres' ``percentile_cont``, on both backends).
-    """
-    since = now - timedelta(hours=TELEMETRY_WINDOW_HOURS)
-    name = sa.func.coalesce(col(TelemetryEvent.model_group), col(TelemetryEvent.model))
-    with store.connect() as conn:
-        selections = conn.execute(
-            sa.select(col(TelemetryEvent.task), name, sa.func.count(),
-                      sa.func.sum(sa.case((col(TelemetryEvent.status) != "success", 1), else_=0)))
-            .where(col(TelemetryEvent.started_at) >= since).group_by(col(TelemetryEvent.task), name)
-        ).all()
-        latencies = latency_percentiles(conn, since=since, percentiles=_PERCENTILES)
-    calls: dict[str, int] = defaultdict(int)
-    errors: dict[str, int] = defaultdict(int)
-    for _task, model, count, failed in selections:
-        calls[model] += int(count)
-        errors[model] += int(failed or 0)
+    """Calls, errors and latency percentiles per model over the window, from the hourly rollups
+    (``telemetry.rollups``: whole hours, percentiles within 1% of the exact ones)."""
+    window = read_window(store, since=now - timedelta(hours=TELEMETRY_WINDOW_HOURS), tasks=True)
     models = []
-    for model in sorted(calls):
-        timed = latencies.get(model)
-        p50, p95 = (timed.values[pct] if timed else None for pct in _PERCENTILES)
-        models.append({"model": model, "calls": calls[model], "errors": errors[model],
-                       "error_rate": errors[model] / calls[model], "latency_p50_ms": p50, "latency_p95_ms": p95})
+    for model, agg in sorted(window.by_model.items()):
+        models.append({"model": model, "calls": agg.calls, "errors": agg.errors, "error_rate": agg.error_rate,
+                       "latency_p50_ms": agg.latency_percentile(50), "latency_p95_ms": agg.latency_percentile(95)})
     return {
         "window_hours": TELEMETRY_WINDOW_HOURS,
         "models": models,
-        "selections": sorted(({"task": task or UNTAGGED_TASK, "model": model, "calls": int(count)}
-                              for task, model, count, _failed in selections), key=lambda e: (e["task"], e["model"])),
+        "selections": sorted(({"task": task or UNTAGGED_TASK, "model": model, "calls": agg.calls}
+                              for (model, task), agg in window.by_model_task.items()),
+                             key=lambda e: (e["task"], e["model"])),
     }
 
 
-_PERCENTILES = (50, 95)
-
-
 def selection_counts(store: Store, *, since: datetime) -> dict[tuple[str, str], int]:
-    """Calls per (task, model) of the telemetry that started at ``since`` or later (the snapshot's
+    """Calls per (task, model) of the telemetry from the hour holding ``since`` on (the snapshot's
     ``telemetry.selections``): ``recsys serve``'s ``recsys_model_selected_calls``."""
-    name = sa.func.coalesce(col(TelemetryEvent.model_group), col(TelemetryEvent.model))
-    with store.connect() as conn:
-        rows = conn.execute(
-            sa.select(col(TelemetryEvent.task), name, sa.func.count())
-            .where(col(TelemetryEvent.started_at) >= since).group_by(col(TelemetryEvent.task), name)
-        ).all()
-    return {(task or UNTAGGED_TASK, model): int(count) for task, model, count in rows}
+    window = read_window(store, since=since, tasks=True)
+    return {(task or UNTAGGED_TASK, model): agg.calls for (model, task), agg in window.by_model_task.items()}
 
 
 def _next_steps(sources: list[dict[str, Any]], scoring_run: dict[str, Any] | None) -> list[str]:
-    steps = []
+    steps: list[str] = []
     if not sources:
-        steps.append("recsys ingest lmsys")
-        steps.append("recsys ingest mteb")
+        from ..sources import available_sources
+
+        steps.extend(f"recsys ingest {name}" for name in available_sources())
     if scoring_run is None:
         steps.append("recsys score")
     return steps
@@ -348,4 +322,31 @@ def build_snapshot(
         "unmapped_tasks": unmapped_tasks(store),
         "next_steps": _next_steps(sources, scoring.run),
     }
+    if top is not None:
+        _apply_top(document, top)
     return Snapshot(document=document)
+
+
+def _apply_top(document: dict[str, Any], top: int) -> None:
+    """``top`` on every list of the document, not only the ranked tasks.
+
+    Per task: the first ``top`` exclusions (by name) and the ``top`` most-called models of
+    ``telemetry.selections``; overall: the ``top`` most-called ``telemetry.models`` and the first
+    ``top`` ``unmatched_models`` and ``unmapped_tasks``. Kept entries keep the document's order.
+    ``sources`` (one entry per source) and ``next_steps`` are not lists of results and stay whole.
+    A store of 500 models x 30 tasks otherwise sends 15,000 selection entries (1 MB) for ``top=5``.
+    """
+    document["excluded"] = {t: entries[:top] for t, entries in document["excluded"].items()}
+    telemetry = document["telemetry"]
+    busiest = sorted(telemetry["models"], key=lambda m: (-m["calls"], m["model"]))[:top]
+    kept = {m["model"] for m in busiest}
+    telemetry["models"] = [m for m in telemetry["models"] if m["model"] in kept]
+    per_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for entry in telemetry["selections"]:
+        per_task[entry["task"]].append(entry)
+    chosen = {id(e) for entries in per_task.values()
+              for e in sorted(entries, key=lambda e: (-e["calls"], e["model"]))[:top]}
+    telemetry["selections"] = [e for e in telemetry["selections"] if id(e) in chosen]
+    for name in ("unmatched_models", "unmapped_tasks"):
+        if isinstance(document.get(name), list):
+            document[name] = document[name][:top]

@@ -32,10 +32,11 @@ from .table import UtilityTable
 if TYPE_CHECKING:
     from ..store import Store
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+from ..litellm_import import local_cost_map
 
-import litellm  # the cost-map switch above must be set before this import
-from litellm.router import Router
+with local_cost_map():
+    import litellm
+    from litellm.router import Router
 
 __all__ = ["RecommenderRouter"]
 

@@ -12,23 +12,23 @@ when read.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, NoCandidateError, RoutingError, UsageError
-from ..policy import Policy, load_policy
+from ..errors import NoCandidateError, RoutingError, UsageError
+from ..policy import Policy
 from .strategies import STRATEGIES, RouteConstraints, Strategy
-from .table import ScoreRow, TaskTable, UtilityTable, load_current_table
+from .table import ScoreRow, TaskTable, UtilityTable, load_task_table
 
-__all__ = ["FLAG_ENV", "Exclusion", "RouteDecision", "decision_seconds", "parse_flag", "route"]
+if TYPE_CHECKING:
+    from ..store import Store
+
+__all__ = ["FLAG_ENV", "Exclusion", "RouteDecision", "decision_seconds", "route"]
 
 FLAG_ENV = "ENABLE_MODEL_RECOMMENDER_V2"
-_TRUE = frozenset({"1", "true", "yes", "on", "t", "y"})
-_FALSE = frozenset({"", "0", "false", "no", "off", "f", "n"})
 _INSTANCES: dict[str, Strategy] = {name: cls() for name, cls in STRATEGIES.items()}
 
 
@@ -90,28 +90,12 @@ class RouteDecision:
         }
 
 
-def parse_flag(value: str | None) -> bool:
-    """``ENABLE_MODEL_RECOMMENDER_V2`` as the settings parse it (unset or empty: off)."""
-    text = (value or "").strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigError(f"Invalid setting {FLAG_ENV}={value!r}: not a boolean; use true or false.")
-
-
-@lru_cache(maxsize=8)
-def _policy_at(path: str | None, _mtime_ns: int) -> Policy:
-    return load_policy(path)
-
-
 def _configured_policy() -> Policy:
-    path = os.environ.get("RECSYS_POLICY") or None
-    try:
-        mtime = os.stat(path).st_mtime_ns if path else 0
-    except OSError:
-        mtime = -1  # load_policy reports the missing file
-    return _policy_at(path, mtime)
+    from ..config import Settings  # pydantic-settings, imported on first use
+    from ..policy_cache import cached_policy
+
+    configured = Settings.read("policy")
+    return cached_policy(str(configured) if configured else None)
 
 
 def _exclusions(policy: Policy, task: str, tt: TaskTable | None, chosen: tuple[str, ...],
@@ -141,12 +125,14 @@ def route(
     strategy: str = "utility",
     scores: UtilityTable | None = None,
     v2_enabled: bool | None = None,
-    store: Any = None,
+    store: Store | None = None,
     policy: Policy | None = None,
 ) -> RouteDecision:
     """Decide the model order for ``task``.
 
-    ``scores`` defaults to the current scoring run of ``store`` (else the configured store),
+    ``scores`` defaults to the current scoring run of ``store``; with neither given, route() opens the
+    configured store (``Settings``: ``RECSYS_DATABASE_URL``, else the embedded SQLite default) for this
+    call and closes it again (pass a ``Store``, or use ``RecommenderRouter``, to keep one open),
     ``v2_enabled`` to ``ENABLE_MODEL_RECOMMENDER_V2``, ``policy`` to ``RECSYS_POLICY`` or the default.
     Constraints left as None take the task's defaults from the policy. With the flag off the policy's
     static order is returned whatever the scores. Raises ``NoCandidateError`` when nothing qualifies.
@@ -160,7 +146,9 @@ def route(
     if spec is None:
         raise RoutingError(f"Unknown task '{task}'. Tasks in the policy: {', '.join(sorted(policy.tasks))}.")
     if v2_enabled is None:
-        v2_enabled = parse_flag(os.environ.get(FLAG_ENV))
+        from ..config import Settings
+
+        v2_enabled = bool(Settings.read("enable_model_recommender_v2"))
     if not v2_enabled:
         static = spec.static_order
         return RouteDecision(task, strategy, False, static[0], static[1:])
@@ -208,15 +196,15 @@ def decision_seconds(policy: Policy, scores: UtilityTable) -> dict[str, float]:
     return seconds
 
 
-def _table_from_store(store: Any, task: str) -> UtilityTable:
+def _table_from_store(store: Store | None, task: str) -> UtilityTable:
     owned = None
-    if store is None:
+    if store is None:  # documented in route(): the configured store, opened for this call
         from ..config import Settings
         from ..store import Store
 
         store = owned = Store.from_settings(Settings.load())
     try:
-        table = load_current_table(store)
+        table = load_task_table(store, task)  # one task's rows, not the whole table
     finally:
         if owned is not None:
             owned.dispose()

@@ -38,9 +38,10 @@ from .table import UtilityTable
 if TYPE_CHECKING:
     from ..store import Store
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+from ..litellm_import import local_cost_map
 
-from litellm.router import CustomRoutingStrategyBase  # the cost-map switch above must be set first
+with local_cost_map():
+    from litellm.router import CustomRoutingStrategyBase
 
 __all__ = ["RecommenderRoutingStrategy"]
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import NoCandidateError, StoreError
 from ..policy import Policy
-from .decision import FLAG_ENV, RouteDecision, parse_flag, route
+from .decision import RouteDecision, route
 from .table import UtilityTable, load_current_table, table_from_snapshot
 
 if TYPE_CHECKING:
@@ -100,7 +100,9 @@ class Recommender:
             self._loaded_at = None
 
     def _v2(self) -> bool:
-        return self.v2_enabled if self.v2_enabled is not None else parse_flag(os.environ.get(FLAG_ENV))
+        from ..config import Settings
+
+        return self.v2_enabled if self.v2_enabled is not None else bool(Settings.read("enable_model_recommender_v2"))
 
     def _configured_store(self) -> Store:
         if self.store is None:

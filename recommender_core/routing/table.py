@@ -27,6 +27,7 @@ __all__ = [
     "TaskTable",
     "UtilityTable",
     "load_current_table",
+    "load_task_table",
     "order_key",
     "read_snapshot",
     "table_from_scored",
@@ -203,6 +204,48 @@ def load_current_table(store: Any) -> UtilityTable | None:
             return None
         scores = session.exec(select(UtilityScore).where(col(UtilityScore.run_id) == run.id)).all()
     return table_from_scored(scores, origin=f"scoring run {run.id}")
+
+
+_TASK_COLUMNS = ("model", "utility", "quality", "cost", "latency", "reliability", "cost_per_1k_tokens",
+                 "latency_p95_ms", "success_rate", "excluded", "reason", "evidence")
+
+
+def load_task_table(store: Any, task: str) -> UtilityTable | None:
+    """The current scoring run's rows of one ``task`` as a table (None when no run is current).
+
+    What ``route`` reads: one indexed query for the current run and its rows of that task, as plain
+    tuples (no ORM objects), instead of every task's rows through the ORM.
+    """
+    import sqlalchemy as sa
+
+    # Lightweight table clauses, not the SQLModel classes: route never imports the ORM. The
+    # evidence column holds JSON (a list of references) on both backends.
+    runs = sa.table("scoring_run", sa.column("id"), sa.column("is_current"))
+    scores = sa.table("utility_score", sa.column("run_id"), sa.column("task"),
+                      *(sa.column(name, sa.JSON() if name == "evidence" else None) for name in _TASK_COLUMNS))
+    query = (sa.select(runs.c.id, *(scores.c[name] for name in _TASK_COLUMNS))
+             .select_from(runs.outerjoin(scores, sa.and_(scores.c.run_id == runs.c.id, scores.c.task == task)))
+             .where(runs.c.is_current.is_(True)))
+    with store.connect() as conn:
+        fetched = conn.execute(query).all()
+    if not fetched:
+        return None
+    run_id = fetched[0][0]
+    rows: list[ScoreRow] = []
+    excluded: list[tuple[str, str]] = []
+    for (_, model, utility, quality, cost, latency, reliability, cost_per_1k, p95, success, is_excluded,
+         reason, evidence) in fetched:
+        if model is None:  # the current run has no row for this task
+            continue
+        if is_excluded or utility is None:
+            excluded.append((model, reason or "excluded by the scoring run"))
+            continue
+        rows.append(ScoreRow(model=model, utility=utility, quality=quality or 0.0, cost=cost or 0.0,
+                             latency=latency or 0.0, reliability=reliability or 0.0,
+                             cost_per_1k_tokens=cost_per_1k or 0.0, latency_p95_ms=p95 or 0.0,
+                             success_rate=success, evidence=tuple(evidence or ())))
+    return UtilityTable.build({task: rows} if rows else {}, excluded={task: excluded} if excluded else {},
+                              origin=f"scoring run {run_id}")
 
 
 def table_from_scored(scores: Iterable[Any], *, origin: str = "memory") -> UtilityTable:

@@ -16,7 +16,6 @@ rules for missing data are:
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,13 +28,16 @@ from ..errors import RecsysError, ScoringError
 from ..evidence import current_run_ids
 from ..policy import Policy, Task
 from ..redact import redact_text
+from ..sources import available_sources, get_source
+from ..sources.base import EvidenceValue
 from ..sources.validate import usable
 from ..store import Store
+from ..store.bulk import insert_utility_scores
 from ..store.runs import ABANDONED_ERROR, SCORE_JOB, claim_run
 from ..store.tables import BenchmarkEvidence, RunStatus, ScoringRun, UtilityScore
-from .normalise import MTEB_MIN_COVERAGE, beta_smoothed, elo_win_rate, median, relative_score
+from ..telemetry.rollups import ModelTelemetry, telemetry_by_model
+from .normalise import beta_smoothed, median, relative_score
 from .prices import PriceTable, load_price_table
-from .telemetry_stats import ModelTelemetry, telemetry_by_model
 
 __all__ = [
     "DEFAULT_LATENCY_PRIOR_MS",
@@ -56,20 +58,6 @@ TELEMETRY_WINDOW_HOURS = 7 * 24
 MIN_CALLS_FOR_OBSERVED_COST = 50
 MIN_CALLS_FOR_LATENCY = 20
 DEFAULT_LATENCY_PRIOR_MS = {"chat": 2000.0, "embedding": 300.0}
-
-
-@dataclass(frozen=True)
-class EvidenceValue:
-    """One current evidence row, reduced to what scoring reads."""
-
-    source: str
-    model: str
-    candidate: str | None
-    category: str
-    task_type: str | None
-    value: float
-    lower: float | None
-    samples: int | None
 
 
 @dataclass(frozen=True)
@@ -127,7 +115,7 @@ class ScoringResult:
 
 def load_evidence(store: Store, policy: Policy) -> list[EvidenceValue]:
     """Current evidence of every evidence source, matched to the policy's candidates."""
-    run_ids = current_run_ids(store, ["lmsys", "mteb"])
+    run_ids = current_run_ids(store, list(available_sources()))
     if not run_ids:
         return []
     matchers = {source: policy.matcher(source) for source in run_ids}
@@ -150,65 +138,6 @@ def load_evidence(store: Store, policy: Policy) -> list[EvidenceValue]:
     return rows
 
 
-def _pick(rows: Sequence[EvidenceValue]) -> EvidenceValue:
-    # Several upstream names can map to one candidate (an alias and an exact name): the best-sampled wins.
-    return sorted(rows, key=lambda r: (-(r.samples or 0), -r.value, r.model))[0]
-
-
-def _arena_quality(ref: str, category: str, rows: Sequence[EvidenceValue], names: Sequence[str],
-                   conservative: bool) -> tuple[dict[str, float], dict[str, str], dict[str, Any]]:
-    in_category = [r for r in rows if r.source == "lmsys" and r.category == category]
-    if not in_category:
-        reason = f"no current evidence for {ref} (run 'recsys ingest lmsys')"
-        return {}, dict.fromkeys(names, reason), {}
-    ordered = sorted(in_category, key=lambda r: (r.value, r.model))
-    reference = ordered[(len(ordered) - 1) // 2]
-    by_candidate: dict[str, list[EvidenceValue]] = defaultdict(list)
-    for r in in_category:
-        if r.candidate is not None:
-            by_candidate[r.candidate].append(r)
-    qualities: dict[str, float] = {}
-    missing: dict[str, str] = {}
-    for name in names:
-        if name not in by_candidate:
-            missing[name] = f"no {ref} rating for this model"
-            continue
-        row = _pick(by_candidate[name])
-        rating = row.lower if conservative and row.lower is not None else row.value
-        qualities[name] = elo_win_rate(rating, reference.value)
-    return qualities, missing, {"reference_model": reference.model, "reference_rating": reference.value}
-
-
-def _mteb_quality(ref: str, selector: str, rows: Sequence[EvidenceValue],
-                  names: Sequence[str]) -> tuple[dict[str, float], dict[str, str], dict[str, Any]]:
-    kind, _, wanted = selector.partition("/")
-    mteb = [r for r in rows if r.source == "mteb" and r.candidate is not None
-            and (r.category == wanted if kind == "task" else r.task_type == wanted)]
-    if not mteb:
-        reason = f"no current evidence for {ref} (run 'recsys ingest mteb')"
-        return {}, dict.fromkeys(names, reason), {}
-    scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in mteb:
-        assert r.candidate is not None  # noqa: S101 - filtered above
-        scores[r.candidate][r.category].append(min(max(r.value, 0.0), 1.0))
-    universe = sorted({r.category for r in mteb})
-    qualities: dict[str, float] = {}
-    missing: dict[str, str] = {}
-    for name in names:
-        tasks = scores.get(name)
-        if not tasks:
-            missing[name] = f"no {ref} results for this model"
-            continue
-        coverage = len(tasks) / len(universe)
-        if coverage < MTEB_MIN_COVERAGE:
-            missing[name] = (f"{ref}: covers {len(tasks)} of {len(universe)} tasks ({coverage:.0%}), "
-                             f"below the required {MTEB_MIN_COVERAGE:.0%}")
-            continue
-        per_task = [sum(v) / len(v) for _, v in sorted(tasks.items())]
-        qualities[name] = sum(per_task) / len(per_task)
-    return qualities, missing, {"tasks": len(universe), "min_coverage": MTEB_MIN_COVERAGE}
-
-
 def _telemetry_for(name: str, telemetry: Mapping[str, ModelTelemetry]) -> ModelTelemetry | None:
     found = telemetry.get(name)
     if found is not None:
@@ -223,12 +152,9 @@ def _score_task(task_name: str, task: Task, policy: Policy, evidence: Sequence[E
     per_ref: list[tuple[str, dict[str, float], dict[str, str]]] = []
     ref_details: dict[str, Any] = {}
     for ref in task.evidence_refs:
-        if ref.source == "lmsys":
-            q, miss, info = _arena_quality(str(ref), ref.selector, evidence, names, task.conservative)
-        else:
-            q, miss, info = _mteb_quality(str(ref), ref.selector, evidence, names)
-        per_ref.append((str(ref), q, miss))
-        ref_details[str(ref)] = info
+        found = get_source(ref.source).quality(str(ref), ref.selector, evidence, names, task)
+        per_ref.append((str(ref), dict(found.by_candidate), dict(found.missing)))
+        ref_details[str(ref)] = dict(found.details)
     tokens = task.token_mix.input_tokens + task.token_mix.output_tokens
     excluded: list[ScoredModel] = []
     partial: list[dict[str, Any]] = []
@@ -366,8 +292,7 @@ def run_scoring(
             included = sum(1 for s in scores if not s.excluded)
             with store.session() as session:
                 claim_run(session.connection(), lock, ScoringRun, run_id)  # still this run's job?
-                if scores:
-                    session.execute(sa.insert(UtilityScore), [_row(run_id, s) for s in scores])
+                insert_utility_scores(session, run_id=run_id, scores=scores)  # COPY / executemany
                 session.execute(sa.update(ScoringRun).where(col(ScoringRun.is_current).is_(True))
                                 .values(is_current=False))
                 session.execute(sa.update(ScoringRun).where(col(ScoringRun.id) == run_id).values(

@@ -159,13 +159,13 @@ def mteb_metric_bounds(metric: str | None) -> Scale:
 
 
 def _lmsys_scale(record: EvidenceRecord) -> Scale:
-    from .lmsys_constants import MAX_RATING, MIN_RATING
+    from .lmsys.constants import MAX_RATING, MIN_RATING
 
     return Scale(MIN_RATING, MAX_RATING, "an Arena rating")
 
 
 def _mteb_scale(record: EvidenceRecord) -> Scale:
-    from .mteb import load_task_map
+    from .mteb.parse import load_task_map
 
     found = load_task_map().find(record.category)
     return mteb_metric_bounds(found[1].main_score if found is not None else None)

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from .tables import BenchmarkEvidence
+from .tables import BenchmarkEvidence, UtilityScore
 
 if TYPE_CHECKING:
     from ..sources.base import EvidenceRecord
 
-__all__ = ["EVIDENCE_COLUMNS", "copy_rows", "insert_evidence"]
+__all__ = ["EVIDENCE_COLUMNS", "UTILITY_COLUMNS", "copy_rows", "insert_evidence", "insert_utility_scores"]
 
 EVIDENCE_COLUMNS: Sequence[str] = (
     "run_id", "source", "model", "category", "task_type", "metric", "value", "lower", "upper", "samples",
@@ -94,3 +94,36 @@ def insert_evidence(session: Session, *, run_id: int, source: str, source_versio
         item["extra"] = json.loads(item["extra"])
     session.execute(sa.insert(table), payload)
     return len(records)
+
+
+UTILITY_COLUMNS: Sequence[str] = (
+    "run_id", "task", "model", "utility", "quality", "cost", "latency", "reliability", "cost_per_1k_tokens",
+    "latency_p95_ms", "success_rate", "excluded", "reason", "evidence", "details",
+)
+
+
+def insert_utility_scores(session: Session, *, run_id: int, scores: Iterable[Any]) -> int:
+    """Insert one scoring run's scored rows inside the session's transaction; returns the row count.
+
+    ``scores`` are scored rows (``task``, ``model``, the components, ``excluded``, ``reason``,
+    ``evidence``, ``details``). Postgres: one ``COPY``; SQLite: one executemany of a plain INSERT (no
+    ORM objects, no per-row RETURNING): 15,000 rows through the ORM took 0.8 s of a 1.3 s ``score``.
+    """
+    rows = [(run_id, s.task, s.model, s.utility, s.quality, s.cost, s.latency, s.reliability,
+             s.cost_per_1k_tokens, s.latency_p95_ms, s.success_rate, bool(s.excluded), s.reason,
+             json.dumps(list(s.evidence)), json.dumps(dict(s.details)))
+            for s in scores]
+    if not rows:
+        return 0
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        raw = connection.connection.dbapi_connection
+        assert raw is not None  # noqa: S101 - a live session has a DBAPI connection
+        with raw.cursor() as cursor:  # type: ignore[attr-defined]
+            return copy_rows(cursor, "utility_score", UTILITY_COLUMNS, rows)
+    names = ", ".join(UTILITY_COLUMNS)
+    marks = ", ".join("?" for _ in UTILITY_COLUMNS)
+    table = UtilityScore.__table__.name  # type: ignore[attr-defined]
+    # The JSON columns hold JSON text on SQLite, as SQLAlchemy's JSON type writes them.
+    connection.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)  # noqa: S608 - constants
+    return len(rows)

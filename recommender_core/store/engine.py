@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -10,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from sqlmodel import Session
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import StoreSchemaError, StoreWriteError
@@ -19,11 +21,44 @@ from . import locks
 from .errors import translate_db_errors
 
 if TYPE_CHECKING:
+    from sqlmodel import Session
+
     from ..config import Settings
 
-__all__ = ["MIGRATIONS_DIR", "Store", "UpgradeResult"]
+__all__ = ["MIGRATIONS_DIR", "Store", "UpgradeResult", "head_revision"]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_REVISION = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(?:['\"]([^'\"]+)['\"]|None)", re.MULTILINE)
+_HEAD: dict[tuple[tuple[str, int, int], ...], str] = {}
+
+
+def head_revision() -> str:
+    """The id of the newest migration, read from the migration files without importing Alembic.
+
+    Every command that opens the store compares the schema version it finds with this id; importing
+    Alembic and building its script directory for that cost about 0.2 s per command. The files are
+    read with a regular expression for their ``revision``/``down_revision`` lines (a test checks the
+    answer against Alembic's ``ScriptDirectory``), and the result is cached per file identity.
+    """
+    files = sorted((MIGRATIONS_DIR / "versions").glob("*.py"))
+    identity = tuple((f.name, (st := f.stat()).st_mtime_ns, st.st_size) for f in files)
+    cached = _HEAD.get(identity)
+    if cached is not None:
+        return cached
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for file in files:
+        found = dict((m.group(1), m.group(2)) for m in _REVISION.finditer(file.read_text("utf-8")))
+        if found.get("revision"):
+            revisions.add(found["revision"])
+        if found.get("down_revision"):
+            parents.add(found["down_revision"])
+    heads = sorted(revisions - parents)
+    if len(heads) != 1:
+        raise RuntimeError(f"the packaged migrations have {len(heads)} heads ({', '.join(heads)}), not one")
+    _HEAD.clear()
+    _HEAD[identity] = heads[0]
+    return heads[0]
 # Only the migration job may wait for the lock; everything else fails fast (exit 75).
 MIGRATION_LOCK = "db-upgrade"
 
@@ -44,6 +79,11 @@ def _sqlite_on_connect(dbapi_conn: object, _record: object) -> None:
     cursor = dbapi_conn.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    try:  # the telemetry rollups bucket latencies in SQL; SQLite builds without math functions get them here
+        cursor.execute("SELECT ln(1.0), ceil(0.5)")
+    except sqlite3.OperationalError:  # no such function
+        dbapi_conn.create_function("ln", 1, math.log, deterministic=True)  # type: ignore[attr-defined]
+        dbapi_conn.create_function("ceil", 1, math.ceil, deterministic=True)  # type: ignore[attr-defined]
     cursor.close()
 
 
@@ -72,10 +112,8 @@ class Store:
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Store:
         """Open the configured store; the embedded SQLite default migrates itself on first use."""
-        from ..config import default_database_url
-
-        raw = settings.database_url or default_database_url()
-        return cls(raw, auto_migrate=settings.resolved_database_url.startswith("sqlite"), clock=clock)
+        return cls(settings.configured_database_url, auto_migrate=settings.resolved_database_url.startswith("sqlite"),
+                   clock=clock)
 
     @property
     def engine(self) -> sa.Engine:
@@ -152,6 +190,8 @@ class Store:
 
         Database errors leave it as StoreError subclasses.
         """
+        from sqlmodel import Session  # here, not at import: read paths such as route never need the ORM
+
         self.ensure_ready()
         with translate_db_errors(self.display_url):
             with Session(self.engine, expire_on_commit=False) as session:
@@ -173,11 +213,8 @@ class Store:
     # --- migrations -----------------------------------------------------------------------------
 
     def head_revision(self) -> str:
-        from alembic.script import ScriptDirectory
-
-        head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
-        assert head is not None  # noqa: S101 - the package ships its migrations
-        return head
+        """The newest migration's id (``head_revision``): what ``current_revision`` must equal."""
+        return head_revision()
 
     def current_revision(self) -> str | None:
         with translate_db_errors(self.display_url):
@@ -209,7 +246,8 @@ class Store:
         """Require the schema at head; the embedded default migrates itself when it is not.
 
         A store already at head is used as it is, without the migration lock, so read commands work on
-        a store in a read-only location.
+        a store in a read-only location. The check is one comparison of the stored schema version with
+        the newest migration's id; Alembic is imported only when there is something to apply.
         """
         if self._ready:
             return

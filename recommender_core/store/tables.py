@@ -16,13 +16,12 @@ from sqlmodel import Field, SQLModel
 __all__ = [
     "BenchmarkEvidence",
     "IngestRun",
-    "ModelAlias",
-    "ModelRecord",
     "RunStatus",
     "ScoringRun",
     "SourceState",
     "TelemetryEvent",
     "TelemetryRollup",
+    "TelemetryRollupDirty",
     "UTCDateTime",
     "UtilityScore",
 ]
@@ -85,32 +84,6 @@ class IngestRun(SQLModel, table=True):
     # {"reason": count} for rejected rows, and anything else worth showing in a run summary.
     details: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
     error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
-
-
-class ModelRecord(SQLModel, table=True):
-    """A model the user can call, by its LiteLLM name."""
-
-    __tablename__ = "model"
-
-    id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True))
-    name: str = Field(max_length=256, sa_column_kwargs={"unique": True})
-    provider: str | None = Field(default=None, max_length=64)
-    kind: str = Field(default="chat", max_length=16)  # chat | embedding
-    created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
-
-
-class ModelAlias(SQLModel, table=True):
-    """An upstream evidence name that means a model (e.g. Arena ``gpt-4o-2024-08-06`` -> ``gpt-4o``)."""
-
-    __tablename__ = "model_alias"
-    __table_args__ = (sa.UniqueConstraint("source", "alias", name="uq_model_alias_source_alias"),)
-
-    id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True))
-    model_id: int = Field(sa_column=sa.Column(sa.BigInteger, sa.ForeignKey("model.id", ondelete="CASCADE"),
-                                              nullable=False, index=True))
-    source: str = Field(max_length=64)
-    alias: str = Field(max_length=512)
-    origin: str = Field(default="policy", max_length=16)  # policy | manual
 
 
 class BenchmarkEvidence(SQLModel, table=True):
@@ -188,26 +161,50 @@ class TelemetryEvent(SQLModel, table=True):
 
 
 class TelemetryRollup(SQLModel, table=True):
-    """Aggregates of telemetry per (model, task) over a window, computed at ``computed_at``."""
+    """Aggregates of the telemetry of one (model, task) in one UTC hour; mergeable across hours.
+
+    Maintained by ``telemetry.rollups.catch_up_rollups`` (the hours marked in
+    ``telemetry_rollup_dirty`` are recomputed from the raw events). ``model`` is the LiteLLM
+    ``model_group``, else the model name; ``task`` None holds the untagged calls. The cost
+    definition is ``telemetry.rollups.cost_per_1k_tokens``; ``latency_sketch`` is a
+    ``telemetry.sketch.LatencySketch`` as JSON.
+    """
 
     __tablename__ = "telemetry_rollup"
-    __table_args__ = (sa.Index("ix_rollup_model_task_window", "model", "task", "window_hours"),)
+    __table_args__ = (sa.Index("ix_rollup_hour", "hour_start", "all_tasks"),)
 
     id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True))
-    computed_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
-    window_hours: int
+    hour_start: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    span_hours: int = 1  # 24: a day's per-model row (all_tasks), merged from its 24 hour rows
     model: str = Field(max_length=256)
-    task: str | None = Field(default=None, max_length=128)  # None: every call of the model
-    calls: int = 0
+    task: str | None = Field(default=None, max_length=128)  # None: calls without a task
+    # True: the model's row with every task merged (task None), which per-model reads use alone.
+    all_tasks: bool = False
+    calls: int = 0  # successes and failures
     errors: int = 0
-    error_rate: float | None = None
-    latency_p50_ms: float | None = None
-    latency_p95_ms: float | None = None
-    latency_p99_ms: float | None = None
-    ttft_p50_ms: float | None = None
-    ttft_p95_ms: float | None = None
-    mean_cost_per_call: float | None = None
-    cost_per_1k_tokens: float | None = None
+    cost_calls: int = 0  # calls that reported a cost
+    cost_total: float = 0.0
+    priced_calls: int = 0  # calls that reported a cost and at least one token
+    priced_cost: float = 0.0
+    priced_tokens: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False))
+    prompt_tokens: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False))
+    completion_tokens: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False))
+    latency_samples: int = 0  # successful calls, not cache hits, with a latency
+    latency_sketch: dict[str, int] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+    computed_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+
+
+class TelemetryRollupDirty(SQLModel, table=True):
+    """An hour (or a day, keyed ``-epoch_day - 1``) whose rollups are out of date.
+
+    A trigger on ``telemetry_event`` marks the hour of every inserted event in the inserting
+    transaction (bumping ``version``); the catch-up locks the mark, rebuilds the hour and deletes the
+    mark in one transaction, so an insert that commits meanwhile marks the hour again."""
+
+    __tablename__ = "telemetry_rollup_dirty"
+
+    hour: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))  # epoch hours
+    version: int = Field(default=1, sa_column=sa.Column(sa.BigInteger, nullable=False))
 
 
 class ScoringRun(SQLModel, table=True):

@@ -9,8 +9,10 @@ Register it once and every call through the SDK, a ``litellm.Router`` or the pro
     litellm.completion(model="gpt-4o-mini", messages=[...], metadata={"tags": ["task:coding"]})
 
 The hooks only map ``kwargs["standard_logging_object"]`` to a small record and append it to a
-bounded queue; a background thread writes batches (``recommender_core.telemetry.writer``). A hook
-never raises into LiteLLM, and no prompt, response or error message text is ever kept.
+bounded queue; a background thread takes batches (``recommender_core.telemetry.writer``) and hands
+them to a writer process (``recommender_core.telemetry.writer_process``), so the database work never
+competes with the caller for the interpreter lock. A hook never raises into LiteLLM, and no prompt,
+response or error message text is ever kept.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from __future__ import annotations
 import atexit
 import functools
 import logging
-import os
 import threading
+import time
 import uuid
 import weakref
 from collections import Counter
@@ -31,13 +33,15 @@ from ..errors import RejectedRow
 from .events import TelemetryRecord, record_from_standard_logging
 from .validate import check_record
 from .writer import BatchWriter, WriterStats, write_records
+from .writer_process import WriterProcess
 
 if TYPE_CHECKING:
     from ..store import Store
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+from ..litellm_import import local_cost_map
 
-from litellm.integrations.custom_logger import CustomLogger
+with local_cost_map():
+    from litellm.integrations.custom_logger import CustomLogger
 
 __all__ = ["TelemetryCallback"]
 
@@ -102,6 +106,11 @@ class TelemetryCallback(CustomLogger):
     Every event is checked against ``telemetry.validate``'s rules ("now" from ``clock``, default
     the store's): one that breaks a rule (a NaN cost, negative tokens, a start in the future, ...)
     is not stored and is counted per reason in ``rejected``.
+
+    ``writer`` says where batches are written: ``"process"`` (a child process fed through a pipe:
+    the default for a store opened from a URL or the settings) or ``"thread"`` (the batch writer
+    thread writes through the store itself: the default with ``store=``, which may carry its own
+    engine, and for in-memory SQLite, which another process cannot open).
     """
 
     def __init__(
@@ -116,6 +125,7 @@ class TelemetryCallback(CustomLogger):
         backoff_max: float = 30.0,
         exit_timeout: float = 10.0,
         clock: Clock | None = None,
+        writer: str | None = None,
     ) -> None:
         super().__init__()
         if exit_timeout < 0:
@@ -127,15 +137,25 @@ class TelemetryCallback(CustomLogger):
         from ..config import Settings
 
         settings = Settings.load(database_url=database_url) if queue_size is None or sink is None else None
+        if writer not in (None, "process", "thread"):
+            raise ValueError(f"writer must be 'process' or 'thread', not {writer!r}")
         self._store: Store | None = None
+        self._process: WriterProcess | None = None
         if sink is None:
             from ..store import Store
 
+            default = "thread" if store is not None else "process"
             if store is None:
                 assert settings is not None  # noqa: S101 - loaded above whenever sink is None
                 store = Store.from_settings(settings)
             self._store = store
-            sink = functools.partial(write_records, store)
+            if (writer or default) == "process" and store.sqlite_path is None and store.url.startswith("sqlite"):
+                writer = "thread"  # an in-memory database lives in this process only
+            if (writer or default) == "process":
+                self._process = WriterProcess(store.url, auto_migrate=store.auto_migrate)
+                sink = self._process
+            else:
+                sink = functools.partial(write_records, store)
         size = queue_size if queue_size is not None else settings.telemetry_queue_size  # type: ignore[union-attr]
         self._writer = BatchWriter(sink=sink, queue_size=size, batch_size=batch_size,
                                    flush_interval=flush_interval, backoff_max=backoff_max)
@@ -160,12 +180,17 @@ class TelemetryCallback(CustomLogger):
         if self._closed:
             return True
         self._closed = True
+        deadline = time.monotonic() + timeout
         _unregister(self)
         flushed = self._writer.close(timeout)
         if not flushed:
             stats = self._writer.stats()
             log.warning("telemetry: %d events could not be written before close (%s)",
                         stats.queued, stats.last_error)
+        if self._process is not None:
+            # The writer thread has stopped (or given up): the child gets what is left of the
+            # deadline to finish the batch it may be writing, then is killed.
+            self._process.close(timeout=max(deadline - time.monotonic(), 0.0))
         if self._store is not None:
             self._store.dispose()
         return flushed
@@ -173,6 +198,11 @@ class TelemetryCallback(CustomLogger):
     def stats(self) -> WriterStats:
         """Queued, written and dropped counts since start."""
         return self._writer.stats()
+
+    @property
+    def writer_pid(self) -> int | None:
+        """The writer process's id while it runs (None with ``writer="thread"`` or before the first batch)."""
+        return self._process.pid if self._process is not None else None
 
     @property
     def dropped(self) -> int:

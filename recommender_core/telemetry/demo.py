@@ -8,7 +8,6 @@ table, so the stored costs are real figures for the mocked token counts.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from typing import Any
 
@@ -26,9 +25,11 @@ def _seen(callback: Any) -> int:
 
 def run_demo(*, database_url: str | None = None, calls_per_task: int = CALLS_PER_TASK) -> int:
     """Make the demo calls (one failing deployment falls back to another) and return the events written."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-    from litellm.router import Router
+    from ..litellm_import import local_cost_map
+
+    with local_cost_map():
+        import litellm
+        from litellm.router import Router
 
     from .callback import TelemetryCallback
 

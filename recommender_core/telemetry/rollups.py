@@ -1,156 +1,422 @@
-"""Rollups per (model, task) over sliding windows, with exact percentiles, and retention pruning.
+"""The one telemetry aggregation: hourly mergeable rollups per (model, task), caught up from dirty hours.
 
-A rollup groups the raw events whose ``started_at`` lies in ``[now - window, now)``. The model is
-the LiteLLM ``model_group`` when there is one, else the model name (as in the snapshot). Every
-model gets one row with ``task=None`` over all its calls, plus one row per tagged task.
+``score``, ``snapshot`` and ``serve`` read telemetry only through this module, and only from the
+``telemetry_rollup`` table, never the raw events: per-model figures read O(hours x models) rows
+(fewer once whole days are merged), per-task call counts O(hours x models x tasks) rows summed in SQL.
 
-- ``calls`` counts successes and failures; ``error_rate = errors / calls``.
-- Latency and time-to-first-token percentiles are exact (``recommender_core.stats.percentile``,
-  linear interpolation, the same as numpy and Postgres ``percentile_cont``) over the window's
-  successful calls that were not cache hits and carry the figure.
-- ``mean_cost_per_call``: total cost / calls that reported a cost (failures count, at their cost).
-- ``cost_per_1k_tokens``: 1000 x total cost / total tokens, over successful calls with tokens and a
-  cost (the price actually observed, cache hits included).
+How the rollups stay current
+  A trigger on ``telemetry_event`` (migration 0004) marks the UTC hour of every inserted event in
+  ``telemetry_rollup_dirty``, in the inserting transaction, so no insert path can forget it: the
+  callback's writer, the SpendLogs import, a bulk ``COPY``. ``catch_up_rollups`` recomputes each
+  marked hour from that hour's raw events (two grouped queries over the ``started_at`` index) and
+  removes the mark in the same transaction, holding the mark's row lock, so an event committed
+  meanwhile marks the hour again instead of being lost. Recomputing a whole hour is idempotent: a
+  late event for a past hour, a gap of days without a catch-up, a re-run, all give the rollups that
+  a full rebuild would. The catch-up runs at the start of every read (``read_window``): ``score``,
+  ``snapshot`` and ``serve`` pay only for the hours written since the previous read.
+
+What a rollup holds (per hour, model, task; plus one row per hour and model, ``all_tasks``, with
+every task merged, so per-model reads touch O(hours x models) rows whatever the number of tasks;
+plus one per day and model, ``span_hours`` 24, merged from that day's hour rows, so a 7-day window
+reads at most 23 hour rows and 8 day rows per model: bounded, whatever the traffic)
+  - ``model``: the LiteLLM ``model_group``, else the model name; ``task`` None for untagged calls.
+  - ``calls`` counts successes and failures; ``errors`` the failures; ``error_rate = errors / calls``.
+  - latency: a ``LatencySketch`` (log buckets, percentiles within 1% of the exact ones, see
+    ``telemetry.sketch``) of the successful calls that were not cache hits and carry a latency
+    (cache hits are excluded from latency only).
+  - cost, the one definition: ``cost_per_1k_tokens = 1000 x sum(cost) / sum(prompt + completion
+    tokens)`` over the *priced calls*, every call (success or failure, cache hits included) that
+    reported a cost and at least one token: the price actually paid per token. ``mean_cost_per_call
+    = sum(cost) / calls that reported a cost``.
+
+Windows are whole UTC hours: a window of ``h`` hours ending now reads the hours from the one
+holding ``now - h`` through the current one, so it may hold up to an hour more than ``h`` and never
+less (all sums are exact; only latency percentiles are sketched).
+
+Retention: ``prune_events`` deletes raw events in bounded batches (on both backends: Postgres does
+not partition ``telemetry_event``, see docs/performance.md) and the rollups of the hours and days it
+emptied, and rebuilds the hour and the day that hold the cutoff, so rollups never describe pruned events.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import col
 
 from ..config import MAX_RETENTION_DAYS
-from ..stats import percentile, percentile_from_ranks
+from ..errors import StoreWriteError
 from ..store import Store
-from ..store.tables import TelemetryEvent, TelemetryRollup
+from ..store.tables import TelemetryEvent, TelemetryRollup, TelemetryRollupDirty
+from .sketch import LN_GAMMA, LatencySketch
 from .validate import stored_row_rules
 
 __all__ = [
-    "DEFAULT_WINDOWS_HOURS",
-    "LatencyPercentiles",
+    "PRUNE_JOB",
+    "CatchUpResult",
+    "ModelTelemetry",
     "PruneResult",
-    "Rollup",
-    "compute_rollups",
-    "latency_percentiles",
-    "model_rollups",
+    "TelemetryAggregate",
+    "WindowTelemetry",
+    "catch_up_rollups",
+    "hour_floor",
+    "mark_hours_dirty",
     "prune_events",
-    "refresh_rollups",
+    "read_window",
+    "telemetry_by_model",
 ]
 
-DEFAULT_WINDOWS_HOURS = (24, 24 * 7)
+log = logging.getLogger("recsys.telemetry")
+
 PRUNE_BATCH = 5_000
 PRUNE_JOB = "telemetry-prune"
+_HOUR = timedelta(hours=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def hour_floor(moment: datetime) -> datetime:
+    """The start of the UTC hour that holds ``moment``."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _epoch_hour(moment: datetime) -> int:
+    return int((hour_floor(moment) - _EPOCH) // _HOUR)
+
+
+def _hour_start(epoch_hour: int) -> datetime:
+    return _EPOCH + epoch_hour * _HOUR
+
+
+# --- the aggregate --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TelemetryAggregate:
+    """Mergeable telemetry of any set of (hour, model, task) rollups; ``+`` merges two."""
+
+    calls: int = 0
+    errors: int = 0
+    cost_calls: int = 0
+    cost_total: float = 0.0
+    priced_calls: int = 0
+    priced_cost: float = 0.0
+    priced_tokens: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency: LatencySketch = field(default_factory=LatencySketch)
+
+    @classmethod
+    def merge_all(cls, parts: Iterable[TelemetryAggregate]) -> TelemetryAggregate:
+        items = list(parts)
+        return cls(
+            calls=sum(p.calls for p in items), errors=sum(p.errors for p in items),
+            cost_calls=sum(p.cost_calls for p in items), cost_total=sum(p.cost_total for p in items),
+            priced_calls=sum(p.priced_calls for p in items), priced_cost=sum(p.priced_cost for p in items),
+            priced_tokens=sum(p.priced_tokens for p in items), prompt_tokens=sum(p.prompt_tokens for p in items),
+            completion_tokens=sum(p.completion_tokens for p in items),
+            latency=LatencySketch.merge_all(p.latency for p in items),
+        )
+
+    def __add__(self, other: TelemetryAggregate) -> TelemetryAggregate:
+        return TelemetryAggregate.merge_all((self, other))
+
+    @property
+    def successes(self) -> int:
+        return self.calls - self.errors
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.calls if self.calls else None
+
+    @property
+    def latency_samples(self) -> int:
+        return self.latency.count
+
+    def latency_percentile(self, q: float) -> float | None:
+        """Latency percentile ``q`` (0-100) in ms, within 1% of the exact one; None without samples."""
+        return self.latency.percentile(q)
+
+    @property
+    def cost_per_1k_tokens(self) -> float | None:
+        """The one cost definition: 1000 x cost / tokens over the priced calls (see the module doc)."""
+        return 1000.0 * self.priced_cost / self.priced_tokens if self.priced_tokens > 0 else None
+
+    @property
+    def mean_cost_per_call(self) -> float | None:
+        return self.cost_total / self.cost_calls if self.cost_calls else None
 
 
 @dataclass(frozen=True)
-class Rollup:
-    """Aggregates of one (model, task) over one window ending at ``computed_at``."""
+class WindowTelemetry:
+    """The rollups of a window of whole hours: per model (every task merged, with the latency sketch)
+    and, when read with ``tasks=True``, per (model, task)."""
 
-    computed_at: datetime
-    window_hours: int
+    first_hour: datetime
+    by_model: Mapping[str, TelemetryAggregate]
+    by_model_task: Mapping[tuple[str, str | None], TelemetryAggregate] = field(default_factory=dict)
+    rows_read: int = 0
+
+
+@dataclass(frozen=True)
+class CatchUpResult:
+    """What one ``catch_up_rollups`` did."""
+
+    hours: int  # hours recomputed
+    rows: int  # rollup rows written
+
+
+# --- catch-up -------------------------------------------------------------------------------------
+
+_NAME = sa.func.coalesce(col(TelemetryEvent.model_group), col(TelemetryEvent.model))
+_TOKENS = sa.func.coalesce(col(TelemetryEvent.prompt_tokens), 0) + sa.func.coalesce(
+    col(TelemetryEvent.completion_tokens), 0)
+_PRICED = sa.and_(col(TelemetryEvent.cost).is_not(None), _TOKENS > 0)
+
+
+def _sum_if(condition: sa.ColumnElement[bool], value: Any = 1) -> Any:
+    return sa.func.coalesce(sa.func.sum(sa.case((condition, value), else_=0)), 0)
+
+
+_COUNTS = sa.select(
+    _NAME, col(TelemetryEvent.task), sa.func.count(),
+    _sum_if(col(TelemetryEvent.status) != "success"),
+    _sum_if(col(TelemetryEvent.cost).is_not(None)),
+    sa.func.coalesce(sa.func.sum(col(TelemetryEvent.cost)), 0.0),
+    _sum_if(_PRICED), _sum_if(_PRICED, col(TelemetryEvent.cost)), _sum_if(_PRICED, _TOKENS),
+    sa.func.coalesce(sa.func.sum(col(TelemetryEvent.prompt_tokens)), 0),
+    sa.func.coalesce(sa.func.sum(col(TelemetryEvent.completion_tokens)), 0),
+)
+# The sketch's bucket of each latency, computed by the database (``sketch.bucket_of``); NULL is the
+# zero bucket. Constants inlined, not bound: Postgres must see the same expression in GROUP BY.
+_BUCKET = sa.case((col(TelemetryEvent.latency_ms) > sa.literal_column("0"),
+                   sa.func.ceil(sa.func.ln(col(TelemetryEvent.latency_ms)) / sa.literal_column(repr(LN_GAMMA)))),
+                  else_=sa.null())
+_TIMED = sa.and_(col(TelemetryEvent.status) == "success", col(TelemetryEvent.cache_hit).is_(False),
+                 col(TelemetryEvent.latency_ms).is_not(None))
+_BUCKETS = sa.select(_NAME, col(TelemetryEvent.task), _BUCKET, sa.func.count()).where(_TIMED)
+# Stored rows outside the telemetry rules (telemetry.validate: NaN, infinite or negative cost, token
+# counts at the integer limits, negative latencies), written before the rules or by another writer,
+# never enter a rollup: one such row can neither fail a catch-up (``integer out of range``, NaN in a
+# JSON sketch, ln of a negative latency) nor skew a score built from the rollups.
+_STORED_OK = stored_row_rules()
+
+_ROLLUP = TelemetryRollup.__table__  # type: ignore[attr-defined]
+_DIRTY = TelemetryRollupDirty.__table__  # type: ignore[attr-defined]
+
+
+def _row(start: datetime, model: str, task: str | None, agg: TelemetryAggregate, *, all_tasks: bool,
+         computed_at: datetime, span_hours: int = 1) -> dict[str, Any]:
+    return {"hour_start": start, "span_hours": span_hours, "model": model, "task": task, "all_tasks": all_tasks,
+            "calls": agg.calls,
+            "errors": agg.errors, "cost_calls": agg.cost_calls, "cost_total": agg.cost_total,
+            "priced_calls": agg.priced_calls, "priced_cost": agg.priced_cost, "priced_tokens": agg.priced_tokens,
+            "prompt_tokens": agg.prompt_tokens, "completion_tokens": agg.completion_tokens,
+            "latency_samples": agg.latency.count, "latency_sketch": agg.latency.to_json(), "computed_at": computed_at}
+
+
+def _recompute_hour(store: Store, epoch_hour: int, computed_at: datetime) -> int | None:
+    """Rebuild one hour's rollups from its raw events; None when another catch-up already did."""
+    start = _hour_start(epoch_hour)
+    in_hour = (col(TelemetryEvent.started_at) >= start, col(TelemetryEvent.started_at) < start + _HOUR, _STORED_OK)
+    with store.connect() as conn:
+        # A write first: it takes the mark's row lock on Postgres and the write lock on SQLite, so
+        # two catch-ups never rebuild one hour at once, and an insert into this hour that commits
+        # after our read below marks the hour again once we commit.
+        held = conn.execute(sa.update(_DIRTY).where(_DIRTY.c.hour == epoch_hour)
+                            .values(version=_DIRTY.c.version)).rowcount
+        if not held:
+            return None
+        groups = conn.execute(_COUNTS.where(*in_hour).group_by(_NAME, col(TelemetryEvent.task))).all()
+        buckets: dict[tuple[str, str | None], dict[int, int]] = defaultdict(dict)
+        zeros: dict[tuple[str, str | None], int] = defaultdict(int)
+        for name, task, bucket, count in conn.execute(
+                _BUCKETS.where(*in_hour).group_by(_NAME, col(TelemetryEvent.task), _BUCKET)):
+            if bucket is None:
+                zeros[(name, task)] += int(count)
+            else:
+                buckets[(name, task)][int(bucket)] = int(count)
+        rows = []
+        per_model: dict[str, list[TelemetryAggregate]] = defaultdict(list)
+        for name, task, calls, errors, cost_calls, cost_total, priced, p_cost, p_tokens, prompt, completion in groups:
+            aggregate = TelemetryAggregate(
+                calls=int(calls), errors=int(errors), cost_calls=int(cost_calls), cost_total=float(cost_total),
+                priced_calls=int(priced), priced_cost=float(p_cost), priced_tokens=int(p_tokens),
+                prompt_tokens=int(prompt), completion_tokens=int(completion),
+                latency=LatencySketch(buckets=buckets.get((name, task), {}), zeros=zeros.get((name, task), 0)))
+            per_model[name].append(aggregate)
+            rows.append(_row(start, name, task, aggregate, all_tasks=False, computed_at=computed_at))
+        # One more row per model with every task merged: what score and the snapshot's model list read.
+        rows += [_row(start, name, None, TelemetryAggregate.merge_all(parts), all_tasks=True, computed_at=computed_at)
+                 for name, parts in per_model.items()]
+        conn.execute(sa.delete(_ROLLUP).where(_ROLLUP.c.hour_start == start, _ROLLUP.c.span_hours == 1))
+        if rows:
+            conn.execute(sa.insert(_ROLLUP), rows)
+        conn.execute(sa.delete(_DIRTY).where(_DIRTY.c.hour == epoch_hour))
+        _mark(conn, [_day_key(epoch_hour // 24)])  # its day's row is rebuilt from the hour rows next
+    return len(rows)
+
+
+def _day_key(epoch_day: int) -> int:
+    """Days share the dirty table with hours, as negative keys (-1 is day 0)."""
+    return -epoch_day - 1
+
+
+def _recompute_day(store: Store, epoch_day: int, computed_at: datetime) -> int | None:
+    """Rebuild one day's per-model rows (``span_hours`` 24) by merging its hour rows (never raw events)."""
+    start = _hour_start(epoch_day * 24)
+    r = _ROLLUP.c
+    with store.connect() as conn:
+        held = conn.execute(sa.update(_DIRTY).where(_DIRTY.c.hour == _day_key(epoch_day))
+                            .values(version=_DIRTY.c.version)).rowcount
+        if not held:
+            return None
+        hours = (r.hour_start >= start, r.hour_start < start + 24 * _HOUR, r.span_hours == 1)
+        merged, _rows = _read(conn, hours, all_tasks=True, sketches=True)
+        conn.execute(sa.delete(_ROLLUP).where(r.hour_start == start, r.span_hours == 24))
+        rows = [_row(start, model, None, agg, all_tasks=True, computed_at=computed_at, span_hours=24)
+                for (model, _task), agg in merged.items()]
+        if rows:
+            conn.execute(sa.insert(_ROLLUP), rows)
+        conn.execute(sa.delete(_DIRTY).where(_DIRTY.c.hour == _day_key(epoch_day)))
+    return len(rows)
+
+
+def catch_up_rollups(store: Store) -> CatchUpResult:
+    """Recompute every hour marked dirty (idempotent; cheap when nothing was written since the last one)."""
+    with store.connect() as conn:
+        dirty = conn.execute(sa.select(_DIRTY.c.hour).order_by(_DIRTY.c.hour)).scalars().all()
+    if not dirty:
+        return CatchUpResult(hours=0, rows=0)
+    computed_at = store.clock.now()
+    hours = rows = 0
+    for epoch_hour in (int(h) for h in dirty if h >= 0):
+        written = _recompute_hour(store, epoch_hour, computed_at)
+        if written is not None:
+            hours += 1
+            rows += written
+    with store.connect() as conn:  # the days of those hours, and of any earlier catch-up cut short
+        days = conn.execute(sa.select(_DIRTY.c.hour).where(_DIRTY.c.hour < 0)).scalars().all()
+    for key in days:
+        written = _recompute_day(store, -int(key) - 1, computed_at)
+        rows += written or 0
+    return CatchUpResult(hours=hours, rows=rows)
+
+
+def mark_hours_dirty(conn: sa.Connection, moments: Iterable[datetime]) -> None:
+    """Mark the hours of ``moments`` for the next catch-up (the trigger does this for inserts)."""
+    _mark(conn, sorted({_epoch_hour(m) for m in moments}))
+
+
+def _mark(conn: sa.Connection, hours: list[int]) -> None:
+    if not hours:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    statement = insert(_DIRTY)
+    conn.execute(statement.on_conflict_do_update(index_elements=["hour"],
+                                                 set_={"version": _DIRTY.c.version + 1}),
+                 [{"hour": h, "version": 1} for h in hours])
+
+
+# --- reads ----------------------------------------------------------------------------------------
+
+def read_window(store: Store, *, since: datetime, catch_up: bool = True, tasks: bool = False,
+                task_latency: bool = False) -> WindowTelemetry:
+    """The telemetry of the whole hours from the one holding ``since`` on, read from the rollups after a
+    catch-up (``catch_up=False`` reads them as they are).
+
+    Per model always (O(hours x models) rows); per (model, task) with ``tasks=True`` (sums only, in
+    SQL; their latency sketches too with ``task_latency=True``, O(hours x models x tasks) rows).
+    """
+    if catch_up:
+        try:
+            catch_up_rollups(store)
+        except StoreWriteError as exc:  # a read-only role or mount still reads the rollups it has
+            log.warning("telemetry rollups not caught up (read as they are): %s", exc)
+    first = hour_floor(since)
+    # Per model: the hour rows up to the first whole day, then one row per day (the current day's too).
+    first_day = first if first.hour == 0 else first.replace(hour=0) + 24 * _HOUR
+    r = _ROLLUP.c
+    with store.connect() as conn:
+        head, rows = _read(conn, (r.hour_start >= first, r.hour_start < first_day, r.span_hours == 1),
+                           all_tasks=True, sketches=True)
+        days, day_rows = _read(conn, (r.hour_start >= first_day, r.span_hours == 24), all_tasks=True, sketches=True)
+        rows += day_rows
+        by_model = {key: head[key] + days[key] if key in head and key in days else head.get(key) or days[key]
+                    for key in head.keys() | days.keys()}
+        by_task: dict[tuple[str, str | None], TelemetryAggregate] = {}
+        if tasks or task_latency:
+            by_task, task_rows = _read(conn, (r.hour_start >= first, r.span_hours == 1), all_tasks=False,
+                                       sketches=task_latency)
+            rows += task_rows
+    return WindowTelemetry(first_hour=first, by_model={model: agg for (model, _t), agg in by_model.items()},
+                           by_model_task=by_task, rows_read=rows)
+
+
+def _read(conn: sa.Connection, bounds: tuple[sa.ColumnElement[bool], ...], *, all_tasks: bool,
+          sketches: bool) -> tuple[dict[tuple[str, str | None], TelemetryAggregate], int]:
+    r = _ROLLUP.c
+    where = (*bounds, r.all_tasks.is_(all_tasks))
+    sums = conn.execute(sa.select(
+        r.model, r.task, sa.func.count(), *(sa.func.sum(c) for c in (
+            r.calls, r.errors, r.cost_calls, r.cost_total, r.priced_calls, r.priced_cost, r.priced_tokens,
+            r.prompt_tokens, r.completion_tokens)),
+    ).where(*where).group_by(r.model, r.task)).all()
+    # The sketches as their JSON text, merged bucket by bucket (a few buckets per row, no per-row object).
+    merged_sketches: dict[tuple[str, str | None], dict[str, int]] = defaultdict(dict)
+    if sketches:
+        for model, task, text in conn.execute(sa.select(r.model, r.task, sa.cast(r.latency_sketch, sa.Text))
+                                              .where(*where, r.latency_samples > 0)):
+            merged = merged_sketches[(model, task)]
+            for key, count in json.loads(text).items():
+                merged[key] = merged.get(key, 0) + count
+    aggregates = {}
+    rows = 0
+    for model, task, n, calls, errors, cost_calls, cost_total, priced, p_cost, p_tokens, prompt, completion in sums:
+        rows += int(n)
+        aggregates[(model, task)] = TelemetryAggregate(
+            calls=int(calls), errors=int(errors), cost_calls=int(cost_calls), cost_total=float(cost_total),
+            priced_calls=int(priced), priced_cost=float(p_cost), priced_tokens=int(p_tokens),
+            prompt_tokens=int(prompt), completion_tokens=int(completion),
+            latency=LatencySketch.from_json(merged_sketches.get((model, task))))
+    return aggregates, rows
+
+
+@dataclass(frozen=True)
+class ModelTelemetry:
+    """Observed behaviour of one model over the window, as scoring uses it."""
+
     model: str
-    task: str | None
     calls: int
     errors: int
-    error_rate: float | None
-    latency_p50_ms: float | None
     latency_p95_ms: float | None
-    latency_p99_ms: float | None
-    ttft_p50_ms: float | None
-    ttft_p95_ms: float | None
-    mean_cost_per_call: float | None
+    cost_calls: int  # priced calls: a cost and at least one token
     cost_per_1k_tokens: float | None
+    latency_samples: int = 0  # successful, non-cached calls with a latency
+
+    @property
+    def successes(self) -> int:
+        return self.calls - self.errors
 
 
-@dataclass
-class _Acc:
-    calls: int = 0
-    errors: int = 0
-    cost_total: float = 0.0
-    cost_calls: int = 0
-    priced_cost: float = 0.0
-    priced_tokens: int = 0
-
-    def __post_init__(self) -> None:
-        self.latencies: list[float] = []
-        self.ttfts: list[float] = []
+def telemetry_by_model(store: Store, *, since: datetime) -> dict[str, ModelTelemetry]:
+    """Per-model telemetry of the window starting at ``since`` (whole hours), from the rollups."""
+    window = read_window(store, since=since)
+    return {model: ModelTelemetry(model=model, calls=agg.calls, errors=agg.errors,
+                                  latency_p95_ms=agg.latency_percentile(95), cost_calls=agg.priced_calls,
+                                  cost_per_1k_tokens=agg.cost_per_1k_tokens, latency_samples=agg.latency_samples)
+            for model, agg in window.by_model.items()}
 
 
-def compute_rollups(
-    store: Store, *, now: datetime | None = None, windows_hours: Sequence[int] = DEFAULT_WINDOWS_HOURS
-) -> list[Rollup]:
-    """Rollups of every (model, task) seen in each window ending at ``now`` (default: the store's clock),
-    ordered by window, model, task."""
-    now = now or store.clock.now()
-    widest = max(windows_hours)
-    since = now - timedelta(hours=widest)
-    with store.session() as session:
-        rows = session.execute(
-            sa.select(col(TelemetryEvent.started_at), col(TelemetryEvent.model_group), col(TelemetryEvent.model),
-                      col(TelemetryEvent.task), col(TelemetryEvent.status), col(TelemetryEvent.latency_ms),
-                      col(TelemetryEvent.ttft_ms), col(TelemetryEvent.cache_hit), col(TelemetryEvent.cost),
-                      col(TelemetryEvent.prompt_tokens), col(TelemetryEvent.completion_tokens))
-            .where(col(TelemetryEvent.started_at) >= since, col(TelemetryEvent.started_at) < now)
-        ).all()
-    result: list[Rollup] = []
-    for hours in sorted(windows_hours):
-        start = now - timedelta(hours=hours)
-        groups: dict[tuple[str, str | None], _Acc] = defaultdict(_Acc)
-        for started, group, model, task, status, latency, ttft, cache_hit, cost, p_tok, c_tok in rows:
-            if started < start:
-                continue
-            name = group or model
-            keys = [(name, None)] if task is None else [(name, None), (name, task)]
-            tokens = (p_tok or 0) + (c_tok or 0)
-            for key in keys:
-                acc = groups[key]
-                acc.calls += 1
-                if status != "success":
-                    acc.errors += 1
-                elif not cache_hit:
-                    if latency is not None:
-                        acc.latencies.append(latency)
-                    if ttft is not None:
-                        acc.ttfts.append(ttft)
-                if cost is not None:
-                    acc.cost_total += cost
-                    acc.cost_calls += 1
-                    if tokens > 0 and status == "success":
-                        acc.priced_cost += cost
-                        acc.priced_tokens += tokens
-        for (name, task), acc in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
-            latencies, ttfts = sorted(acc.latencies), sorted(acc.ttfts)
-            result.append(Rollup(
-                computed_at=now, window_hours=hours, model=name, task=task, calls=acc.calls,
-                errors=acc.errors, error_rate=acc.errors / acc.calls if acc.calls else None,
-                latency_p50_ms=percentile(latencies, 50), latency_p95_ms=percentile(latencies, 95),
-                latency_p99_ms=percentile(latencies, 99),
-                ttft_p50_ms=percentile(ttfts, 50), ttft_p95_ms=percentile(ttfts, 95),
-                mean_cost_per_call=acc.cost_total / acc.cost_calls if acc.cost_calls else None,
-                cost_per_1k_tokens=1000 * acc.priced_cost / acc.priced_tokens if acc.priced_tokens else None,
-            ))
-    return result
-
-
-def model_rollups(store: Store, *, now: datetime | None = None, window_hours: int = 24) -> list[Rollup]:
-    """One rollup per model over one window, every task together (what the snapshot reports)."""
-    return [r for r in compute_rollups(store, now=now, windows_hours=(window_hours,)) if r.task is None]
-
-
-def refresh_rollups(
-    store: Store, *, now: datetime | None = None, windows_hours: Sequence[int] = DEFAULT_WINDOWS_HOURS
-) -> list[Rollup]:
-    """Compute the rollups and replace the stored ones (``telemetry_rollup``) in one transaction."""
-    rollups = compute_rollups(store, now=now, windows_hours=windows_hours)
-    with store.session() as session:
-        session.execute(sa.delete(TelemetryRollup))
-        session.add_all(TelemetryRollup(**r.__dict__) for r in rollups)
-    return rollups
-
+# --- retention ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class PruneResult:
@@ -159,19 +425,20 @@ class PruneResult:
     cutoff: datetime
     deleted: int
     batches: int
+    rollups_deleted: int = 0
 
 
 def prune_events(
     store: Store, *, older_than_days: int, now: datetime | None = None, batch_size: int = PRUNE_BATCH
 ) -> PruneResult:
     """Delete raw events that started before ``now - older_than_days``, ``batch_size`` rows per
-    transaction, so a large backlog never holds one long lock. Takes the ``telemetry-prune`` lock
-    and refreshes the stored rollups afterwards."""
+    transaction, so a large backlog never holds one long lock; then delete the rollups of the hours
+    wholly before the cutoff and recompute the hour that holds it. Takes the ``telemetry-prune`` lock."""
     if not 1 <= older_than_days <= MAX_RETENTION_DAYS:
         raise ValueError(f"older_than_days must be from 1 to {MAX_RETENTION_DAYS}")
     now = now or store.clock.now()
     cutoff = now - timedelta(days=older_than_days)
-    deleted = batches = 0
+    deleted = batches = rollups_deleted = 0
     with store.job_lock(PRUNE_JOB) as lock:
         while True:
             with store.session() as session:
@@ -187,45 +454,17 @@ def prune_events(
             batches += 1
             if len(ids) < batch_size:
                 break
-    refresh_rollups(store, now=now)
-    return PruneResult(cutoff=cutoff, deleted=deleted, batches=batches)
-
-
-@dataclass(frozen=True)
-class LatencyPercentiles:
-    """Latency percentiles of one model's timed calls (successes, not cache hits, with a latency)."""
-
-    samples: int
-    values: dict[int, float | None]  # percentile -> milliseconds
-
-
-def latency_percentiles(conn: sa.Connection, *, since: datetime,
-                        percentiles: Sequence[int]) -> dict[str, LatencyPercentiles]:
-    """Per model (``model_group``, else the model name), exact latency percentiles of the calls
-    started at or after ``since``, without fetching every latency: the database ranks the latencies
-    with window functions and returns only the two ranks each percentile reads; Python interpolates
-    (``stats.percentile_from_ranks``, the same figures as ``stats.percentile`` on both backends).
-    """
-    name = sa.func.coalesce(col(TelemetryEvent.model_group), col(TelemetryEvent.model))
-    latency = col(TelemetryEvent.latency_ms)
-    ranked = sa.select(
-        name.label("name"), latency.label("latency"),
-        (sa.func.row_number().over(partition_by=name, order_by=latency) - 1).label("rn"),
-        sa.func.count().over(partition_by=name).label("n"),
-    ).where(col(TelemetryEvent.started_at) >= since, col(TelemetryEvent.status) == "success",
-            col(TelemetryEvent.cache_hit).is_(False), latency.is_not(None), stored_row_rules()).subquery()
-    wanted_ranks = []
-    for pct in percentiles:
-        # Integer arithmetic, the same in SQL and in percentile_from_ranks, so both pick the same ranks.
-        low = (ranked.c.n - 1) * pct // 100
-        wanted_ranks += [ranked.c.rn == low, ranked.c.rn == low + 1]
-    picked = conn.execute(
-        sa.select(ranked.c.name, ranked.c.n, ranked.c.rn, ranked.c.latency).where(sa.or_(*wanted_ranks))
-    ).all()
-    at_rank: dict[str, dict[int, float]] = defaultdict(dict)
-    sizes: dict[str, int] = {}
-    for model, n, rn, value in picked:
-        at_rank[model][int(rn)] = float(value)
-        sizes[model] = int(n)
-    return {model: LatencyPercentiles(samples=n, values={
-        pct: percentile_from_ranks(at_rank[model], n, pct) for pct in percentiles}) for model, n in sizes.items()}
+        with store.connect() as conn:
+            lock.check(conn)
+            first_kept = hour_floor(cutoff)
+            r = _ROLLUP.c
+            rollups_deleted = int(conn.execute(sa.delete(_ROLLUP).where(sa.or_(
+                sa.and_(r.span_hours == 1, r.hour_start < first_kept),
+                sa.and_(r.span_hours == 24, r.hour_start < first_kept.replace(hour=0))))).rowcount)
+            conn.execute(sa.delete(_DIRTY).where(_DIRTY.c.hour >= 0, _DIRTY.c.hour < _epoch_hour(first_kept)))
+            if cutoff != first_kept:
+                mark_hours_dirty(conn, [cutoff])
+            # The cutoff's day keeps its row, rebuilt from the hour rows left.
+            _mark(conn, [_day_key(_epoch_hour(first_kept) // 24)])
+    catch_up_rollups(store)
+    return PruneResult(cutoff=cutoff, deleted=deleted, batches=batches, rollups_deleted=rollups_deleted)

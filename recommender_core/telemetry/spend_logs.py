@@ -45,7 +45,7 @@ from ..store import Store
 from ..store.runs import finish_ingest_run, ingest_job
 from ..store.tables import SourceState, TelemetryEvent
 from .events import TelemetryRecord, attempt_event_id, attempt_position, attribute_task, clean_tags, clean_text
-from .rollups import refresh_rollups
+from .rollups import catch_up_rollups
 from .validate import CLOCK_SKEW, EARLIEST, check_record, figure, token_count, utc_time
 from .writer import write_records
 
@@ -254,7 +254,7 @@ def ingest_spend_logs(
     """Import new spend-log rows as telemetry events under the ``ingest-litellm`` job lock.
 
     The run is recorded as an ingest run of source ``litellm``; the cursor moves only when every
-    page was written, so a failed run is simply retried by the next one. The stored rollups are
+    page was written, so a failed run is simply retried by the next one. The hourly rollups are
     refreshed afterwards.
     """
     if since is not None and since.tzinfo is None:
@@ -302,6 +302,6 @@ def ingest_spend_logs(
                                                              col(SourceState.key) == key))
             finish_ingest_run(session, handle, now=now)
         run_id = handle.run_id
-    refresh_rollups(store)
+    catch_up_rollups(store)
     return SpendLogsResult(run_id=run_id, read=read, inserted=inserted, skipped=read - rows_rejected - inserted,
                            rejected=rows_rejected, rejected_reasons=dict(rejected), start=start, cursor=cursor)

@@ -1,0 +1,136 @@
+"""The telemetry writer out of the caller's interpreter: a child process fed through a pipe."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from recommender_core.store import Store
+from recommender_core.store.tables import TelemetryEvent
+from recommender_core.telemetry.events import TelemetryRecord
+from recommender_core.telemetry.writer_process import WriterProcess, WriterProcessError, _decode, _encode
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+litellm = pytest.importorskip("litellm")
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Items? .* using the `ReadOnly` qualifier:UserWarning:pydantic"),
+    pytest.mark.usefixtures("litellm_event_loop"),
+]
+
+T0 = datetime(2026, 11, 28, 12, 0, 0, 123457, tzinfo=UTC)
+
+
+def _record(i: int, **extra: Any) -> TelemetryRecord:
+    values: dict[str, Any] = dict(event_id=f"ev-{i}", model="gpt-4o-mini", status="success",
+                                  started_at=T0 + timedelta(microseconds=i), ended_at=T0 + timedelta(seconds=1),
+                                  latency_ms=12.5, prompt_tokens=3, completion_tokens=4, cost=1e-6,
+                                  tags=("task:coding", "x"), task="coding")
+    values.update(extra)
+    return TelemetryRecord(**values)
+
+
+def _count(store: Store) -> int:
+    with store.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(TelemetryEvent)).scalar_one())
+
+
+@pytest.fixture
+def callbacks() -> Iterator[list[Any]]:
+    saved = list(litellm.callbacks)
+    made: list[Any] = []
+    try:
+        yield made
+    finally:
+        litellm.callbacks = saved
+        for callback in made:
+            callback.close(timeout=5)
+
+
+def test_a_record_crosses_the_pipe_unchanged() -> None:
+    for record in (_record(1), _record(2, ended_at=None, tags=(), cost=None, cache_hit=True, task=None)):
+        assert _decode(_encode(record)) == record
+
+
+def test_the_callback_writes_through_a_child_process(store: Store, callbacks: list[Any]) -> None:
+    from recommender_core.telemetry.callback import TelemetryCallback
+
+    callback = TelemetryCallback(store.url, flush_interval=0.05)
+    callbacks.append(callback)
+    litellm.callbacks = [callback]
+    for _ in range(5):
+        litellm.completion(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], mock_response="ok")
+    deadline = time.monotonic() + 20
+    while callback.stats().written + callback.stats().queued < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert callback.flush(timeout=60)
+    pid = callback.writer_pid
+    assert pid is not None and pid != os.getpid()
+    # the database URL went through the pipe, never into the child's argv
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    assert "recommender_core.telemetry.writer_process" in cmdline and store.url not in cmdline
+    assert callback.stats().written == 5 and _count(store) == 5
+    assert callback.close(timeout=10)
+    assert callback.writer_pid is None
+    with pytest.raises(ProcessLookupError):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)  # gone (reaped by close)
+            time.sleep(0.05)
+
+
+def test_a_dead_writer_process_is_replaced_and_nothing_is_lost(store: Store) -> None:
+    from recommender_core.telemetry.writer import BatchWriter
+
+    process = WriterProcess(store.url)
+    writer = BatchWriter(sink=process, queue_size=1000, batch_size=50, flush_interval=0.05,
+                         backoff_initial=0.05, backoff_max=0.2)
+    try:
+        writer.enqueue_many(_record(i) for i in range(100))
+        assert writer.flush(timeout=60)
+        first = process.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        time.sleep(0.2)
+        writer.enqueue_many(_record(i) for i in range(100, 300))
+        assert writer.flush(timeout=60)
+        stats = writer.stats()
+        assert stats.written == 300 and stats.dropped == 0  # a dead child is noticed and replaced
+        assert process.pid not in (None, first)
+        assert _count(store) == 300
+    finally:
+        writer.close(timeout=5)
+        process.close()
+
+
+def test_the_child_reports_store_errors_as_one_line(tmp_path: Path) -> None:
+    # a database without the schema: the child answers with the store's error, the caller raises it
+    process = WriterProcess(f"sqlite:///{tmp_path / 'empty.db'}")
+    try:
+        with pytest.raises(WriterProcessError, match=r"StoreSchemaError: The database at .* has no recsys schema"):
+            process([_record(1)])
+    finally:
+        process.close()
+    with pytest.raises(WriterProcessError, match="closed"):
+        process([_record(2)])
+
+
+def test_in_memory_sqlite_and_explicit_stores_write_in_this_process(memory_store: Store) -> None:
+    from recommender_core.telemetry.callback import TelemetryCallback
+
+    for callback in (TelemetryCallback("sqlite://"), TelemetryCallback(store=memory_store),
+                     TelemetryCallback(store=memory_store, writer="thread")):
+        try:
+            assert callback._process is None
+        finally:
+            callback.close(timeout=5)
+    with pytest.raises(ValueError, match="writer must be"):
+        TelemetryCallback(store=memory_store, writer="fork")
