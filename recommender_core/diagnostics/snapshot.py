@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import col, select
@@ -23,6 +23,7 @@ from ..errors import UsageError
 from ..evidence import current_run_ids, unmapped_tasks, unmatched_models
 from ..policy import EvidenceRef, Policy
 from ..routing.table import order_key
+from ..scored import SCORED_COLUMNS, ScoredModel
 from ..store import Store
 from ..store.runs import ABANDONED_ERROR, gone_running_runs, ingest_job_name
 from ..store.tables import (
@@ -96,22 +97,10 @@ def source_status(store: Store, now: datetime, stale_after: timedelta) -> list[d
     return result
 
 
-class Score(NamedTuple):
-    """The utility columns the snapshot shows, read as plain tuples (no ORM objects: 500 models x 30 tasks)."""
-
-    task: str
-    model: str
-    utility: float | None
-    quality: float | None
-    cost: float | None
-    latency: float | None
-    reliability: float | None
-    cost_per_1k_tokens: float | None
-    latency_p95_ms: float | None
-    success_rate: float | None
-    excluded: bool
-    reason: str | None
-    evidence: list[str]
+# The utility columns the snapshot shows, read as plain tuples (no ORM objects: 500 models x 30 tasks)
+# into the one scored-row type.
+Score = ScoredModel
+_SHOWN = tuple(name for name in SCORED_COLUMNS if name != "details")
 
 
 def _order_key(s: Score) -> tuple[float, float, float, str]:
@@ -145,10 +134,11 @@ def _scoring(store: Store, now: datetime, task: str | None, top: int | None) -> 
         if run is None:
             return _Scoring(None, {}, {})
         table = UtilityScore.__table__  # type: ignore[attr-defined]
-        query = sa.select(*(table.c[name] for name in Score._fields)).where(table.c.run_id == run.id)
+        query = sa.select(*(table.c[name] for name in _SHOWN)).where(table.c.run_id == run.id)
         if task is not None:
             query = query.where(table.c.task == task)
-        scores = [Score._make(row) for row in session.execute(query)]
+        scores = [Score(**dict(zip(_SHOWN, row, strict=True)) | {"evidence": tuple(row.evidence or ())})
+                  for row in session.execute(query)]
     by_task: dict[str, list[Score]] = defaultdict(list)
     excluded: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for score in scores:

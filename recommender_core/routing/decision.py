@@ -107,7 +107,8 @@ def _exclusions(policy: Policy, task: str, tt: TaskTable | None, chosen: tuple[s
         picked = set(chosen)
         for row in tt.by_utility:
             if row.model not in picked:
-                problems = constraints.violations(row.cost_per_1k_tokens, row.latency_p95_ms, row.quality)
+                problems = constraints.violations(row.cost_per_1k_tokens or 0.0, row.latency_p95_ms or 0.0,
+                                                   row.quality or 0.0)
                 found[row.model] = "; ".join(problems) if problems else "not selected by the strategy"
     scored = set(tt.rows) if tt is not None else set()
     for name in policy.candidates_of_kind(policy.tasks[task].kind):

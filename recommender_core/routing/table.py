@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..scored import SCORED_COLUMNS, ScoredModel
 
 __all__ = [
     "MAX_SNAPSHOT_BYTES",
@@ -38,25 +39,9 @@ __all__ = [
 ROUND_DIGITS = 9
 
 
-@dataclass(frozen=True)
-class ScoreRow:
-    """One scored (task, model): components in [0, 1] and the raw figures constraints compare against."""
-
-    model: str
-    utility: float
-    quality: float
-    cost: float
-    latency: float
-    reliability: float
-    cost_per_1k_tokens: float
-    latency_p95_ms: float
-    success_rate: float | None = None
-    evidence: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "utility": self.utility, "quality": self.quality, "cost": self.cost,
-                "latency": self.latency, "reliability": self.reliability,
-                "cost_per_1k_tokens": self.cost_per_1k_tokens, "latency_p95_ms": self.latency_p95_ms}
+# A row of a task's table is the one scored-row type; routing only holds rows that are not excluded,
+# with every component present (missing ones read as 0.0), so its numbers are never None here.
+ScoreRow = ScoredModel
 
 
 def order_key(utility: float, quality: float, cost_per_1k_tokens: float, model: str) -> tuple[float, float, float, str]:
@@ -71,11 +56,11 @@ def order_key(utility: float, quality: float, cost_per_1k_tokens: float, model: 
 
 def total_order_key(row: ScoreRow) -> tuple[float, float, float, str]:
     """``order_key`` of a table row."""
-    return order_key(row.utility, row.quality, row.cost_per_1k_tokens, row.model)
+    return order_key(row.utility or 0.0, row.quality or 0.0, row.cost_per_1k_tokens or 0.0, row.model)
 
 
 def _cost_key(row: ScoreRow) -> tuple[float, tuple[float, float, float, str]]:
-    return (round(row.cost_per_1k_tokens, ROUND_DIGITS), total_order_key(row))
+    return (round(row.cost_per_1k_tokens or 0.0, ROUND_DIGITS), total_order_key(row))
 
 
 _BITS = bytes.maketrans(b"01", b"\x00\x01")
@@ -114,10 +99,10 @@ class OrderIndex:
     @classmethod
     def build(cls, rows: Sequence[ScoreRow]) -> OrderIndex:
         n = len(rows)
-        cost_sorted, cost_masks = _prefix_masks([r.cost_per_1k_tokens for r in rows], n)
-        latency_sorted, latency_masks = _prefix_masks([r.latency_p95_ms for r in rows], n)
-        neg_sorted, neg_masks = _prefix_masks([-r.quality for r in rows], n)
-        rank = sorted(range(n), key=lambda i: (-round(rows[i].quality, ROUND_DIGITS), total_order_key(rows[i])))
+        cost_sorted, cost_masks = _prefix_masks([r.cost_per_1k_tokens or 0.0 for r in rows], n)
+        latency_sorted, latency_masks = _prefix_masks([r.latency_p95_ms or 0.0 for r in rows], n)
+        neg_sorted, neg_masks = _prefix_masks([-(r.quality or 0.0) for r in rows], n)
+        rank = sorted(range(n), key=lambda i: (-round(rows[i].quality or 0.0, ROUND_DIGITS), total_order_key(rows[i])))
         return cls(names=tuple(r.model for r in rows), full=(1 << n) - 1, cost_sorted=cost_sorted,
                    cost_masks=cost_masks, latency_sorted=latency_sorted, latency_masks=latency_masks,
                    neg_quality_sorted=neg_sorted, neg_quality_masks=neg_masks, quality_rank=tuple(rank))
@@ -206,8 +191,7 @@ def load_current_table(store: Any) -> UtilityTable | None:
     return table_from_scored(scores, origin=f"scoring run {run.id}")
 
 
-_TASK_COLUMNS = ("model", "utility", "quality", "cost", "latency", "reliability", "cost_per_1k_tokens",
-                 "latency_p95_ms", "success_rate", "excluded", "reason", "evidence")
+_TASK_COLUMNS = tuple(name for name in SCORED_COLUMNS if name not in ("task", "details"))
 
 
 def load_task_table(store: Any, task: str) -> UtilityTable | None:
@@ -240,7 +224,7 @@ def load_task_table(store: Any, task: str) -> UtilityTable | None:
         if is_excluded or utility is None:
             excluded.append((model, reason or "excluded by the scoring run"))
             continue
-        rows.append(ScoreRow(model=model, utility=utility, quality=quality or 0.0, cost=cost or 0.0,
+        rows.append(ScoreRow(task=task, model=model, utility=utility, quality=quality or 0.0, cost=cost or 0.0,
                              latency=latency or 0.0, reliability=reliability or 0.0,
                              cost_per_1k_tokens=cost_per_1k or 0.0, latency_p95_ms=p95 or 0.0,
                              success_rate=success, evidence=tuple(evidence or ())))
@@ -257,7 +241,7 @@ def table_from_scored(scores: Iterable[Any], *, origin: str = "memory") -> Utili
             excluded.setdefault(s.task, []).append((s.model, s.reason or "excluded by the scoring run"))
             continue
         rows.setdefault(s.task, []).append(ScoreRow(
-            model=s.model, utility=s.utility, quality=s.quality or 0.0, cost=s.cost or 0.0,
+            task=s.task, model=s.model, utility=s.utility, quality=s.quality or 0.0, cost=s.cost or 0.0,
             latency=s.latency or 0.0, reliability=s.reliability or 0.0,
             cost_per_1k_tokens=s.cost_per_1k_tokens or 0.0, latency_p95_ms=s.latency_p95_ms or 0.0,
             success_rate=s.success_rate, evidence=tuple(s.evidence)))
@@ -381,7 +365,7 @@ def _key(name: str) -> str:
     return name if name.isprintable() and len(name) <= 60 else _shown(name)
 
 
-def _score_row(file: str, where: str, entry: dict[str, Any]) -> ScoreRow:
+def _score_row(file: str, task: str, where: str, entry: dict[str, Any]) -> ScoreRow:
     def unit(name: str, *, optional: bool = True) -> float:
         return _number(file, f"{where}.{name}", entry.get(name), optional=optional, upper=1.0)
 
@@ -389,7 +373,8 @@ def _score_row(file: str, where: str, entry: dict[str, Any]) -> ScoreRow:
         return _number(file, f"{where}.{name}", entry.get(name), optional=True)
 
     return ScoreRow(
-        model=entry["model"], utility=unit("utility", optional=False), quality=unit("quality"), cost=unit("cost"),
+        task=task, model=entry["model"], utility=unit("utility", optional=False), quality=unit("quality"),
+        cost=unit("cost"),
         latency=unit("latency"), reliability=unit("reliability"), cost_per_1k_tokens=amount("cost_per_1k_tokens"),
         latency_p95_ms=amount("latency_p95_ms"),
         success_rate=None if entry.get("success_rate") is None else unit("success_rate"),
@@ -418,7 +403,7 @@ def table_from_snapshot(path: str | Path) -> UtilityTable:
             where = f"tasks.{_key(task)}[{i}]"
             if not isinstance(e, dict) or not isinstance(e.get("model"), str) or not e["model"]:
                 raise ConfigError(f"Snapshot {file}: {where} needs a 'model' name.")
-            rows.setdefault(task, []).append(_score_row(str(file), where, e))
+            rows.setdefault(task, []).append(_score_row(str(file), task, where, e))
     # The snapshot's per-task exclusions (with the scoring run's reasons), so a decision routed from a
     # saved snapshot explains itself exactly as one routed from the store (golden files compare both).
     excluded: dict[str, list[tuple[str, str]]] = {}

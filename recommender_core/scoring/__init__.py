@@ -1,5 +1,8 @@
 """Scoring: prices, normalisation and utility runs.
 
+``compute`` is the pure scoring function (plain inputs, no SQL, no store), ``persist`` writes a run's
+rows and makes it current, ``run`` orchestrates the two under the ``score`` job lock.
+
 The names below are imported when first used, so the pure helpers (``scoring.normalise``) stay light
 for the source plugins that use them.
 """

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from ..scored import SCORED_COLUMNS
 from .tables import BenchmarkEvidence, UtilityScore
 
 if TYPE_CHECKING:
@@ -96,10 +97,13 @@ def insert_evidence(session: Session, *, run_id: int, source: str, source_versio
     return len(records)
 
 
-UTILITY_COLUMNS: Sequence[str] = (
-    "run_id", "task", "model", "utility", "quality", "cost", "latency", "reliability", "cost_per_1k_tokens",
-    "latency_p95_ms", "success_rate", "excluded", "reason", "evidence", "details",
-)
+# The scored row's columns (one declaration: ``recommender_core.scored``), after the run they belong to.
+UTILITY_COLUMNS: Sequence[str] = ("run_id", *SCORED_COLUMNS)
+
+
+_PLAIN = SCORED_COLUMNS[:SCORED_COLUMNS.index("excluded")]
+if SCORED_COLUMNS[len(_PLAIN):] != ("excluded", "reason", "evidence", "details"):  # pragma: no cover
+    raise AssertionError("insert_utility_scores writes excluded, reason, evidence, details last")
 
 
 def insert_utility_scores(session: Session, *, run_id: int, scores: Iterable[Any]) -> int:
@@ -109,8 +113,7 @@ def insert_utility_scores(session: Session, *, run_id: int, scores: Iterable[Any
     ``evidence``, ``details``). Postgres: one ``COPY``; SQLite: one executemany of a plain INSERT (no
     ORM objects, no per-row RETURNING): 15,000 rows through the ORM took 0.8 s of a 1.3 s ``score``.
     """
-    rows = [(run_id, s.task, s.model, s.utility, s.quality, s.cost, s.latency, s.reliability,
-             s.cost_per_1k_tokens, s.latency_p95_ms, s.success_rate, bool(s.excluded), s.reason,
+    rows = [(run_id, *(getattr(s, name) for name in _PLAIN), bool(s.excluded), s.reason,
              json.dumps(list(s.evidence)), json.dumps(dict(s.details)))
             for s in scores]
     if not rows:

@@ -15,7 +15,7 @@ that commit, and it starts after it, never beside it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -37,14 +37,17 @@ __all__ = [
     "RunSummary",
     "claim_run",
     "current_ingest_run",
+    "failure_message",
     "finish_ingest_run",
     "gone_running_runs",
     "ingest_job",
     "ingest_job_name",
     "list_runs",
     "prune_ingest_runs",
+    "record_failure",
     "settle_running_runs",
     "start_ingest_run",
+    "start_run",
 ]
 
 
@@ -110,20 +113,48 @@ class RunSummary:
     details: dict[str, Any]
 
 
-def start_ingest_run(store: Store, source: str) -> int:
-    """Mark dead ``running`` runs of ``source`` abandoned and record a new running run."""
-    now = store.clock.now()
+def start_run(store: Store, run: IngestRun | ScoringRun, *, same_job: Sequence[sa.ColumnElement[bool]] = ()) -> int:
+    """Mark the job's dead ``running`` runs abandoned and record ``run`` (a new ``running`` row); its id.
+
+    ``same_job`` narrows the runs to mark to the job's own (ingest runs: their ``source``); the
+    caller holds the job lock, so a ``running`` run of the job belongs to a process that is gone.
+    Ingest and scoring both start their runs here.
+    """
+    table = type(run)
     with store.session() as session:
         session.execute(
-            sa.update(IngestRun)
-            .where(col(IngestRun.source) == source, col(IngestRun.status) == RunStatus.RUNNING)
-            .values(status=RunStatus.ABANDONED, finished_at=now, error=ABANDONED_ERROR)
-        )
-        run = IngestRun(source=source, status=RunStatus.RUNNING, started_at=now)
+            sa.update(table).where(col(table.status) == RunStatus.RUNNING, *same_job)
+            .values(status=RunStatus.ABANDONED, finished_at=run.started_at, error=ABANDONED_ERROR))
         session.add(run)
         session.flush()
         assert run.id is not None  # noqa: S101 - flush assigns the key
         return run.id
+
+
+def start_ingest_run(store: Store, source: str) -> int:
+    """Mark dead ``running`` runs of ``source`` abandoned and record a new running run."""
+    return start_run(store, IngestRun(source=source, status=RunStatus.RUNNING, started_at=store.clock.now()),
+                     same_job=[col(IngestRun.source) == source])
+
+
+def failure_message(exc: BaseException) -> str:
+    """The one line a failed run records for ``exc``: a ``RecsysError``'s message, else its type and text."""
+    message = str(exc) if isinstance(exc, RecsysError) else f"{type(exc).__name__}: {exc}"
+    return message or type(exc).__name__
+
+
+def record_failure(store: Store, exc: BaseException, record: Callable[[Session, str], None]) -> None:
+    """Record a run's failure: ``record(session, message)`` in its own transaction.
+
+    A store error while recording is swallowed: the store itself is what failed, the original error
+    is the one to report, and the next run of the job marks this one abandoned. Every job (ingest and
+    scoring) records its failures here.
+    """
+    try:
+        with store.session() as session:
+            record(session, failure_message(exc))
+    except RecsysError:
+        pass
 
 
 def finish_ingest_run(session: Session, handle: RunHandle, *, now: datetime, error: str | None = None) -> None:
@@ -197,14 +228,8 @@ def ingest_job(store: Store, *, job: str, source: str, keep_runs: int = 30) -> I
         try:
             yield handle
         except BaseException as exc:
-            message = str(exc) if isinstance(exc, RecsysError) else f"{type(exc).__name__}: {exc}"
-            try:
-                with store.session() as session:
-                    finish_ingest_run(session, handle, now=store.clock.now(), error=message or type(exc).__name__)
-            except RecsysError:
-                # The store itself is what failed; the original error is the one to report, and
-                # the next run will mark this one abandoned.
-                pass
+            record_failure(store, exc, lambda session, message: finish_ingest_run(
+                session, handle, now=store.clock.now(), error=message))
             raise
         if not handle.finished:
             with store.session() as session:
