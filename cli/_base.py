@@ -81,11 +81,15 @@ def report_failure(exc: BaseException, *, exit_code: int, message: str, as_json:
     if not getattr(exc, "multiline", False):
         lines = [" ".join(lines)]
     lines[0] = f"{type(exc).__name__}: {lines[0]}"
+    from recommender_core.printable import printable
+
+    # Escaped for the terminal (a hostile name cannot rewrite it); the JSON document stays exact.
     for line in lines:
-        typer.echo(line, err=True)
+        typer.echo(printable(line), err=True)
     detail = getattr(exc, "detail", None)
     if detail and verbose > 0:
-        typer.echo(detail, err=True)
+        for line in str(detail).splitlines():
+            typer.echo(printable(line), err=True)
     if as_json:
         print_json(error_document(exc, exit_code=exit_code, message="\n".join(lines)[len(type(exc).__name__) + 2:]))
 

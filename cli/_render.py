@@ -4,6 +4,9 @@ Every table fits an 80-column terminal by the same rules: model and evidence nam
 ``/``, ``-`` or a space (never inside a token), errors are cut to one line ending in ``…`` (the full
 text is under ``-v`` and in ``--json``), dates and figures never wrap, and utilities and their
 components show ``SCORE_DIGITS`` decimals in every command.
+
+Every value a table shows also goes through ``recommender_core.printable`` (control characters escaped),
+and cells are plain text, never rich markup, so data cannot style or rewrite the terminal.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from recommender_core.printable import printable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -29,12 +34,20 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+class Escaped(str):
+    """Text already made printable (with line breaks of the renderer's own): shown as it is."""
+
+    __slots__ = ()
+
+
 def format_value(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
         return f"{value:.6g}"
-    return str(value)
+    if isinstance(value, Escaped):
+        return str(value)
+    return printable(value)
 
 
 def format_score(value: Any) -> str:
@@ -88,7 +101,7 @@ def _longest_line(text: str) -> int:
 def console(width: int | None = None) -> Console:
     from rich.console import Console
 
-    return Console(width=width, highlight=False)
+    return Console(width=width, highlight=False, markup=False)
 
 
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
@@ -103,6 +116,7 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
     from rich import box
     from rich.measure import Measurement
     from rich.table import Table
+    from rich.text import Text
 
     out = console(width)
     raw = [[format_value(v) for v in row] for row in rows]
@@ -127,7 +141,7 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
             else:
                 table.add_column(column, overflow="fold")
         for r in cells:
-            table.add_row(*r)
+            table.add_row(*(Text(c) for c in r))  # plain text: a name can never be read as rich markup
         return table
 
     clipped = columns.index(clip) if clip is not None else None

@@ -106,7 +106,10 @@ def render_snapshot(doc: dict[str, Any], *, stale_after_hours: float, width: int
     from rich.table import Table
     from rich.text import Text
 
-    console = Console(width=width, highlight=False)
+    from recommender_core.printable import printable_doc
+
+    doc = printable_doc(doc)  # every name and message with its control characters escaped
+    console = Console(width=width, highlight=False, markup=False)
 
     def table(title: str, *columns: str, names: tuple[str, ...] = (), widths: dict[str, int] | None = None,
               wrap: tuple[str, ...] = ()) -> Table:

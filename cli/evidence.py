@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ._base import JsonOption, PolicyOption, print_json, state
-from ._render import console, format_time, format_value, one_line, print_table
+from ._render import Escaped, console, format_time, format_value, one_line, print_table
 
 # A version (a sha, a policy hash) in the runs table: enough to tell versions apart.
 VERSION_WIDTH = 8
@@ -56,9 +56,11 @@ def evidence_command(
 
 def _who(row: "EvidenceRow") -> str:
     """The upstream name, and the candidate it maps to on a line of its own (saves a column at 80)."""
+    from recommender_core.printable import printable
+
     if row.candidate is None or row.candidate.lower() == row.model.lower():
-        return row.model
-    return f"{row.model}\n\u2192{row.candidate}"
+        return printable(row.model)
+    return Escaped(f"{printable(row.model)}\n\u2192{printable(row.candidate)}")
 
 
 def _bounds(row: "EvidenceRow") -> str | None:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from recommender_core.printable import printable
+
 from ._base import JsonOption, PolicyOption, RecsysTyper, cronjob, print_json, state
 
 if TYPE_CHECKING:
@@ -111,19 +113,19 @@ def render_ingest(plugin: type[Source], result: IngestResult, *, json_output: bo
         print_json(plugin.result_document(result))
         return
     if result.status == "unchanged":
-        typer.echo(f"{result.source}: source version {result.source_version} is already ingested; nothing to do "
-                   f"({UNCHANGED_HINT}).")
+        typer.echo(f"{result.source}: source version {printable(result.source_version)} is already ingested; "
+                   f"nothing to do ({UNCHANGED_HINT}).")
         return
     verb = {"success": "ingested", "dry-run": "validated (dry run, nothing written)"}.get(result.status,
                                                                                           result.status)
-    typer.echo(f"{result.source}: {verb} {result.rows_accepted} rows from version {result.source_version}"
+    typer.echo(f"{result.source}: {verb} {result.rows_accepted} rows from version {printable(result.source_version)}"
                + (f" as run {result.run_id}" if result.run_id is not None else "") + ".")
     for title, counts in (("rejected", result.rejected_reasons), ("skipped", result.skipped)):
         if counts:
             typer.echo(f"  {title}: " + ", ".join(f"{reason}: {n}" for reason, n in
                                                   sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))))
     for line in plugin.notes(result):
-        typer.echo(f"  {line}")
+        typer.echo(f"  {printable(line)}")
 
 
 def _run(name: str, ctx: typer.Context, *, source: str | None, force: bool, dry_run: bool, policy: str | None,

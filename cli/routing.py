@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from recommender_core.printable import printable
 from recommender_core.routing.strategies import STRATEGIES
 
 from ._base import JsonOption, PolicyOption, RecsysTyper, cronjob, print_json, state
@@ -121,8 +122,8 @@ def route_command(
     source = "scores" if v2 else "the policy's static order (ENABLE_MODEL_RECOMMENDER_V2 is off)"
     # wrapped at the spaces between names, never inside one
     out = console()
-    out.print(f"{task}: {decision.primary}  (strategy {strategy}, from {source})", markup=False)
-    out.print(f"fallbacks: {', '.join(decision.fallbacks) or '(none)'}", markup=False)
+    out.print(printable(f"{task}: {decision.primary}  (strategy {strategy}, from {source})"), markup=False)
+    out.print(printable(f"fallbacks: {', '.join(decision.fallbacks) or '(none)'}"), markup=False)
     # A terminal shows the head of each list (rendering 500 rows of rich tables took 0.45 s and
     # more screens than anyone reads); --json prints all of them.
     candidates = decision.candidates
@@ -187,9 +188,9 @@ def route_test_command(
         print_json(report.to_json())
     else:
         for r in report.results:
-            typer.echo(f"{'PASS' if r.passed else 'FAIL'}  {r.name}  [{r.task}]")
+            typer.echo(printable(f"{'PASS' if r.passed else 'FAIL'}  {r.name}  [{r.task}]"))
             for failure in r.failures:
-                typer.echo("      " + failure.replace("\n", "\n      "))
+                typer.echo("      " + "\n      ".join(printable(line) for line in failure.split("\n")))
         typer.echo(f"{len(report.results) - report.failed} passed, {report.failed} failed")
     if report.failed:
         raise RouteTestFailed(f"{report.failed} of {len(report.results)} route-test cases failed in {cases}.")

@@ -253,13 +253,19 @@ def parse_yaml(text: str, *, path: str, label: str = "policy") -> Any:
     """
     import yaml
 
-    if getattr(yaml, "__with_libyaml__", False):
-        try:
-            return yaml.load(text, Loader=yaml.CSafeLoader)
-        except yaml.YAMLError:
-            pass
+    from .policy_limits import check_yaml_shape
+
+    check_yaml_shape(text, path=path, label=label)  # size, nesting and number limits, before either loader
     try:
+        if getattr(yaml, "__with_libyaml__", False):
+            try:
+                return yaml.load(text, Loader=yaml.CSafeLoader)
+            except yaml.YAMLError:
+                pass
         return yaml.safe_load(text)
+    except (RecursionError, ValueError) as exc:  # a limit check_yaml_shape missed: still one line
+        raise PolicyError(f"Invalid {label} {path}: the file is too deeply nested or holds a number too "
+                          "large to read.", path=path) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = int(mark.line) + 1 if mark is not None else None
@@ -320,7 +326,9 @@ def parse_policy(text: str, *, path: str = "<policy>") -> Policy:
         policy = Policy.model_validate({**data, "source_path": path})
     except ValidationError as exc:
         raise validation_error(exc, path=path, text=text) from exc
-    problem = _cross_check(policy)
+    from .policy_limits import check_bounds
+
+    problem = _cross_check(policy) or check_bounds(policy)
     if problem is not None:
         raise located_error(path, text, problem[0], problem[1])
     return policy

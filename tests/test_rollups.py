@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from recommender_core.stats import percentile
 from recommender_core.store import Store
-from recommender_core.store.tables import TelemetryRollup, TelemetryRollupDirty
+from recommender_core.store.tables import TelemetryEvent, TelemetryRollup, TelemetryRollupDirty
 from recommender_core.telemetry.events import TelemetryRecord
 from recommender_core.telemetry.retention import prune_events
 from recommender_core.telemetry.rollups import (
@@ -139,6 +139,33 @@ def test_hour_rollups_merge_into_the_window_figures(store: Store) -> None:
         r.latency_ms for r in records if r.latency_ms is not None and r.started_at >= first)
     _assert_matches(store, records, NOW - timedelta(hours=24))
     _assert_matches(store, records, NOW - timedelta(hours=6))
+
+
+@pytest.mark.parametrize("bad", [
+    {"cost": float("nan")}, {"cost": float("inf")}, {"cost": -1e6}, {"cost": 1e300},
+    {"prompt_tokens": -(2**31)}, {"prompt_tokens": 2**31 - 1, "completion_tokens": 2**31 - 1},
+    {"latency_ms": float("nan")}, {"latency_ms": -1e9}, {"latency_ms": float("inf")},
+], ids=["nan-cost", "inf-cost", "negative-cost", "absurd-cost", "int-min-tokens", "int-max-tokens",
+        "nan-latency", "negative-latency", "inf-latency"])
+def test_stored_rows_outside_the_telemetry_rules_never_enter_a_rollup(store: Store, bad: dict[str, float]) -> None:
+    """A row written straight into telemetry_event (an older version, another writer) with a figure
+    the telemetry rules reject neither fails the catch-up on either backend nor changes any rollup."""
+    rng = random.Random(3)
+    good = _events("g", [NOW - timedelta(minutes=rng.uniform(0, 120)) for _ in range(40)], rng=rng)
+    write_records(store, good)
+    base = {"model": "gpt-4o", "task": "chat", "status": "success", "cache_hit": False, "latency_ms": 500.0,
+            "prompt_tokens": 800, "completion_tokens": 200, "cost": 0.002}
+    rows = [{**base, **bad, "event_id": f"bad-{i}", "started_at": NOW - timedelta(minutes=10 + 50 * i)}
+            for i in range(3)]
+    with store.session() as session:
+        session.add_all(TelemetryEvent(**row) for row in rows)
+    catch_up_rollups(store)
+    expected = list(good)
+    if store.dialect == "sqlite" and any(math.isnan(v) for v in bad.values()):
+        # SQLite stores NaN as NULL: the row is a valid call without that figure, and counts as one.
+        expected += [TelemetryRecord(**{k: None if isinstance(v, float) and math.isnan(v) else v
+                                        for k, v in row.items()}) for row in rows]
+    _assert_matches(store, expected, NOW - timedelta(hours=3))
 
 
 def test_catch_up_after_a_gap_recomputes_only_the_new_hours(store: Store) -> None:

@@ -21,6 +21,7 @@ from ..policy import Policy
 from ..scored import ScoredModel
 from ..sources import available_sources, get_source
 from ..sources.base import EvidenceValue
+from ..sources.validate import usable
 from ..store import Store
 from ..store.runs import SCORE_JOB, start_run
 from ..store.tables import BenchmarkEvidence, RunStatus, ScoringRun
@@ -97,6 +98,8 @@ def load_evidence(store: Store, policy: Policy) -> list[EvidenceValue]:
                                           float(value), None if lower is None else float(lower), samples,
                                           dict(extra or {})))
         for source, model, category, task_type, value, lower, samples in session.execute(query):
+            if not usable(source, category, value, lower):  # stored before the row rules: left out
+                continue
             key = (source, model)
             if key not in memo:
                 memo[key] = matchers[source].candidate_for(model)

@@ -19,6 +19,7 @@ from ..store.bulk import insert_evidence
 from ..store.runs import current_ingest_run, finish_ingest_run, ingest_job
 from ..store.tables import BenchmarkEvidence, RunStatus, SourceState
 from .base import Batch, EvidenceRecord, IngestOptions, IngestResult, PreviousRun
+from .validate import screen
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -79,6 +80,7 @@ def run_ingest(source: Source, store: Store, options: IngestOptions) -> IngestRe
     if options.dry_run:
         version = source.resolve_version(options)
         batch = source.load(version, options, previous_run(store, source.name))
+        screen(source.name, batch)
         source.check_rejections(batch)
         return _result(source, "dry-run", version, None, batch)
 
@@ -93,6 +95,7 @@ def run_ingest(source: Source, store: Store, options: IngestOptions) -> IngestRe
             handle.details = {"current_run_id": current.id}
             return _result(source, RunStatus.UNCHANGED, version, handle.run_id, None)
         batch = source.load(version, options, previous_run(store, source.name))
+        screen(source.name, batch)  # the one point where rows are accepted: sources/validate.py
         if scope is not None:
             batch.details["scope"] = scope
         handle.rows_accepted = len(batch.records)

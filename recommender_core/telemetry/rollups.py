@@ -11,9 +11,8 @@ How the rollups stay current
   marked hour from that hour's raw events (two grouped queries over the ``started_at`` index) and
   removes the mark in the same transaction, holding the mark's row lock, so an event committed
   meanwhile marks the hour again instead of being lost. Recomputing a whole hour is idempotent: a
-  late event for a past hour, a gap of days without a catch-up, a re-run, all give the rollups that
-  a full rebuild would. The catch-up runs at the start of every read (``read_window``): ``score``,
-  ``snapshot`` and ``serve`` pay only for the hours written since the previous read.
+  late event for a past hour, a gap of days, a re-run, all give what a full rebuild would. Every
+  read (``read_window``) catches up first, so a read pays only for the hours written since the last.
 
 What a rollup holds (per hour, model, task; plus one row per hour and model, ``all_tasks``, with
 every task merged, so per-model reads touch O(hours x models) rows whatever the number of tasks;
@@ -29,9 +28,8 @@ reads at most 23 hour rows and 8 day rows per model: bounded, whatever the traff
     reported a cost and at least one token: the price actually paid per token. ``mean_cost_per_call
     = sum(cost) / calls that reported a cost``.
 
-Windows are whole UTC hours: a window of ``h`` hours ending now reads the hours from the one
-holding ``now - h`` through the current one, so it may hold up to an hour more than ``h`` and never
-less (all sums are exact; only latency percentiles are sketched). Retention: ``retention.py``.
+Windows are whole UTC hours: a window of ``h`` hours may hold up to an hour more than ``h``, never
+less (sums are exact; only latency percentiles are sketched). Retention: ``retention.py``.
 """
 
 from __future__ import annotations
@@ -51,6 +49,7 @@ from ..errors import StoreWriteError
 from ..store import Store
 from ..store.tables import TelemetryEvent, TelemetryRollup, TelemetryRollupDirty
 from .sketch import LN_GAMMA, LatencySketch
+from .validate import stored_row_rules
 
 __all__ = [
     "CatchUpResult",
@@ -189,6 +188,8 @@ _BUCKET = sa.case((col(TelemetryEvent.latency_ms) > sa.literal_column("0"),
 _TIMED = sa.and_(col(TelemetryEvent.status) == "success", col(TelemetryEvent.cache_hit).is_(False),
                  col(TelemetryEvent.latency_ms).is_not(None))
 _BUCKETS = sa.select(_NAME, col(TelemetryEvent.task), _BUCKET, sa.func.count()).where(_TIMED)
+# Stored rows outside the telemetry rules never enter a rollup (see stored_row_rules for why).
+_STORED_OK = stored_row_rules()
 
 _ROLLUP = TelemetryRollup.__table__  # type: ignore[attr-defined]
 _DIRTY = TelemetryRollupDirty.__table__  # type: ignore[attr-defined]
@@ -207,7 +208,7 @@ def _row(start: datetime, model: str, task: str | None, agg: TelemetryAggregate,
 def _recompute_hour(store: Store, epoch_hour: int, computed_at: datetime) -> int | None:
     """Rebuild one hour's rollups from its raw events; None when another catch-up already did."""
     start = _hour_start(epoch_hour)
-    in_hour = (col(TelemetryEvent.started_at) >= start, col(TelemetryEvent.started_at) < start + _HOUR)
+    in_hour = (col(TelemetryEvent.started_at) >= start, col(TelemetryEvent.started_at) < start + _HOUR, _STORED_OK)
     with store.connect() as conn:
         # A write first: it takes the mark's row lock on Postgres and the write lock on SQLite, so
         # two catch-ups never rebuild one hour at once, and an insert into this hour that commits

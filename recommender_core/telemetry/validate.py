@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import RejectedRow
 
@@ -46,9 +46,12 @@ __all__ = [
     "MAX_COST_USD",
     "MAX_LATENCY",
     "MAX_TOKENS",
+    "STORED_ROW_PARAMS",
+    "STORED_ROW_RULES",
     "check_record",
     "epoch_time",
     "figure",
+    "stored_row_rules",
     "token_count",
     "utc_time",
 ]
@@ -198,3 +201,32 @@ def check_record(record: TelemetryRecord, *, now: datetime) -> TelemetryRecord:
     _check_times(record, now)
     _check_figures(record)
     return record
+
+
+# --- rows already stored ----------------------------------------------------------------------------
+# Rows stored before these rules existed (or by another writer) can hold anything the columns take:
+# NaN or infinite costs, token counts at the integer limits, negative latencies. Every query that
+# aggregates telemetry for scoring reads only the rows meeting the figure rules above, so one such row
+# can neither fail a sum (`integer out of range`, NaN in a JSON document) nor skew a score. On Postgres
+# NaN sorts above every number, so the upper bounds leave it out; SQLite stores NaN as NULL (absent).
+STORED_ROW_RULES: Final = (
+    "(cost IS NULL OR (cost >= 0 AND cost <= :rule_max_cost))"
+    " AND (prompt_tokens IS NULL OR (prompt_tokens >= 0 AND prompt_tokens <= :rule_max_tokens))"
+    " AND (completion_tokens IS NULL OR (completion_tokens >= 0 AND completion_tokens <= :rule_max_tokens))"
+    " AND (latency_ms IS NULL OR (latency_ms >= 0 AND latency_ms <= :rule_max_latency_ms))"
+    " AND (ttft_ms IS NULL OR (ttft_ms >= 0 AND ttft_ms <= :rule_max_latency_ms))"
+)
+STORED_ROW_PARAMS: Final = {"rule_max_cost": MAX_COST_USD, "rule_max_tokens": MAX_TOKENS,
+                            "rule_max_latency_ms": MAX_LATENCY.total_seconds() * 1000.0}
+
+
+def stored_row_rules() -> Any:
+    """``STORED_ROW_RULES`` as a SQLAlchemy clause with its parameters bound (for ``.where()``).
+
+    Rows outside the rules (NaN, infinite or negative cost, token counts at the integer limits,
+    negative latencies), written before the rules or by another writer, never enter a rollup: one
+    such row can neither fail a catch-up (``integer out of range``, NaN in a JSON sketch, ln of a
+    negative latency) nor skew a score built from the rollups."""
+    import sqlalchemy as sa
+
+    return sa.text(STORED_ROW_RULES).bindparams(**STORED_ROW_PARAMS)

@@ -18,6 +18,7 @@ __all__ = [
     "REJECT_MISSING_SCORE",
     "REJECT_MISSING_SPLIT",
     "REJECT_NOT_A_RESULT",
+    "REJECT_OUTSIDE_MIRROR",
     "REJECT_UNKNOWN_TASK",
     "REJECT_UNREADABLE",
     "REVISION_RANK_EXTERNAL",
@@ -58,6 +59,8 @@ REJECT_UNKNOWN_TASK = "unknown_task"
 REJECT_MISSING_SPLIT = "missing_split"
 REJECT_AMBIGUOUS_SPLIT = "ambiguous_split"
 REJECT_MISSING_SCORE = "missing_main_score"
+# A file or model folder of a mirror whose real path lies outside the mirror (sources/mirror.py).
+REJECT_OUTSIDE_MIRROR = "outside_mirror"
 
 # Scores of tasks the task map does not know: stored with task_type null, counted (not rejected) under
 # UNMAPPED_TASK in the run summary, their names listed under UNMAPPED_TASKS.

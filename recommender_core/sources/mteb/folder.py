@@ -18,6 +18,7 @@ from typing import Any
 
 from ...errors import SourceError
 from ..base import Batch, EvidenceRecord
+from ..mirror import OutsideMirror
 from .constants import (
     MODEL_META,
     REJECT_UNREADABLE,
@@ -181,6 +182,10 @@ def ingest_model_folder(folder: str, files: Iterable[tuple[str, FileReader]], ba
         for filename, reader in entries:
             try:
                 raw = reader()
+            except OutsideMirror as exc:
+                batch.reject(exc.reason)
+                _note_example(batch, exc.reason, f"{folder}/{revision}/{filename}")
+                continue
             except OSError as exc:
                 batch.reject(REJECT_UNREADABLE)
                 log.debug("%s/%s/%s unreadable: %s", folder, revision, filename, exc)

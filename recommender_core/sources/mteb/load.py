@@ -36,6 +36,7 @@ from urllib.parse import quote
 from ...errors import ConfigError, SourceSchemaError
 from ..base import Batch, EvidenceRecord, IngestOptions, PreviousRun
 from ..http import SourceClient
+from ..mirror import inside
 from .constants import (
     GITHUB_API,
     GITHUB_BRANCH,
@@ -45,11 +46,13 @@ from .constants import (
     PARQUET_COLUMNS,
     REJECT_MISSING_SCORE,
     REJECT_NOT_A_RESULT,
+    REJECT_OUTSIDE_MIRROR,
     SKIP_UNCHANGED_TREE,
     STATE_TREE_PREFIX,
 )
 from .folder import (
     FileReader,
+    _note_example,
     _Pick,
     add_records,
     folder_model_name,
@@ -176,14 +179,22 @@ class MtebReader:
     def _load_mirror(self, root: Path) -> Batch:
         batch = Batch()
         results = _results_dir(root)
-        folders = sorted(e.name for e in os.scandir(results) if e.is_dir() and not e.name.startswith("."))
+        folders = []
+        for entry in sorted(os.scandir(results), key=lambda e: e.name):
+            if not entry.is_dir() or entry.name.startswith("."):
+                continue
+            if not inside(root, entry.path):  # a model folder symlinked out of the mirror: never walked
+                batch.reject(REJECT_OUTSIDE_MIRROR)
+                _note_example(batch, REJECT_OUTSIDE_MIRROR, entry.name)
+                continue
+            folders.append(entry.name)
         if not folders:
             raise SourceSchemaError(f"mteb: {root} holds no model folders (expected results/<org>__<model>/...).",
                                     source=self.name)
         tick = self.progress("mteb: model folders") if self.progress else None
         owners: dict[str, str] = {}
         for done, folder in enumerate(folders, 1):
-            files = ((rel, _file_reader(entry.path)) for rel, entry in _walk(results / folder))
+            files = ((rel, _file_reader(entry.path, root)) for rel, entry in _walk(results / folder))
             add_records(batch, ingest_model_folder(folder, files, batch, self.tasks), owners, folder)
             if tick:
                 tick(done, len(folders))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ...errors import ConfigError, SourceError
 from ..base import git_head
+from ..mirror import inside, read_inside
 from .constants import (
     MIRROR_VERSION_FILE,
 )
@@ -27,7 +28,7 @@ __all__ = [
 
 
 def _results_dir(root: Path) -> Path:
-    if (root / "results").is_dir():
+    if (root / "results").is_dir() and inside(root, root / "results"):
         return root / "results"
     return root
 
@@ -49,8 +50,8 @@ def _walk(directory: Path, rel: str = "") -> Iterator[tuple[str, os.DirEntry[str
 def mirror_version(root: Path) -> str:
     """A mirror's version: the override file, else git HEAD, else a fingerprint of its file list."""
     override = root / MIRROR_VERSION_FILE
-    if override.is_file():
-        first = override.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    if override.is_file() and inside(root, override):
+        first = read_inside(root, override).decode("utf-8", errors="replace").strip().splitlines()
         if first and first[0].strip():
             return first[0].strip()
     head = git_head(root)
@@ -66,10 +67,9 @@ def mirror_version(root: Path) -> str:
     return f"files:{count}:{digest.hexdigest()[:16]}"
 
 
-def _file_reader(path: str) -> FileReader:
+def _file_reader(path: str, root: Path) -> FileReader:
     def read() -> bytes:
-        with open(path, "rb") as handle:
-            return handle.read()
+        return read_inside(root, path)  # never a file outside the mirror, never a FIFO
 
     return read
 

@@ -17,6 +17,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from ...errors import RejectedRow
+from ..validate import check_version
 from .constants import (
     REJECT_AMBIGUOUS_SPLIT,
     REJECT_MALFORMED,
@@ -135,6 +137,10 @@ _VERSION = re.compile(r"\d+")
 def _version_tuple(value: Any) -> tuple[int, ...] | None:
     if not isinstance(value, str) or not value:
         return None
+    try:
+        check_version(value, "mteb_version")  # a 5,000-digit version is a rejected file, not a ValueError
+    except RejectedRow as bad:
+        raise Rejected(bad.reason) from None
     return tuple(int(part) for part in _VERSION.findall(value)[:4]) or None
 
 

@@ -19,7 +19,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ..base import Batch, EvidenceRecord, EvidenceValue, IngestOptions, Quality, Source, register_source
 
