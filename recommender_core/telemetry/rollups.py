@@ -1,8 +1,7 @@
 """The one telemetry aggregation: hourly mergeable rollups per (model, task), caught up from dirty hours.
 
-``score``, ``snapshot`` and ``serve`` read telemetry only through this module, and only from the
-``telemetry_rollup`` table, never the raw events: per-model figures read O(hours x models) rows
-(fewer once whole days are merged), per-task call counts O(hours x models x tasks) rows summed in SQL.
+``score``, ``snapshot`` and ``serve`` read telemetry only from ``telemetry_rollup``, never the raw
+events: O(hours x models) rows per model (fewer once days are merged), O(hours x models x tasks) per task.
 
 How the rollups stay current
   A trigger on ``telemetry_event`` (migration 0004) marks the UTC hour of every inserted event in
