@@ -397,7 +397,7 @@ def test_ingest_outcomes_cli(tmp_path: Path) -> None:
     result = _cli("--database-url", db, "ingest", "outcomes", "--source", str(SAMPLE), "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert (doc["status"], doc["rows_accepted"], doc["details"]["items"]) == ("success", 9, 450)
+    assert (doc["status"], doc["rows"], doc["details"]["items"]) == ("success", 9, 450)
     again = _cli("--database-url", db, "ingest", "outcomes", "--source", str(SAMPLE))
     assert again.exit_code == 0 and "already ingested" in again.stdout
     missing = _cli("--database-url", db, "ingest", "outcomes", "--source", str(tmp_path / "none.csv"))

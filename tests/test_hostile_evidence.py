@@ -2,7 +2,7 @@
 and terminal output.
 
 Evidence rows come from the real upstream formats (the sample mirror's MTEB result files and Arena
-parquet, the real MTEB slice and Arena CSVs in ../shared via ``conftest.real_data()``) with one
+parquet, and the real MTEB slice and Arena CSVs through ``conftest.real_data()``) with one
 value spoiled; every ingest runs through the real `recsys` CLI on both store backends. Property tests
 (hypothesis) check that the row validator and the policy loader give a value or a ``RecsysError``
 and nothing else, whatever they are given.
@@ -323,7 +323,7 @@ def test_a_hostile_arena_row_is_rejected_counted_and_the_rest_goes_in(
     spoil, reason = LMSYS_ROW_CASES[case]
     result = _cli(database_url, "ingest", "lmsys", "--source", str(_lmsys_mirror(tmp_path, spoil)), "--json")
     doc = _evidence_rows(result)
-    assert (doc["status"], doc["rows_rejected"], doc["rejected_reasons"]) == ("success", 1, {reason: 1})
+    assert (doc["status"], doc["rejected_rows"], doc["rejected"]) == ("success", 1, {reason: 1})
     run_after, evidence_after = _current(store, "lmsys")
     assert run_after != run_before and len(evidence_after) == len(evidence_before) - 1
     assert all(evidence_after[k] == evidence_before[k] for k in evidence_after)
@@ -587,13 +587,13 @@ def test_nothing_outside_an_mteb_mirror_is_read(store: Store, database_url: str,
     doc = _evidence_rows(result)
     assert doc["status"] == "success"
     assert doc["rejected"] == {**clean["rejected"], "outside_mirror": 3}
-    assert sorted(doc["rejected_examples"]["outside_mirror"]) == sorted(
+    assert sorted(doc["details"]["rejected_examples"]["outside_mirror"]) == sorted(
         ["host__root", "outside__model", f"{BGE}/{revision.name}/ZZForeignTask.json"])
     assert not doc["source_version"].startswith("{")
     run, rows = _current(store, "mteb")
     assert run != clean_run and rows == clean_rows  # nothing from outside, everything from inside
     assert not any(category == "ZZForeignTask" for _, category in rows)
-    assert doc["models"] == len([p for p in (real_slice / "results").iterdir() if p.is_dir()])
+    assert doc["details"]["models"] == len([p for p in (real_slice / "results").iterdir() if p.is_dir()])
 
 
 # --- terminal output: control characters escaped for people, exact in --json -------------------------

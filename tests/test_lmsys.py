@@ -482,7 +482,9 @@ def test_cli_evidence_table_fits_80_columns_and_refuses_unknown_sources(tmp_path
         "Evidence: no current evidence matches these filters")
     unknown = runner.invoke(app, [*base, "evidence", "--source", "lmsyss"])
     assert unknown.exit_code == 2 and unknown.stderr.count("\n") == 1
-    assert "is not a known source; use one of: lmsys, mteb." in unknown.stderr
+    from recommender_core.sources import available_sources
+
+    assert f"is not a known source; use one of: {', '.join(available_sources())}." in unknown.stderr
 
 
 def test_cli_dry_run_writes_nothing(tmp_path: Path) -> None:
