@@ -9,6 +9,10 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from recommender_core.store import Store
 
 
 @dataclass(frozen=True)
@@ -98,3 +102,31 @@ def scratch_postgres(admin_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextmanager
+def bench_store() -> Iterator[Store]:
+    """An upgraded, empty store: a scratch Postgres database when ``RECSYS_BENCH_DATABASE_URL`` names a
+    server, else SQLite in a temporary folder; disposed (and the scratch database dropped) afterwards."""
+    import os
+    import tempfile
+
+    from recommender_core.store import Store
+
+    admin = os.environ.get("RECSYS_BENCH_DATABASE_URL")
+    if admin:
+        with scratch_postgres(admin) as url:
+            store = Store(url)
+            try:
+                store.upgrade()
+                yield store
+            finally:
+                store.dispose()
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        store = Store(f"sqlite:///{folder}/bench.db")
+        try:
+            store.upgrade()
+            yield store
+        finally:
+            store.dispose()

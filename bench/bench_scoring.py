@@ -22,10 +22,8 @@ from __future__ import annotations
 import os
 import random
 import statistics
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -35,7 +33,7 @@ from recommender_core.scoring.run import run_scoring
 from recommender_core.store import Store
 from recommender_core.telemetry.rollups import catch_up_rollups, telemetry_by_model
 
-from ._common import Result, scratch_postgres
+from ._common import Result, bench_store
 
 MODELS = 500
 TASKS = 30
@@ -105,26 +103,6 @@ def _add_events(store: Store, first: int, last: int) -> None:
                                                    "first": first, "last": last})
 
 
-@contextmanager
-def _store() -> Iterator[Store]:
-    admin = os.environ.get("RECSYS_BENCH_DATABASE_URL")
-    if admin:
-        with scratch_postgres(admin) as url:
-            store = Store(url)
-            try:
-                store.upgrade()
-                yield store
-            finally:
-                store.dispose()
-        return
-    with tempfile.TemporaryDirectory() as folder:
-        store = Store(f"sqlite:///{folder}/bench.db")
-        try:
-            store.upgrade()
-            yield store
-        finally:
-            store.dispose()
-
 
 def _timed(fn: Callable[[], object]) -> Callable[[], float]:
     def run() -> float:
@@ -148,7 +126,7 @@ def _spread(times: list[float]) -> str:
 
 def run() -> list[Result]:
     policy = _policy()
-    with _store() as store:
+    with bench_store() as store:
         backend = store.dialect
         _fill_evidence(store)
         started = time.perf_counter()

@@ -31,7 +31,6 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -55,7 +54,7 @@ from recommender_core.store.tables import (
     UtilityScore,
 )
 
-from ._common import Result, scratch_postgres
+from ._common import Result, bench_store
 
 MODELS = 500
 TASKS = 30
@@ -176,26 +175,6 @@ def _typed(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row["tags"] = []
     return batch
 
-
-@contextmanager
-def _store() -> Iterator[Store]:
-    admin = os.environ.get("RECSYS_BENCH_DATABASE_URL")
-    if admin:
-        with scratch_postgres(admin) as url:
-            store = Store(url)
-            try:
-                store.upgrade()
-                yield store
-            finally:
-                store.dispose()
-        return
-    with tempfile.TemporaryDirectory() as folder:
-        store = Store(f"sqlite:///{folder}/bench.db")
-        try:
-            store.upgrade()
-            yield store
-        finally:
-            store.dispose()
 
 
 def _snapshot_json(store: Store, policy: Policy) -> bytes:
@@ -321,7 +300,7 @@ def _during_refresh(store: Store, policy: Policy, *, seconds: float, clients: in
 def run() -> list[Result]:
     rng = random.Random(42)
     policy = _policy()
-    with _store() as store:
+    with bench_store() as store:
         started = time.perf_counter()
         _fill(store, rng)
         fill_seconds = time.perf_counter() - started
