@@ -324,3 +324,30 @@ def test_migration_0003_drops_the_unused_model_tables_and_keeps_the_rest(databas
         assert s.current_revision() == s.head_revision()
     finally:
         s.dispose()
+
+
+def test_evidence_written_in_chunks_reads_back_whole_on_both_backends(store: Store) -> None:
+    """More records than one SQLite executemany chunk: every row, its date and its JSON arrive intact,
+    in one transaction (the SQLite path streams bounded chunks of tuples instead of one list of dicts)."""
+    from recommender_core.sources.base import EvidenceRecord
+    from recommender_core.store import bulk
+    from recommender_core.store.tables import BenchmarkEvidence
+
+    from .scoring_data import add_ingest_run
+
+    count = bulk._SQLITE_CHUNK * 2 + 7
+    records = [EvidenceRecord(model=f"m{i}", category=f"task{i % 13}", value=i / 3, metric="main_score",
+                              published_on=date(2025, 1 + i % 12, 1 + i % 28) if i % 5 else None,
+                              extra={"splits": ["test", "dev"], "i": i} if i % 2 else {})
+               for i in range(count)]
+    run_id = add_ingest_run(store, "mteb", version="chunks")
+    with store.session() as session:
+        assert bulk.insert_evidence(session, run_id=run_id, source="mteb", source_version="chunks",
+                                    records=records) == count
+    table = BenchmarkEvidence.__table__  # type: ignore[attr-defined]
+    with store.session() as session:
+        rows = session.execute(sa.select(table.c.model, table.c.value, table.c.published_on, table.c.extra)
+                               .where(table.c.run_id == run_id)).all()
+    got = {r.model: (r.value, r.published_on, r.extra) for r in rows}
+    assert len(rows) == count
+    assert got == {r.model: (r.value, r.published_on, dict(r.extra)) for r in records}

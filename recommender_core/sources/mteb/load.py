@@ -194,7 +194,7 @@ class MtebReader:
         tick = self.progress("mteb: model folders") if self.progress else None
         owners: dict[str, str] = {}
         for done, folder in enumerate(folders, 1):
-            files = ((rel, _file_reader(entry.path, root)) for rel, entry in _walk(results / folder))
+            files = ((rel, _file_reader(entry.path, root, entry)) for rel, entry in _walk(results / folder))
             add_records(batch, ingest_model_folder(folder, files, batch, self.tasks), owners, folder)
             if tick:
                 tick(done, len(folders))

@@ -67,9 +67,9 @@ def mirror_version(root: Path) -> str:
     return f"files:{count}:{digest.hexdigest()[:16]}"
 
 
-def _file_reader(path: str, root: Path) -> FileReader:
+def _file_reader(path: str, root: Path, walked: os.DirEntry[str] | None = None) -> FileReader:
     def read() -> bytes:
-        return read_inside(root, path)  # never a file outside the mirror, never a FIFO
+        return read_inside(root, path, walked=walked)  # never a file outside the mirror, never a FIFO
 
     return read
 
