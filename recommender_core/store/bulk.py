@@ -102,8 +102,8 @@ def insert_evidence(session: Session, *, run_id: int, source: str, source_versio
     statement = f"INSERT INTO {table} ({names}) VALUES ({marks})"  # noqa: S608 - constants
     # Dates as the ISO text SQLAlchemy's Date type stores on SQLite (not the sqlite3 adapter, deprecated in 3.12).
     published = EVIDENCE_COLUMNS.index("published_on")
-    rows = (row[:published] + (row[published].isoformat() if row[published] is not None else None,)
-            + row[published + 1:] for row in _rows(run_id, source, source_version, records))
+    rows = ((*row[:published], row[published] and row[published].isoformat(), *row[published + 1:])
+            for row in _rows(run_id, source, source_version, records))
     while chunk := list(islice(rows, _SQLITE_CHUNK)):
         connection.exec_driver_sql(statement, chunk)
     return len(records)
