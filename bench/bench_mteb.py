@@ -3,8 +3,10 @@
 The mirror replicates the real 9-model slice (``mteb/results-slice-9-models.tar.gz`` among the real
 upstream samples that ``tests.conftest`` locates)
 under new model names in a temporary folder, up to ``RECSYS_BENCH_MTEB_FILES`` result files (default 30,000
-so ``make bench`` stays short; the issue's figure is 100,000). Ingest goes into Postgres when
-``RECSYS_TEST_DATABASE_URL`` is set (a fresh database, dropped afterwards), else into SQLite (noted).
+so ``make bench`` stays short; ``RECSYS_BENCH_MTEB_FILES=105000`` is the whole real repository's size),
+and a tenth of that for the memory baseline. Ingest goes into a fresh SQLite database, then into a
+fresh Postgres database (dropped afterwards) when ``RECSYS_BENCH_DATABASE_URL`` or
+``RECSYS_TEST_DATABASE_URL`` names a server.
 
 Each measured step runs in a child process of its own, which reports its own wall time and its own
 peak RSS: ``VmHWM`` from ``/proc/self/status``, the high-water mark of the child's address space
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -117,28 +118,33 @@ def _own_peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status: the peak RSS of a child needs Linux")
 
 
+def _backends() -> list[str]:
+    """SQLite always; Postgres too when RECSYS_BENCH_DATABASE_URL (or RECSYS_TEST_DATABASE_URL) names a server."""
+    admin = os.environ.get("RECSYS_BENCH_DATABASE_URL") or os.environ.get("RECSYS_TEST_DATABASE_URL")
+    return ["SQLite", *([admin] if admin else [])]
+
+
 @contextmanager
-def _database(tmp: Path) -> Iterator[tuple[str, str]]:
-    """(url, backend): a scratch Postgres database when RECSYS_TEST_DATABASE_URL is set, else SQLite."""
-    admin = os.environ.get("RECSYS_TEST_DATABASE_URL")
-    if not admin:
-        yield f"sqlite:///{tmp / 'bench.db'}", "SQLite (set RECSYS_TEST_DATABASE_URL for Postgres)"
+def _database(tmp: Path, backend: str) -> Iterator[str]:
+    """A fresh database: SQLite in ``tmp``, or a scratch database on the Postgres server ``backend`` names."""
+    if backend == "SQLite":
+        path = tmp / "bench.db"
+        try:
+            yield f"sqlite:///{path}"
+        finally:
+            path.unlink(missing_ok=True)
         return
-    with scratch_postgres(admin) as url:
-        yield url, "Postgres"
+    with scratch_postgres(backend) as url:
+        yield url
 
 
-def _ingest(mirror: Path, files: int, tmp: Path, template: Path) -> tuple[list[dict[str, float]],
-                                                                              list[dict[str, float]],
-                                                                              dict[str, float], str]:
-    """(loops, first ingests, an unchanged re-run, backend): REPEATS of each, the ingest into a fresh database."""
-    _build_mirror(mirror, files, template)
+def _ingest(mirror: Path, tmp: Path, backend: str) -> tuple[list[dict[str, float]], list[dict[str, float]],
+                                                             dict[str, float]]:
+    """(loops, first ingests, an unchanged re-run): REPEATS of each, each ingest into a fresh database."""
     loops, firsts = [], []
     again: dict[str, float] = {}
-    backend = ""
     for repeat in range(REPEATS):
-        with _database(tmp) as (url, name):
-            backend = name
+        with _database(tmp, backend) as url:
             from recommender_core.store import Store
 
             store = Store(url)
@@ -148,43 +154,53 @@ def _ingest(mirror: Path, files: int, tmp: Path, template: Path) -> tuple[list[d
             firsts.append(_child(["ingest", str(mirror), url]))
             if repeat == REPEATS - 1:
                 again = _child(["ingest", str(mirror), url])
-        if url.startswith("sqlite"):
-            Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
-    return loops, firsts, again, backend
+    return loops, firsts, again
 
 
 def _runs(results: list[dict[str, float]], key: str, scale: float = 1.0) -> tuple[float, ...]:
     return tuple(scale / r[key] if scale != 1.0 else r[key] for r in results)
 
 
-def run() -> list[Result]:
-    files = int(os.environ.get("RECSYS_BENCH_MTEB_FILES", DEFAULT_FILES))
-    small = max(1000, files // 10)
-    with tempfile.TemporaryDirectory(prefix="bench-mteb-") as tmpdir:
-        tmp = Path(tmpdir)
-        template = tmp / "slice"
-        with tarfile.open(SLICE) as archive:
-            archive.extractall(template, filter="data")
-        loops_s, firsts_s, _again_s, _ = _ingest(tmp / "small", small, tmp, template)
-        shutil.rmtree(tmp / "small")
-        loops, firsts, again, backend = _ingest(tmp / "big", files, tmp, template)
+def _results(name: str, files: int, small: int, measured: dict[str, tuple[list[dict[str, float]], ...]],
+             again: dict[str, float]) -> list[Result]:
+    (loops_s, firsts_s), (loops, firsts) = measured["small"], measured["big"]
     rates, base_rates = _runs(firsts, "seconds", files), _runs(loops, "seconds", files)
     peaks, peaks_s = _runs(firsts, "maxrss_mb"), _runs(firsts_s, "maxrss_mb")
     loop_peak = statistics.median(_runs(loops, "maxrss_mb"))
     loop_peak_s = statistics.median(_runs(loops_s, "maxrss_mb"))
     first_seconds = statistics.median(_runs(firsts, "seconds"))
     return [
-        Result(name=f"ingest {files} result files into {backend} (rate)", figure=statistics.median(rates),
+        Result(name=f"ingest {files} result files into {name} (rate)", figure=statistics.median(rates),
                baseline=statistics.median(base_rates), unit="files/s", baseline_name="bare read + json.loads loop",
                target=0.6, higher_is_better=True, figure_runs=rates, baseline_runs=base_rates,
                notes=f"{firsts[-1]['count']:.0f} evidence rows in {first_seconds:.2f} s (median)"),
-        Result(name=f"peak RSS (VmHWM of the child) at {files} files", figure=statistics.median(peaks),
+        Result(name=f"{name}: peak RSS (VmHWM of the child) at {files} files", figure=statistics.median(peaks),
                baseline=statistics.median(peaks_s), unit="MB", baseline_name=f"peak RSS at {small} files",
                target=1.3, figure_runs=peaks, baseline_runs=peaks_s,
                notes=f"bare loop {loop_peak:.0f} MB / {loop_peak_s:.0f} MB"),
-        Result(name="re-run with nothing changed (wall time)", figure=again["seconds"], baseline=first_seconds,
-               unit="s", baseline_name="first run (median)", target=0.1, notes=f"status {again['status']}"),
+        Result(name=f"{name}: re-run with nothing changed (wall time)", figure=again["seconds"],
+               baseline=first_seconds, unit="s", baseline_name="first run (median)", target=0.1,
+               notes=f"status {again['status']}"),
     ]
+
+
+def run() -> list[Result]:
+    files = int(os.environ.get("RECSYS_BENCH_MTEB_FILES", DEFAULT_FILES))
+    small = max(1000, files // 10)
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="bench-mteb-") as tmpdir:
+        tmp = Path(tmpdir)
+        template = tmp / "slice"
+        with tarfile.open(SLICE) as archive:
+            archive.extractall(template, filter="data")
+        _build_mirror(tmp / "small", small, template)
+        _build_mirror(tmp / "big", files, template)
+        for backend in _backends():
+            name = "SQLite" if backend == "SQLite" else "Postgres"
+            loops_s, firsts_s, _ = _ingest(tmp / "small", tmp, backend)
+            loops, firsts, again = _ingest(tmp / "big", tmp, backend)
+            results += _results(name, files, small, {"small": (loops_s, firsts_s), "big": (loops, firsts)}, again)
+    return results
 
 
 if __name__ == "__main__":
