@@ -1,0 +1,47 @@
+"""The schema version recsys expects: the newest migration's id, read without Alembic or SQLAlchemy.
+
+Light on purpose (``re`` and ``os`` only): the CLI's fast ``recsys route`` path compares the version
+stored in ``alembic_version`` with this id before it reads anything, as ``Store.ensure_ready`` does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+__all__ = ["MIGRATIONS_DIR", "head_revision"]
+
+MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
+_REVISION = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(?:['\"]([^'\"]+)['\"]|None)", re.MULTILINE)
+_HEAD: dict[tuple[tuple[str, int, int], ...], str] = {}
+
+
+def head_revision() -> str:
+    """The id of the newest migration, read from the migration files without importing Alembic.
+
+    Every command that opens the store compares the schema version it finds with this id; importing
+    Alembic and building its script directory for that cost about 0.2 s per command. The files are
+    read with a regular expression for their ``revision``/``down_revision`` lines (a test checks the
+    answer against Alembic's ``ScriptDirectory``), and the result is cached per file identity.
+    """
+    folder = os.path.join(MIGRATIONS_DIR, "versions")
+    files = sorted(os.path.join(folder, name) for name in os.listdir(folder) if name.endswith(".py"))
+    identity = tuple((os.path.basename(f), (st := os.stat(f)).st_mtime_ns, st.st_size) for f in files)
+    cached = _HEAD.get(identity)
+    if cached is not None:
+        return cached
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for file in files:
+        with open(file, encoding="utf-8") as handle:
+            found = dict((m.group(1), m.group(2)) for m in _REVISION.finditer(handle.read()))
+        if found.get("revision"):
+            revisions.add(found["revision"])
+        if found.get("down_revision"):
+            parents.add(found["down_revision"])
+    heads = sorted(revisions - parents)
+    if len(heads) != 1:
+        raise RuntimeError(f"the packaged migrations have {len(heads)} heads ({', '.join(heads)}), not one")
+    _HEAD.clear()
+    _HEAD[identity] = heads[0]
+    return heads[0]
