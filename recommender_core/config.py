@@ -179,6 +179,11 @@ class Settings(BaseSettings):
                                  "(no scheme, port or path), separated by commas")
         return hosts
 
+    @field_validator("cache_dir", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("hf_token", "github_token", mode="after")
     @classmethod
     def _scoped(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
@@ -198,6 +203,13 @@ class Settings(BaseSettings):
         """The database URL as configured (the embedded SQLite default when none is): the one place the
         default is chosen."""
         return self.database_url or default_database_url()
+
+    @property
+    def resolved_cache_dir(self) -> str:
+        """The cache folder: ``RECSYS_CACHE_DIR``, else ``environ.cache_dir``'s default."""
+        from .environ import cache_dir
+
+        return str(self.cache_dir) if self.cache_dir is not None else cache_dir()
 
     @property
     def resolved_database_url(self) -> str:
