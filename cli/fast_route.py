@@ -27,8 +27,12 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+
+# typing's import costs milliseconds of the fast ``recsys route`` path: the names are for type checkers only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 __all__ = ["FREE", "Request", "serve", "try_route"]
 
@@ -139,10 +143,15 @@ def _settings() -> dict[str, str] | None:
     return found
 
 
+# The stored schema version and the current run's rows of one task, in one indexed query (the unique
+# index on run_id, task, model); what routing.table.load_task_table reads through SQLAlchemy.
+_SELECT = ("SELECT (SELECT version_num FROM alembic_version), r.id, s.model, s.utility, s.quality, s.cost, "
+           "s.latency, s.reliability, s.cost_per_1k_tokens, s.latency_p95_ms, s.excluded, s.reason "
+           "FROM scoring_run r LEFT JOIN utility_score s ON s.run_id = r.id AND ")
+
+
 def _rows(url: str, task: str) -> tuple[str | None, list[tuple[Any, ...]]] | None:
     """(stored schema version, the current run's rows of ``task``), or None to take the full path."""
-    columns = ("r.id, s.model, s.utility, s.quality, s.cost, s.latency, s.reliability, s.cost_per_1k_tokens, "
-               "s.latency_p95_ms, s.excluded, s.reason")
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
     if scheme == "sqlite" and url.startswith("sqlite:///"):
@@ -153,21 +162,17 @@ def _rows(url: str, task: str) -> tuple[str | None, list[tuple[Any, ...]]] | Non
             return None  # the full path creates and migrates a missing store, or says why it cannot
         import sqlite3
 
-        query = (f"SELECT (SELECT version_num FROM alembic_version), {columns} FROM scoring_run r "
-                 "LEFT JOIN utility_score s ON s.run_id = r.id AND s.task = ? WHERE r.is_current IS 1")
         conn = sqlite3.connect(path, timeout=30)
         try:
-            fetched = conn.execute(query, (task,)).fetchall()
+            fetched = conn.execute(_SELECT + "s.task = ? WHERE r.is_current IS 1", (task,)).fetchall()
         finally:
             conn.close()
     elif sep and scheme in ("postgres", "postgresql", "postgresql+psycopg"):
         import psycopg
 
-        query = (f"SELECT (SELECT version_num FROM alembic_version), {columns} FROM scoring_run r "
-                 "LEFT JOIN utility_score s ON s.run_id = r.id AND s.task = %s WHERE r.is_current IS TRUE")
         with psycopg.connect(f"postgresql://{rest}", autocommit=True, connect_timeout=5,
-                             application_name="recsys") as conn:
-            fetched = conn.execute(query, (task,)).fetchall()
+                             application_name="recsys") as server:
+            fetched = server.execute(_SELECT + "s.task = %s WHERE r.is_current IS TRUE", (task,)).fetchall()
     else:
         return None
     if not fetched:
@@ -230,9 +235,11 @@ def serve(request: Request) -> str | None:
     compiled = policy_cache.load_compiled(policy, environ.cache_dir())
     if compiled is None or request.task not in compiled["tasks"]:
         return None
+    shown: list[tuple[Any, ...]]
+    left_out: tuple[tuple[str, str], ...]
     if not v2:
         static = compiled["tasks"][request.task]["static_order"]
-        chosen, shown, left_out = tuple(static), [], ()
+        chosen, shown, left_out = tuple(static), [], ()  # the static order explains nothing
     else:
         url = request.database_url if request.database_url is not None else (
             settings.get("RECSYS_DATABASE_URL") or settings.get("DATABASE_URL"))

@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Sequence
 
 from ._render import MIN_NAME_WIDTH, NAME_WIDTH, fold_name, format_score, format_value
+
+# typing's import costs milliseconds of the fast ``recsys route`` path: the names are for type checkers only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["SHOWN_ROWS", "route_text", "terminal_width"]
 
