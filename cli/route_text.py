@@ -43,10 +43,19 @@ def terminal_width() -> int:
 
 
 def wrap(text: str, width: int) -> list[str]:
-    """``text`` on lines of at most ``width`` characters, broken at spaces only (a longer word stays whole)."""
+    """``text`` on lines of at most ``width`` characters, broken at spaces; a longer word (a long model
+    name) is folded after ``/`` or ``-`` as in a table, never inside a token."""
     lines: list[str] = []
     current = ""
-    for part in _WORD.findall(text):
+    parts: list[str] = []
+    for word in _WORD.findall(text):
+        bare = word.rstrip(" ")
+        if len(bare) <= width:
+            parts.append(word)
+            continue
+        pieces = fold_name(bare, width).split("\n")
+        parts += [*pieces[:-1], pieces[-1] + word[len(bare):]]
+    for part in parts:
         if current and len(current) + len(part.rstrip(" ")) > width:
             lines.append(current.rstrip(" "))
             current = part.lstrip(" ")
