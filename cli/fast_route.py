@@ -183,7 +183,7 @@ def _rows(url: str, task: str) -> tuple[str | None, list[tuple[Any, ...]]] | Non
 def _decide(request: Request, compiled: dict[str, Any], fetched: list[tuple[Any, ...]]
             ) -> tuple[tuple[str, ...], list[tuple[Any, ...]], tuple[tuple[str, str], ...]] | None:
     """(order, shown candidates, exclusions) as ``route()`` decides them; None where it raises."""
-    from recommender_core.routing.rank import decide, exclusions, order_key
+    from recommender_core.routing.rank import decide, exclusions, ranked
 
     spec = compiled["tasks"][request.task]
     if len({row[0] for row in fetched}) != 1:
@@ -206,14 +206,14 @@ def _decide(request: Request, compiled: dict[str, Any], fetched: list[tuple[Any,
     limits = (request.max_cost if request.max_cost is not None else defaults[0],
               request.max_latency if request.max_latency is not None else defaults[1],
               request.min_quality if request.min_quality is not None else defaults[2])
+    by_utility = ranked(rows.values())
     try:
-        chosen = decide(list(rows.values()), limits, request.strategy)
+        chosen = decide(by_utility, limits, request.strategy)
     except KeyError:
         return None  # another strategy: the full path names the available ones
     if not chosen:
         return None  # NoCandidateError, worded by the full path
-    by_utility = sorted(rows.values(), key=lambda r: order_key(r[1], r[2], r[6], r[0]))
-    left_out = exclusions(sorted(set(excluded)), ((r[0], r[6], r[7], r[2]) for r in by_utility), chosen, limits,
+    left_out = exclusions(sorted(set(excluded)), ((r[0], r[6], r[7], r[2]) for _, r in by_utility), chosen, limits,
                           compiled["kinds"].get(spec["kind"], ()), rows)
     return chosen, [rows[m][:6] for m in chosen], left_out
 

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from recommender_core import policy_cache
 from recommender_core.policy import load_policy
-from recommender_core.routing.rank import decide
+from recommender_core.routing.rank import decide, ranked
 from recommender_core.routing.strategies import CascadeStrategy, RouteConstraints, UtilityStrategy
 from recommender_core.routing.table import ScoreRow, TaskTable
 from recommender_core.scored import ScoredModel
@@ -253,8 +253,8 @@ def test_decide_gives_the_indexed_strategies_answer(seed: int) -> None:
     rng = random.Random(seed)
     rows = [_row(i, rng) for i in range(rng.randint(1, 60))]
     table = TaskTable.build("t", rows)
-    plain = [(r.model, r.utility or 0.0, r.quality or 0.0, 0.0, 0.0, 0.0, r.cost_per_1k_tokens or 0.0,
-              r.latency_p95_ms or 0.0) for r in rows]
+    plain = ranked([(r.model, r.utility or 0.0, r.quality or 0.0, 0.0, 0.0, 0.0, r.cost_per_1k_tokens or 0.0,
+              r.latency_p95_ms or 0.0) for r in rows])
     for _ in range(10):
         limits = (rng.choice([None, 0.01, rng.random() / 10]), rng.choice([None, rng.uniform(0, 3000)]),
                   rng.choice([None, 0.5, rng.random()]))

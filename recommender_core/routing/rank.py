@@ -30,6 +30,7 @@ __all__ = [
     "decide",
     "exclusions",
     "order_key",
+    "ranked",
     "violations",
 ]
 
@@ -106,8 +107,14 @@ def exclusions(excluded: Iterable[tuple[str, str]], by_utility: Iterable[tuple[s
     return tuple((m, found[m]) for m in sorted(found))
 
 
-def decide(rows: Sequence[Row], limits: Limits, strategy: str) -> tuple[str, ...]:
-    """The order ``strategy`` gives over ``rows`` (one task's scored rows) within ``limits``.
+def ranked(rows: Iterable[Row]) -> list[tuple[OrderKey, Row]]:
+    """``rows`` with their ``order_key``, in the total order (best first). Each key is computed once:
+    ``round`` to 9 decimals is most of what ordering 500 rows costs."""
+    return sorted((order_key(r[1], r[2], r[6], r[0]), r) for r in rows)
+
+
+def decide(by_utility: Sequence[tuple[OrderKey, Row]], limits: Limits, strategy: str) -> tuple[str, ...]:
+    """The order ``strategy`` gives over one task's ``ranked`` rows within ``limits``.
 
     A linear walk for a single decision: what ``UtilityStrategy``/``CascadeStrategy`` answer from a
     loaded table's bitmask indexes, without building them. Raises KeyError for another strategy.
@@ -118,13 +125,12 @@ def decide(rows: Sequence[Row], limits: Limits, strategy: str) -> tuple[str, ...
         return ((max_cost is None or row[6] <= max_cost) and (max_latency is None or row[7] <= max_latency)
                 and (min_quality is None or row[2] >= min_quality))
 
-    by_utility = sorted(rows, key=lambda r: order_key(r[1], r[2], r[6], r[0]))
     if strategy == "utility":
-        return tuple(r[0] for r in by_utility if ok(r))
+        return tuple(r[0] for _, r in by_utility if ok(r))
     if strategy != "cascade":
         raise KeyError(strategy)
-    by_cost = sorted(by_utility, key=lambda r: cost_key(r[6], order_key(r[1], r[2], r[6], r[0])))
-    qualifying = [r for r in by_cost if ok(r)]
-    best = min(qualifying, key=lambda r: (-round(r[2], ROUND_DIGITS), order_key(r[1], r[2], r[6], r[0])),
-               default=None)
-    return cascade_order([r[0] for r in qualifying], best[0] if best is not None else None)
+    # cost_key is (rounded cost, total order key), and the key's third item is that rounded cost
+    qualifying = sorted(((key[2], key), r) for key, r in by_utility if ok(r))
+    # the best quality: highest rounded quality (the key's second item, negated), ties by the total order
+    best = min(qualifying, key=lambda kr: (kr[0][1][1], kr[0][1]), default=None)
+    return cascade_order([r[0] for _, r in qualifying], best[1][0] if best is not None else None)
