@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # typing itself is not imported: the light modules of this package stay light
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Store", "UpgradeResult"]
 
