@@ -50,10 +50,10 @@ def head_revision() -> str:
     for file in files:
         with open(file, encoding="utf-8") as handle:
             found = _assignments(handle.read())
-        if found.get("revision"):
-            revisions.add(found["revision"])
-        if found.get("down_revision"):
-            parents.add(found["down_revision"])
+        if revision := found.get("revision"):
+            revisions.add(revision)
+        if parent := found.get("down_revision"):
+            parents.add(parent)
     heads = sorted(revisions - parents)
     if len(heads) != 1:
         raise RuntimeError(f"the packaged migrations have {len(heads)} heads ({', '.join(heads)}), not one")
