@@ -143,12 +143,9 @@ def _byte_compile() -> None:
     """Byte-compile recsys's own modules, as installing the wheel does (see the module docstring)."""
     import compileall
 
-    import recsys_cli
-
-    import recommender_core
-
-    for package in (recommender_core, recsys_cli):
-        compileall.compile_dir(str(Path(package.__file__).parent), quiet=1)
+    root = Path(__file__).resolve().parent.parent
+    for folder in ("cli", "recommender_core"):
+        compileall.compile_dir(str(root / folder), quiet=1)
 
 
 def run() -> list[Result]:
