@@ -12,12 +12,15 @@ and cells are plain text, never rich markup, so data cannot style or rewrite the
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
 
 from recommender_core.printable import printable
 
+# typing's import costs milliseconds of the fast ``recsys route`` path: the names are for type checkers only.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Collection, Iterable, Sequence
+    from typing import Any
+
     from rich.console import Console
 
 # Decimals of a utility or a component in [0, 1], in every table (route, snapshot).

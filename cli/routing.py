@@ -1,5 +1,6 @@
 """Scoring and routing commands: ``score``, ``route``, ``route-test``, ``export litellm-router``."""
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -9,7 +10,8 @@ from recommender_core.printable import printable
 from recommender_core.routing.strategies import STRATEGIES
 
 from ._base import JsonOption, PolicyOption, RecsysTyper, cronjob, print_json, state
-from ._render import console, format_score, print_table
+from ._render import print_table
+from .route_text import route_text, terminal_width
 
 if TYPE_CHECKING:
     from recommender_core.routing.table import UtilityTable
@@ -17,8 +19,6 @@ if TYPE_CHECKING:
 export_app = RecsysTyper()
 # The --strategy choices come from the registry (a light import: no database or litellm behind it).
 STRATEGY_NAMES = tuple(STRATEGIES)
-# Rows of each list that the human output of ``route`` shows (``--json`` has them all).
-SHOWN_ROWS = 20
 
 
 def register(app: typer.Typer) -> None:
@@ -118,30 +118,16 @@ def route_command(
                      store=app_state.store() if v2 else None, policy=app_state.policy(policy_path))
     if app_state.json_output:
         print_json(decision.to_json())  # the explanation is built here, when it is printed
-        return
-    source = "scores" if v2 else "the policy's static order (ENABLE_MODEL_RECOMMENDER_V2 is off)"
-    # wrapped at the spaces between names, never inside one
-    out = console()
-    out.print(printable(f"{task}: {decision.primary}  (strategy {strategy}, from {source})"), markup=False)
-    out.print(printable(f"fallbacks: {', '.join(decision.fallbacks) or '(none)'}"), markup=False)
-    # A terminal shows the head of each list (rendering 500 rows of rich tables took 0.45 s and
-    # more screens than anyone reads); --json prints all of them.
-    candidates = decision.candidates
-    print_table("Candidates, in order", ["#", "model", "utility", "quality", "cost", "latency", "reliab."],
-                ([i + 1, c.model, *(format_score(v) for v in (c.utility, c.quality, c.cost, c.latency,
-                                                              c.reliability))]
-                 for i, c in enumerate(candidates[:SHOWN_ROWS])), empty="(not scored: static order)",
-                names=("model",), no_wrap=("#", "utility", "quality", "cost", "latency", "reliab."))
-    _more(len(candidates), "candidates")
-    excluded = decision.excluded
-    print_table("Excluded", ["model", "reason"], ([e.model, e.reason] for e in excluded[:SHOWN_ROWS]),
-                names=("model",))
-    _more(len(excluded), "excluded models")
+    else:
+        source = "scores" if v2 else "the policy's static order (ENABLE_MODEL_RECOMMENDER_V2 is off)"
+        sys.stdout.write(route_text(
+            task, decision.primary, decision.fallbacks, strategy=strategy, source=source,
+            candidates=[(c.model, c.utility, c.quality, c.cost, c.latency, c.reliability) for c in decision.candidates],
+            excluded=[(e.model, e.reason) for e in decision.excluded], width=terminal_width()))
+    # The compiled policy the next call's fast path reads (recsys_cli.fast_route); best effort.
+    from recommender_core.policy_cache import save_compiled
 
-
-def _more(count: int, what: str) -> None:
-    if count > SHOWN_ROWS:
-        typer.echo(f"... and {count - SHOWN_ROWS} more {what} (--json lists all {count})")
+    save_compiled(policy_path or app_state.settings().policy, app_state.settings().resolved_cache_dir)
 
 
 def _table(app_state: Any, scores: str | None) -> "tuple[UtilityTable | None, Any]":

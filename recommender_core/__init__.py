@@ -10,9 +10,11 @@ litellm (``TelemetryCallback``, ``RecommenderRouter``) and the routing entry poi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from .errors import RecsysError
+# Nothing is imported here: every public name resolves on first use (PEP 562), so a light module of the
+# package (``recommender_core.environ``, ``routing.rank``) costs only itself. ``typing`` too is left out.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 
@@ -27,6 +29,7 @@ __all__ = [
 
 # name -> (module, attribute); resolved on first access so `import recommender_core` stays light.
 _LAZY: dict[str, tuple[str, str]] = {
+    "RecsysError": ("recommender_core.errors", "RecsysError"),
     "TelemetryCallback": ("recommender_core.telemetry.callback", "TelemetryCallback"),
     "RecommenderRouter": ("recommender_core.routing.adapter", "RecommenderRouter"),
     "route": ("recommender_core.routing.decision", "route"),
@@ -34,6 +37,7 @@ _LAZY: dict[str, tuple[str, str]] = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover - what type checkers see for the lazy names above
+    from .errors import RecsysError
     from .routing.adapter import RecommenderRouter
     from .routing.decision import RouteDecision, route
     from .telemetry.callback import TelemetryCallback

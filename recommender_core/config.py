@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, TypeAdapter, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .environ import ALIASES, env_names
 from .errors import ConfigError
 from .redact import redact_url
 
@@ -131,9 +132,9 @@ class Settings(BaseSettings):
     # also match the DATABASE_URL variable (names are case-insensitive) and beat RECSYS_DATABASE_URL.
 
     database_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("RECSYS_DATABASE_URL", "DATABASE_URL")
+        default=None, validation_alias=AliasChoices(*ALIASES["database_url"])
     )
-    policy: Path | None = Field(default=None, validation_alias=AliasChoices("RECSYS_POLICY"))
+    policy: Path | None = Field(default=None, validation_alias=AliasChoices(*ALIASES["policy"]))
     pushgateway_url: str | None = None
     pushgateway_username: str | None = None
     pushgateway_password: SecretStr | None = None
@@ -141,7 +142,7 @@ class Settings(BaseSettings):
     pushgateway_timeout_seconds: float = Field(default=10.0, gt=0)
     enable_model_recommender_v2: bool = Field(
         default=False,
-        validation_alias=AliasChoices("ENABLE_MODEL_RECOMMENDER_V2"),
+        validation_alias=AliasChoices(*ALIASES["enable_model_recommender_v2"]),
     )
     lmsys_url: str | None = None
     mteb_url: str | None = None
@@ -150,9 +151,9 @@ class Settings(BaseSettings):
     # Declared before the tokens, whose validators read them.
     hf_token_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     github_token_hosts: Annotated[tuple[str, ...], NoDecode] = ()
-    hf_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices("HF_TOKEN"))
+    hf_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices(*ALIASES["hf_token"]))
     github_token: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("GITHUB_TOKEN")
+        default=None, validation_alias=AliasChoices(*ALIASES["github_token"])
     )
     stale_after_hours: float = Field(default=26.0, gt=0)
     telemetry_queue_size: int = Field(default=10_000, gt=0)
@@ -164,6 +165,8 @@ class Settings(BaseSettings):
     # The LiteLLM proxy database `ingest litellm` reads. A secret (its password): from the environment,
     # never argv, where any process on the node can read it.
     spend_logs_url: SecretStr | None = None
+    # Files recsys can rebuild (the compiled policy of `recsys route`); unset: environ.cache_dir().
+    cache_dir: Path | None = None
 
     @field_validator("hf_token_hosts", "github_token_hosts", mode="before")
     @classmethod
@@ -175,6 +178,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"{host[:80]!r} is not a host name; list host names such as hub.mirror.internal "
                                  "(no scheme, port or path), separated by commas")
         return hosts
+
+    @field_validator("cache_dir", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("hf_token", "github_token", mode="after")
     @classmethod
@@ -197,6 +205,13 @@ class Settings(BaseSettings):
         return self.database_url or default_database_url()
 
     @property
+    def resolved_cache_dir(self) -> str:
+        """The cache folder: ``RECSYS_CACHE_DIR``, else ``environ.cache_dir``'s default."""
+        from .environ import cache_dir
+
+        return str(self.cache_dir) if self.cache_dir is not None else cache_dir()
+
+    @property
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL to connect to (psycopg 3 for Postgres)."""
         return normalise_database_url(self.configured_database_url)
@@ -206,9 +221,9 @@ class Settings(BaseSettings):
         """One setting from the environment, validated as ``Settings`` validates it, without building a
         whole ``Settings`` (about 2 ms): for per-call reads such as ``route()``'s V2 flag and policy path.
         Unset or empty: the field's default."""
-        import os
+        from .environ import value as env_value
 
-        value = next((os.environ[name] for name in _env_names(field) if os.environ.get(name, "").strip()), None)
+        value = env_value(field)
         if value is None:
             return cls.model_fields[field].get_default(call_default_factory=True)
         from pydantic import ValidationError
@@ -235,13 +250,9 @@ class Settings(BaseSettings):
             raise ConfigError(f"Invalid setting {env_name}: {first['msg'].removeprefix('Value error, ')}.") from exc
 
 
-@cache
 def _env_names(field: str) -> tuple[str, ...]:
-    """Every environment variable a Settings field reads, in priority order."""
-    alias = Settings.model_fields[field].validation_alias
-    if isinstance(alias, AliasChoices):
-        return tuple(str(choice) for choice in alias.choices)
-    return (f"RECSYS_{field.upper()}",)
+    """Every environment variable a Settings field reads, in priority order (``environ.ALIASES``)."""
+    return env_names(field)
 
 
 @cache

@@ -19,12 +19,14 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NoCandidateError, UnknownTaskError, UsageError
-from ..policy import Policy
+from .rank import exclusions
 from .strategies import STRATEGIES, RouteConstraints, Strategy
 from .table import ScoreRow, TaskTable, UtilityTable, load_task_table
 
 if TYPE_CHECKING:
+    from ..policy import Policy
     from ..store import Store
+    from .policy_view import PolicyView
 
 __all__ = ["FLAG_ENV", "Exclusion", "RouteDecision", "decision_seconds", "no_candidate_error", "route"]
 
@@ -98,23 +100,14 @@ def _configured_policy() -> Policy:
     return cached_policy(str(configured) if configured else None)
 
 
-def _exclusions(policy: Policy, task: str, tt: TaskTable | None, chosen: tuple[str, ...],
+def _exclusions(policy: PolicyView, task: str, tt: TaskTable | None, chosen: tuple[str, ...],
                 constraints: RouteConstraints) -> tuple[Exclusion, ...]:
-    found: dict[str, str] = {}
-    if tt is not None:
-        for model, reason in tt.excluded:
-            found[model] = reason
-        picked = set(chosen)
-        for row in tt.by_utility:
-            if row.model not in picked:
-                problems = constraints.violations(row.cost_per_1k_tokens or 0.0, row.latency_p95_ms or 0.0,
-                                                   row.quality or 0.0)
-                found[row.model] = "; ".join(problems) if problems else "not selected by the strategy"
-    scored = set(tt.rows) if tt is not None else set()
-    for name in policy.candidates_of_kind(policy.tasks[task].kind):
-        if name not in scored and name not in found:
-            found[name] = "no score for this task in the utility table (run 'recsys score')"
-    return tuple(Exclusion(m, found[m]) for m in sorted(found))
+    rows = tt.by_utility if tt is not None else ()
+    figures = ((r.model, r.cost_per_1k_tokens or 0.0, r.latency_p95_ms or 0.0, r.quality or 0.0) for r in rows)
+    found = exclusions(tt.excluded if tt is not None else (), figures,
+                       chosen, constraints.limits, policy.candidates_of_kind(policy.tasks[task].kind),
+                       tt.rows if tt is not None else ())
+    return tuple(Exclusion(model, reason) for model, reason in found)
 
 
 def route(
@@ -127,7 +120,7 @@ def route(
     scores: UtilityTable | None = None,
     v2_enabled: bool | None = None,
     store: Store | None = None,
-    policy: Policy | None = None,
+    policy: PolicyView | None = None,
 ) -> RouteDecision:
     """Decide the model order for ``task``.
 

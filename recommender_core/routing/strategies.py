@@ -10,6 +10,8 @@ import abc
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from .rank import Limits, cascade_order, violations
+
 if TYPE_CHECKING:
     # Annotations only: the CLI lists strategy names at start-up and must not pay for the table.
     from .table import TaskTable
@@ -25,15 +27,12 @@ class RouteConstraints:
     max_latency_ms: float | None = None
     min_quality: float | None = None
 
+    @property
+    def limits(self) -> Limits:
+        return (self.max_cost_per_1k, self.max_latency_ms, self.min_quality)
+
     def violations(self, cost_per_1k: float, latency_ms: float, quality: float) -> list[str]:
-        found = []
-        if self.max_cost_per_1k is not None and cost_per_1k > self.max_cost_per_1k:
-            found.append(f"cost {cost_per_1k:.6g}/1k tokens above max_cost_per_1k {self.max_cost_per_1k:g}")
-        if self.max_latency_ms is not None and latency_ms > self.max_latency_ms:
-            found.append(f"p95 latency {latency_ms:.6g} ms above max_latency_ms {self.max_latency_ms:g}")
-        if self.min_quality is not None and quality < self.min_quality:
-            found.append(f"quality {quality:.6g} below min_quality {self.min_quality:g}")
-        return found
+        return violations(self.limits, cost_per_1k, latency_ms, quality)
 
 
 class Strategy(abc.ABC):
@@ -71,13 +70,7 @@ class CascadeStrategy(Strategy):
         chosen = index.names_of(mask)
         if len(chosen) < 2:
             return chosen
-        best = index.best_quality(mask)
-        if best is None or chosen[-1] == best:
-            return chosen
-        reordered = list(chosen)
-        reordered.remove(best)
-        reordered.append(best)
-        return tuple(reordered)
+        return cascade_order(chosen, index.best_quality(mask))
 
 
 STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (UtilityStrategy, CascadeStrategy)}

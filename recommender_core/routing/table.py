@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..scored import SCORED_COLUMNS, ScoredModel
+from .rank import ROUND_DIGITS, cost_key, order_key
 
 __all__ = [
     "ROUND_DIGITS",
@@ -29,22 +30,9 @@ __all__ = [
     "total_order_key",
 ]
 
-ROUND_DIGITS = 9
-
-
 # A row of a task's table is the one scored-row type; routing only holds rows that are not excluded,
 # with every component present (missing ones read as 0.0), so its numbers are never None here.
 ScoreRow = ScoredModel
-
-
-def order_key(utility: float, quality: float, cost_per_1k_tokens: float, model: str) -> tuple[float, float, float, str]:
-    """The total order of routing: utility desc, quality desc, cost asc, name asc, on values rounded to 9 decimals.
-
-    "cost" is the cost per 1k tokens (the money), so cheaper wins a tie. The snapshot ranks with
-    this same key, so a saved snapshot reproduces the decisions.
-    """
-    return (-round(utility, ROUND_DIGITS), -round(quality, ROUND_DIGITS),
-            round(cost_per_1k_tokens, ROUND_DIGITS), model)
 
 
 def total_order_key(row: ScoreRow) -> tuple[float, float, float, str]:
@@ -53,7 +41,7 @@ def total_order_key(row: ScoreRow) -> tuple[float, float, float, str]:
 
 
 def _cost_key(row: ScoreRow) -> tuple[float, tuple[float, float, float, str]]:
-    return (round(row.cost_per_1k_tokens or 0.0, ROUND_DIGITS), total_order_key(row))
+    return cost_key(row.cost_per_1k_tokens or 0.0, total_order_key(row))
 
 
 _BITS = bytes.maketrans(b"01", b"\x00\x01")

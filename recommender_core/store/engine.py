@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,8 @@ from ..errors import StoreError, StoreSchemaError, StoreWriteError
 from ..redact import redact_url
 from . import locks
 from .errors import translate_db_errors
+from .revision import MIGRATIONS_DIR as MIGRATIONS_FOLDER
+from .revision import head_revision
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -27,38 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MIGRATIONS_DIR", "Store", "UpgradeResult", "head_revision"]
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-_REVISION = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(?:['\"]([^'\"]+)['\"]|None)", re.MULTILINE)
-_HEAD: dict[tuple[tuple[str, int, int], ...], str] = {}
+MIGRATIONS_DIR = Path(MIGRATIONS_FOLDER)
 
-
-def head_revision() -> str:
-    """The id of the newest migration, read from the migration files without importing Alembic.
-
-    Every command that opens the store compares the schema version it finds with this id; importing
-    Alembic and building its script directory for that cost about 0.2 s per command. The files are
-    read with a regular expression for their ``revision``/``down_revision`` lines (a test checks the
-    answer against Alembic's ``ScriptDirectory``), and the result is cached per file identity.
-    """
-    files = sorted((MIGRATIONS_DIR / "versions").glob("*.py"))
-    identity = tuple((f.name, (st := f.stat()).st_mtime_ns, st.st_size) for f in files)
-    cached = _HEAD.get(identity)
-    if cached is not None:
-        return cached
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for file in files:
-        found = dict((m.group(1), m.group(2)) for m in _REVISION.finditer(file.read_text("utf-8")))
-        if found.get("revision"):
-            revisions.add(found["revision"])
-        if found.get("down_revision"):
-            parents.add(found["down_revision"])
-    heads = sorted(revisions - parents)
-    if len(heads) != 1:
-        raise RuntimeError(f"the packaged migrations have {len(heads)} heads ({', '.join(heads)}), not one")
-    _HEAD.clear()
-    _HEAD[identity] = heads[0]
-    return heads[0]
 # Only the migration job may wait for the lock; everything else fails fast (exit 75).
 MIGRATION_LOCK = "db-upgrade"
 
