@@ -3,10 +3,16 @@ plain code gives (issue: interactive at any traffic volume)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recommender_core.errors import ScoringError
 from recommender_core.identity import NameMatcher, names_match
+from recommender_core.scoring.prices import load_price_table
 
 _SEGMENT = st.sampled_from(["openai", "OpenAI", "gpt-4o", "gpt-4o-mini", "baai", "bge", " x ", "a", "A/b", ""])
 _NAME = st.lists(_SEGMENT, min_size=1, max_size=3).map("/".join)
@@ -24,3 +30,20 @@ def test_the_indexed_matcher_answers_as_comparing_every_candidate(
     expected = explicit if explicit is not None else (
         plain[0] if len(plain) == 1 else (exact[0] if len(plain) > 1 and len(exact) == 1 else None))
     assert matcher.candidate_for(evidence) == expected
+
+
+def test_the_price_table_is_parsed_once_per_version_of_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps({"m": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}}))
+    first = load_price_table(path)
+    assert load_price_table(path) is first  # unchanged file: the parsed table is kept
+    assert first.prices["m"].input_per_token == 1e-6
+    # A new version of the file (an upgraded litellm) is parsed again, in the same process.
+    path.write_text(json.dumps({"m": {"input_cost_per_token": 3e-6, "output_cost_per_token": 2e-6},
+                                "n": {"input_cost_per_token": 5e-6}}))
+    second = load_price_table(path)
+    assert second is not first
+    assert second.prices["m"].input_per_token == 3e-6 and second.prices["n"].output_per_token == 0.0
+    path.unlink()
+    with pytest.raises(ScoringError, match="cannot be read"):
+        load_price_table(path)
