@@ -24,13 +24,15 @@ import random
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 
 import sqlalchemy as sa
 
 from recommender_core.policy import Policy, parse_policy
-from recommender_core.scoring.run import run_scoring
+from recommender_core.scoring.run import load_evidence, run_scoring
 from recommender_core.store import Store
+from recommender_core.store.bulk import insert_utility_scores
 from recommender_core.telemetry.rollups import catch_up_rollups, telemetry_by_model
 
 from ._common import Result, bench_store
@@ -104,6 +106,33 @@ def _add_events(store: Store, first: int, last: int) -> None:
 
 
 
+class _Rollback(Exception):
+    pass
+
+
+def _floor(store: Store, policy: Policy) -> tuple[float, float]:
+    """What any scoring run pays besides its rollup read: reading the current evidence (``load_evidence``)
+    and writing the run's rows alone (``insert_utility_scores``, COPY/executemany, of rows computed
+    beforehand, in a transaction rolled back afterwards)."""
+    started = time.perf_counter()
+    load_evidence(store, policy)
+    evidence = time.perf_counter() - started
+    scores = run_scoring(store, policy, dry_run=True).scores
+    with store.connect() as conn:
+        run_id = conn.execute(sa.text("SELECT max(id) FROM scoring_run")).scalar_one()
+    write = 0.0
+    try:
+        with store.session() as session:
+            started = time.perf_counter()
+            insert_utility_scores(session, run_id=run_id, scores=[replace(s, task=f"{s.task}~floor") for s in scores])
+            session.flush()
+            write = time.perf_counter() - started
+            raise _Rollback
+    except _Rollback:
+        pass
+    return evidence, write
+
+
 def _timed(fn: Callable[[], object]) -> Callable[[], float]:
     def run() -> float:
         started = time.perf_counter()
@@ -140,6 +169,7 @@ def run() -> list[Result]:
         read = _timed(lambda: telemetry_by_model(store, since=since))
         read()  # warm the caches of both sides
         score_base, read_base = _medians(score, read)
+        floors = [_floor(store, policy) for _ in range(ROUNDS)]
 
         started = time.perf_counter()
         _add_events(store, EVENTS + 1, LARGE_EVENTS)
@@ -148,8 +178,13 @@ def run() -> list[Result]:
         caught = catch_up_rollups(store)
         catch_up_large = time.perf_counter() - started
         score_large = [score() for _ in range(ROUNDS)]  # the store grew: its 100k figure is the one above
+    read_median = statistics.median(read_base)
+    floor_ratio = (read_median + statistics.median(f[0] + f[1] for f in floors)) / read_median
     base_note = (f"{backend}; {EVENTS} events generated in {fill_base:.1f} s, caught up in {catch_up_base:.1f} s "
-                 f"(excluded); score {_spread(score_base)}, rollup read {_spread(read_base)}")
+                 f"(excluded); score {_spread(score_base)}, rollup read {_spread(read_base)}; floor besides the "
+                 f"read: evidence read {_spread([f[0] for f in floors])}, writing the {MODELS * TASKS} rows alone "
+                 f"{_spread([f[1] for f in floors])}: read + evidence + write = {floor_ratio:.2f}x the read, "
+                 f"the floor of any complete run")
     large_note = (f"{backend}; {LARGE_EVENTS} events (generated in SQL in {fill_large:.1f} s; the catch-up of "
                   f"{caught.hours} hours took {catch_up_large:.1f} s, excluded); score at {LARGE_EVENTS}: "
                   f"{_spread(score_large)}; RECSYS_BENCH_LARGE_EVENTS=10000000 for the issue's 10M")
