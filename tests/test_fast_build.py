@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -47,3 +48,17 @@ def test_the_price_table_is_parsed_once_per_version_of_its_file(tmp_path: Path) 
     path.unlink()
     with pytest.raises(ScoringError, match="cannot be read"):
         load_price_table(path)
+
+
+@pytest.mark.parametrize("value", ["a\x00b", "\x00"])
+def test_a_nul_byte_is_found_in_any_column_whatever_the_other_values(value: str) -> None:
+    """``copy_rows`` refuses a NUL before the COPY; the check reads whole columns at once, so a column
+    mixing strings with None and numbers must still be searched."""
+    pytest.importorskip("psycopg")
+    from recommender_core.store.bulk import _refuse_nul
+
+    clean = [(1, "m", None, 0.5, True), (2, "n", "text", 1.5, False)]
+    _refuse_nul("COPY t", ("id", "model", "reason", "value", "flag"), clean)  # nothing to refuse
+    bad = [*clean, (3, "o", value, 2.5, False)]
+    with pytest.raises(sa.exc.DataError, match="row 3 of the write holds a NUL byte in 'reason'"):
+        _refuse_nul("COPY t", ("id", "model", "reason", "value", "flag"), bad)

@@ -45,6 +45,13 @@ def _refuse_nul(statement: str, columns: Sequence[str], rows: Sequence[Sequence[
     would be inside the COPY: refuse it before."""
     import psycopg
 
+    # Column by column, in C (map, set, join): a value-by-value loop took 0.1 s for 15,000 utility rows.
+    for values in zip(*rows, strict=True):
+        kinds = set(map(type, values))
+        if str in kinds and "\x00" in "".join(values if len(kinds) == 1 else [v for v in values if type(v) is str]):
+            break
+    else:
+        return
     for number, row in enumerate(rows, start=1):
         for column, value in zip(columns, row, strict=True):
             if type(value) is str and "\x00" in value:
