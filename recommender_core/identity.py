@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 __all__ = ["NameMatcher", "name_forms", "names_match"]
 
@@ -48,7 +49,7 @@ class NameMatcher:
         explicit = self.aliases.get(evidence_name.strip().lower())
         if explicit is not None:
             return explicit
-        matches = [c for c in self.candidates if names_match(c, evidence_name)]
+        matches = self._matching(evidence_name)
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
@@ -56,6 +57,30 @@ class NameMatcher:
             exact = [c for c in matches if c.strip().lower() == evidence_name.strip().lower()]
             return exact[0] if len(exact) == 1 else None
         return None
+
+    @cached_property
+    def _forms(self) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+        """Candidate positions by their full lower-cased name, and by every form of their name."""
+        by_name: dict[str, list[int]] = {}
+        by_form: dict[str, list[int]] = {}
+        for i, candidate in enumerate(self.candidates):
+            forms = name_forms(candidate)
+            by_name.setdefault(forms[0], []).append(i)
+            for form in dict.fromkeys(forms):
+                by_form.setdefault(form, []).append(i)
+        return by_name, by_form
+
+    def _matching(self, evidence_name: str) -> list[str]:
+        """The candidates ``names_match`` accepts for ``evidence_name``, in candidate order, found through
+        an index of name forms instead of a comparison with every candidate (500 candidates x 500
+        evidence names took 1-3 s of a ``score``)."""
+        by_name, by_form = self._forms
+        forms = name_forms(evidence_name)
+        # names_match(c, e): c's full name is a form of e, or e's full name is a form of c.
+        found = set(by_form.get(forms[0], ()))
+        for form in dict.fromkeys(forms):
+            found.update(by_name.get(form, ()))
+        return [self.candidates[i] for i in sorted(found)]
 
     def suggestions(self, evidence_name: str, *, limit: int = 3) -> list[str]:
         """Candidates whose names look close to ``evidence_name``: for a human to turn into aliases."""

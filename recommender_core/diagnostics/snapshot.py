@@ -9,9 +9,8 @@ with reasons; ``telemetry.selections`` per task and model; ``next_steps`` when t
 
 from __future__ import annotations
 
-import itertools
+import operator
 from collections import defaultdict
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,20 +20,13 @@ from sqlmodel import col, select
 
 from ..clock import iso_utc
 from ..errors import UnknownTaskError, UsageError
-from ..evidence import current_run_ids, unmapped_tasks, unmatched_models
-from ..policy import EvidenceRef, Policy
-from ..routing.table import order_key
-from ..scored import SCORED_COLUMNS, ScoredModel
+from ..evidence import unmapped_tasks, unmatched_models
+from ..policy import Policy
 from ..store import Store
 from ..store.runs import ABANDONED_ERROR, gone_running_runs, ingest_job_name
-from ..store.tables import (
-    BenchmarkEvidence,
-    IngestRun,
-    RunStatus,
-    ScoringRun,
-    UtilityScore,
-)
+from ..store.tables import IngestRun, RunStatus, TelemetryRollup
 from ..telemetry.rollups import read_window
+from .snapshot_tasks import current_scoring_run, ranked_tasks
 
 __all__ = ["SCHEMA_VERSION", "TELEMETRY_WINDOW_HOURS", "UNTAGGED_TASK", "Snapshot", "build_snapshot",
            "current_scoring_run", "selection_counts", "source_status"]
@@ -98,146 +90,11 @@ def source_status(store: Store, now: datetime, stale_after: timedelta) -> list[d
     return result
 
 
-# The utility columns the snapshot shows, read as plain tuples (no ORM objects: 500 models x 30 tasks)
-# into the one scored-row type.
-Score = ScoredModel
-_SHOWN = tuple(name for name in SCORED_COLUMNS if name != "details")
-
-
-def _order_key(s: Score) -> tuple[float, float, float, str]:
-    # Routing's own total order (routing.table.order_key), so a saved snapshot reproduces its decisions.
-    return order_key(s.utility or 0.0, s.quality or 0.0, s.cost_per_1k_tokens or 0.0, s.model)
-
-
-@dataclass(frozen=True)
-class _Scoring:
-    run: dict[str, Any] | None
-    ranked: dict[str, list[Score]]
-    excluded: dict[str, list[dict[str, Any]]]
-
-
-def _run_info(run: ScoringRun, now: datetime) -> dict[str, Any]:
-    computed_at = run.finished_at or run.started_at
-    # A string, as schema_version 1 has always had it: changing a field's type would break readers of
-    # saved snapshots, and only additions are allowed within a schema version.
-    return {"id": str(run.id), "computed_at": _iso(computed_at), "policy_hash": run.policy_hash,
-            "age_seconds": max(0.0, (now - computed_at).total_seconds())}
-
-
-def current_scoring_run(store: Store, now: datetime) -> dict[str, Any] | None:
-    """The current scoring run's id, time, policy hash and age, or None before the first ``score``."""
-    with store.session() as session:
-        run = session.exec(select(ScoringRun).where(col(ScoringRun.is_current)).limit(1)).first()
-    return None if run is None else _run_info(run, now)
-
-
-def _scoring(store: Store, now: datetime, task: str | None, top: int | None) -> _Scoring:
-    with store.session() as session:
-        run = session.exec(select(ScoringRun).where(col(ScoringRun.is_current)).limit(1)).first()
-        if run is None:
-            return _Scoring(None, {}, {})
-        table = UtilityScore.__table__  # type: ignore[attr-defined]
-        query = sa.select(*(table.c[name] for name in _SHOWN)).where(table.c.run_id == run.id)
-        if task is not None:
-            query = query.where(table.c.task == task)
-        scores = [Score(**dict(zip(_SHOWN, row, strict=True)) | {"evidence": tuple(row.evidence or ())})
-                  for row in session.execute(query)]
-    by_task: dict[str, list[Score]] = defaultdict(list)
-    excluded: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for score in scores:
-        if score.excluded:
-            excluded[score.task].append({"model": score.model, "reason": score.reason or "no reason recorded"})
-        else:
-            by_task[score.task].append(score)
-    ranked: dict[str, list[Score]] = {}
-    for name in sorted(by_task):
-        ordered = sorted(by_task[name], key=_order_key)
-        ranked[name] = ordered[:top] if top is not None else ordered
-    excluded_sorted = {t: sorted(v, key=lambda e: e["model"]) for t, v in sorted(excluded.items())}
-    return _Scoring(_run_info(run, now), ranked, excluded_sorted)
-
-
-def _evidence_values(store: Store, policy: Policy,
-                     ranked: Mapping[str, list[Score]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """(candidate, evidence ref) -> the current stored values behind it, for the ranked models only."""
-    wanted: dict[str, set[str]] = defaultdict(set)  # source -> candidates
-    refs: set[str] = set()
-    for scores in ranked.values():
-        for score in scores:
-            for text in score.evidence:
-                wanted[text.partition(":")[0]].add(score.model)
-                refs.add(text)
-    if not wanted:
-        return {}
-    run_ids = current_run_ids(store, sorted(wanted))
-    if not run_ids:
-        return {}
-    parsed: dict[str, EvidenceRef] = {}
-    for text in refs:
-        try:
-            parsed[text] = EvidenceRef.parse(text)
-        except ValueError:
-            continue  # a reference written by a newer scorer: shown without values
-    categories = {r.selector.removeprefix("task/") for r in parsed.values() if not r.selector.startswith("type/")}
-    task_types = {r.selector.removeprefix("type/") for r in parsed.values() if r.selector.startswith("type/")}
-    conditions = []
-    if categories:
-        conditions.append(col(BenchmarkEvidence.category).in_(sorted(categories)))
-    if task_types:
-        conditions.append(col(BenchmarkEvidence.task_type).in_(sorted(task_types)))
-    if not conditions:
-        return {}
-    # (source, candidate, category) and (source, candidate, task type) -> rows
-    by_category: dict[tuple[str, str, str], list[tuple[Any, ...]]] = defaultdict(list)
-    by_type: dict[tuple[str, str, str], list[tuple[Any, ...]]] = defaultdict(list)
-    with store.connect() as conn:
-        result = conn.execute(
-            sa.select(col(BenchmarkEvidence.source), col(BenchmarkEvidence.model), col(BenchmarkEvidence.category),
-                      col(BenchmarkEvidence.task_type), col(BenchmarkEvidence.value), col(BenchmarkEvidence.lower),
-                      col(BenchmarkEvidence.upper), col(BenchmarkEvidence.samples),
-                      col(BenchmarkEvidence.source_version))
-            .where(col(BenchmarkEvidence.run_id).in_(sorted(run_ids.values())), sa.or_(*conditions))
-            .order_by(col(BenchmarkEvidence.source), col(BenchmarkEvidence.model), col(BenchmarkEvidence.category))
-        )
-        matchers = {source: policy.matcher(source) for source in run_ids}
-        names: dict[tuple[str, str], str | None] = {}  # each upstream name is matched once
-        for row in result:
-            key = (row[0], row[1])
-            if key not in names:
-                candidate = matchers[row[0]].candidate_for(row[1])
-                names[key] = candidate if candidate in wanted.get(row[0], ()) else None
-            candidate = names[key]
-            if candidate is not None:
-                by_category[(row[0], candidate, row[2])].append(row)
-                if row[3] is not None:
-                    by_type[(row[0], candidate, row[3])].append(row)
-    values: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for scores in ranked.values():
-        for score in scores:
-            for text in score.evidence:
-                ref = parsed.get(text)
-                if ref is None or (score.model, text) in values:
-                    continue
-                if ref.selector.startswith("type/"):
-                    matched = by_type.get((ref.source, score.model, ref.selector.removeprefix("type/")), [])
-                    found = [{"ref": text, "model": model, "value": sum(r[4] for r in group) / len(group),
-                              "lower": None, "upper": None, "samples": None, "tasks": len(group),
-                              "source_version": group[0][8]}
-                             for model, group in ((m, list(g)) for m, g in itertools.groupby(matched,
-                                                                                              key=lambda r: r[1]))]
-                else:
-                    found = [{"ref": text, "model": r[1], "value": r[4], "lower": r[5], "upper": r[6],
-                              "samples": r[7], "tasks": None, "source_version": r[8]}
-                             for r in by_category.get((ref.source, score.model, ref.selector.removeprefix("task/")),
-                                                      [])]
-                values[(score.model, text)] = found
-    return values
-
-
 def _telemetry(store: Store, now: datetime) -> dict[str, Any]:
     """Calls, errors and latency percentiles per model over the window, from the hourly rollups
     (``telemetry.rollups``: whole hours, percentiles within 1% of the exact ones)."""
-    window = read_window(store, since=now - timedelta(hours=TELEMETRY_WINDOW_HOURS), tasks=True)
+    since = now - timedelta(hours=TELEMETRY_WINDOW_HOURS)
+    window = read_window(store, since=since)  # catches the rollups up first
     models = []
     for model, agg in sorted(window.by_model.items()):
         models.append({"model": model, "calls": agg.calls, "errors": agg.errors, "error_rate": agg.error_rate,
@@ -245,10 +102,26 @@ def _telemetry(store: Store, now: datetime) -> dict[str, Any]:
     return {
         "window_hours": TELEMETRY_WINDOW_HOURS,
         "models": models,
-        "selections": sorted(({"task": task or UNTAGGED_TASK, "model": model, "calls": agg.calls}
-                              for (model, task), agg in window.by_model_task.items()),
-                             key=lambda e: (e["task"], e["model"])),
+        "selections": [{"task": task, "model": model, "calls": calls}
+                       for task, model, calls in _selections(store, window.first_hour)],
     }
+
+
+_ROLLUP = TelemetryRollup.__table__.c  # type: ignore[attr-defined]
+
+
+def _selections(store: Store, first_hour: datetime) -> list[tuple[str, str, int]]:
+    """(task, model, calls) from ``first_hour`` on, by task then model: the per-(model, task) hour rows
+    of the rollups (what ``read_window(tasks=True)`` sums), but only their calls, summed in SQL, as
+    tuples: 500 models x 30 tasks are 15,000 entries, and a full aggregate per entry cost more than
+    the query."""
+    r = _ROLLUP
+    with store.connect() as conn:
+        rows = conn.execute(sa.select(r.task, r.model, sa.func.sum(r.calls))
+                            .where(r.hour_start >= first_hour, r.span_hours == 1, r.all_tasks.is_(False))
+                            .group_by(r.model, r.task)).all()
+    return sorted(((task or UNTAGGED_TASK, model, int(calls)) for task, model, calls in rows),
+                  key=operator.itemgetter(0, 1))
 
 
 def selection_counts(store: Store, *, since: datetime) -> dict[tuple[str, str], int]:
@@ -288,20 +161,10 @@ def build_snapshot(
         raise UsageError(f"top must be at least 1, got {top}.")
     now = now or store.clock.now()
     sources = source_status(store, now, timedelta(hours=stale_after_hours))
-    scoring = _scoring(store, now, task, top)
-    if task is not None and task not in policy.tasks and task not in scoring.ranked \
+    scoring = ranked_tasks(store, policy, now, task, top)
+    if task is not None and task not in policy.tasks and task not in scoring.tasks \
             and task not in scoring.excluded:
         raise UnknownTaskError(f"Unknown task '{task}'. Tasks: {', '.join(sorted(policy.tasks))}.", task=task)
-    evidence_values = _evidence_values(store, policy, scoring.ranked)
-    tasks = {
-        name: [{
-            "rank": i + 1, "model": s.model, "utility": s.utility, "quality": s.quality, "cost": s.cost,
-            "latency": s.latency, "reliability": s.reliability, "cost_per_1k_tokens": s.cost_per_1k_tokens,
-            "latency_p95_ms": s.latency_p95_ms, "success_rate": s.success_rate, "evidence": list(s.evidence),
-            "evidence_values": [v for ref in s.evidence for v in evidence_values.get((s.model, ref), [])],
-        } for i, s in enumerate(ranked)]
-        for name, ranked in scoring.ranked.items()
-    }
     document: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "generated_at": _iso(now),
@@ -309,7 +172,7 @@ def build_snapshot(
         "policy_hash": policy.hash,
         "sources": sources,
         "scoring_run": scoring.run,
-        "tasks": tasks,
+        "tasks": scoring.tasks,
         "excluded": scoring.excluded,
         "telemetry": _telemetry(store, now),
         "unmatched_models": sorted({n for names in unmatched_models(store, policy).values() for n in names}),

@@ -22,12 +22,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..policy import Policy, Task
+from ..policy import Candidate, Policy, Task
 from ..scored import ScoredModel
 from ..sources import get_source
 from ..sources.base import EvidenceValue
 from .normalise import beta_smoothed, median, relative_score
-from .prices import PriceTable
+from .prices import ModelPrice, PriceTable
 
 if TYPE_CHECKING:
     from ..telemetry.rollups import ModelTelemetry
@@ -44,21 +44,39 @@ MIN_CALLS_FOR_LATENCY = 20
 DEFAULT_LATENCY_PRIOR_MS = {"chat": 2000.0, "embedding": 300.0}
 
 
-def _telemetry_for(name: str, telemetry: Mapping[str, ModelTelemetry]) -> ModelTelemetry | None:
-    found = telemetry.get(name)
-    if found is not None:
+class _PerModel:
+    """A candidate's telemetry and price, looked up once per run rather than once per (task, model).
+
+    Telemetry: the exact name, else the first (in name order) that matches ignoring case and
+    surrounding blanks (a case-blind index built once, not a scan per candidate).
+    """
+
+    def __init__(self, telemetry: Mapping[str, ModelTelemetry], prices: PriceTable) -> None:
+        self.exact = telemetry
+        self.prices = prices
+        self.lowered: dict[str, ModelTelemetry] = {}
+        for key, found in sorted(telemetry.items()):
+            self.lowered.setdefault(key.strip().lower(), found)
+        self.memo: dict[str, tuple[ModelTelemetry | None, ModelPrice | None]] = {}
+
+    def of(self, name: str, candidate: Candidate) -> tuple[ModelTelemetry | None, ModelPrice | None]:
+        found = self.memo.get(name)
+        if found is None:
+            tel = self.exact.get(name)
+            tel = tel if tel is not None else self.lowered.get(name.strip().lower())
+            found = self.memo[name] = (tel, self.prices.for_candidate(name, candidate))
         return found
-    lowered = name.strip().lower()
-    return next((t for key, t in sorted(telemetry.items()) if key.strip().lower() == lowered), None)
 
 
-def _score_task(task_name: str, task: Task, policy: Policy, evidence: Sequence[EvidenceValue],
-                telemetry: Mapping[str, ModelTelemetry], prices: PriceTable) -> list[ScoredModel]:
+def _score_task(task_name: str, task: Task, policy: Policy, evidence: Mapping[str, Sequence[EvidenceValue]],
+                per_model: _PerModel) -> list[ScoredModel]:
     names = sorted(policy.candidates_of_kind(task.kind))
     per_ref: list[tuple[str, dict[str, float], dict[str, str]]] = []
     ref_details: dict[str, Any] = {}
     for ref in task.evidence_refs:
-        found = get_source(ref.source).quality(str(ref), ref.selector, evidence, names, task)
+        # A source's quality reads that source's current evidence (``Source.quality``).
+        rows = evidence.get(ref.source, ())
+        found = get_source(ref.source).quality(str(ref), ref.selector, rows, names, task)
         per_ref.append((str(ref), dict(found.by_candidate), dict(found.missing)))
         ref_details[str(ref)] = dict(found.details)
     tokens = task.token_mix.input_tokens + task.token_mix.output_tokens
@@ -77,8 +95,7 @@ def _score_task(task_name: str, task: Task, policy: Policy, evidence: Sequence[E
             excluded.append(_excluded(task_name, name, "; ".join(missing), ()))
             continue
         quality = sum(q for _, q in used) / len(used)
-        tel = _telemetry_for(name, telemetry)
-        price = prices.for_candidate(name, candidate)
+        tel, price = per_model.of(name, candidate)
         observed = outcome_costs.get(name)
         details: dict[str, Any] = {"quality_by_evidence": dict(used), "references": ref_details}
         if missing:
@@ -111,7 +128,7 @@ def _score_task(task_name: str, task: Task, policy: Policy, evidence: Sequence[E
         partial.append({"model": name, "quality": quality, "cost_per_1k": cost_per_1k,
                         "cost_per_call": observed[0] if observed is not None and tel_cost is None
                         else cost_per_1k * tokens / 1000.0, "p95": p95,
-                        "success_rate": beta_smoothed(successes, calls), "evidence": tuple(r for r, _ in used),
+                        "success_rate": beta_smoothed(successes, calls), "evidence": tuple([r for r, _ in used]),
                         "details": details})
     scored: list[ScoredModel] = []
     if partial:
@@ -150,7 +167,11 @@ def _excluded(task: str, model: str, reason: str, evidence: tuple[str, ...]) -> 
 def compute_scores(policy: Policy, *, evidence: Sequence[EvidenceValue],
                    telemetry: Mapping[str, ModelTelemetry], prices: PriceTable) -> tuple[ScoredModel, ...]:
     """The utility table for every task of ``policy``: a pure function of its inputs."""
+    by_source: dict[str, list[EvidenceValue]] = {}
+    for row in evidence:
+        by_source.setdefault(row.source, []).append(row)
+    per_model = _PerModel(telemetry, prices)
     result: list[ScoredModel] = []
     for task_name in sorted(policy.tasks):
-        result.extend(_score_task(task_name, policy.tasks[task_name], policy, evidence, telemetry, prices))
+        result.extend(_score_task(task_name, policy.tasks[task_name], policy, by_source, per_model))
     return tuple(result)

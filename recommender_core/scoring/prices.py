@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from ..errors import ScoringError
@@ -69,8 +69,33 @@ def _number(value: object) -> float | None:
     return float(value) if value >= 0 else None
 
 
-@lru_cache(maxsize=4)
+# Parsed tables by file identity (path, size, modification time, inode): a long-lived process
+# (``recsys serve``, a library caller) reads the 3 MB file once, and again when litellm is upgraded.
+_CACHE: dict[str, tuple[tuple[int, int, int], PriceTable]] = {}
+_CACHE_SIZE = 4
+
+
+def _identity(path: str) -> tuple[int, int, int]:
+    try:
+        stat = os.stat(path)
+    except OSError as exc:
+        raise ScoringError(f"litellm's price table {path} cannot be read: {exc}.") from exc
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
+
+
 def _load(path: str) -> PriceTable:
+    identity = _identity(path)
+    cached = _CACHE.get(path)
+    if cached is not None and cached[0] == identity:
+        return cached[1]
+    table = _parse(path)
+    if path not in _CACHE and len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[path] = (identity, table)
+    return table
+
+
+def _parse(path: str) -> PriceTable:
     try:
         data = json.loads(Path(path).read_text("utf-8"))
     except (OSError, ValueError) as exc:
@@ -90,5 +115,7 @@ def _load(path: str) -> PriceTable:
 
 
 def load_price_table(path: Path | str | None = None) -> PriceTable:
-    """Parse (once per process and path) the price table; ``path`` defaults to litellm's file."""
+    """Parse the price table (``path`` defaults to litellm's file), once per version of the file: the
+    parsed table is kept by the file's identity (size, modification time, inode) and parsed again
+    when the file changes."""
     return _load(str(path) if path is not None else str(price_file_path()))

@@ -11,6 +11,7 @@ the COPY raises leaves as a SQLAlchemy error, which the store turns into one ``S
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Iterable, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,13 @@ def _refuse_nul(statement: str, columns: Sequence[str], rows: Sequence[Sequence[
     would be inside the COPY: refuse it before."""
     import psycopg
 
+    # Column by column, in C (map, set, join): a value-by-value loop took 0.1 s for 15,000 utility rows.
+    for values in zip(*rows, strict=True):
+        kinds = set(map(type, values))
+        if str in kinds and "\x00" in "".join(values if len(kinds) == 1 else [v for v in values if type(v) is str]):
+            break
+    else:
+        return
     for number, row in enumerate(rows, start=1):
         for column, value in zip(columns, row, strict=True):
             if type(value) is str and "\x00" in value:
@@ -118,6 +126,29 @@ if SCORED_COLUMNS[len(_PLAIN):] != ("excluded", "reason", "evidence", "details")
     raise AssertionError("insert_utility_scores writes excluded, reason, evidence, details last")
 
 
+_ENCODER = json.JSONEncoder()  # json.dumps's defaults
+
+
+def _utility_rows(run_id: int, scores: Iterable[Any]) -> list[tuple[Any, ...]]:
+    """The rows of ``scores`` in ``UTILITY_COLUMNS`` order, with ``evidence`` and ``details`` as JSON text.
+
+    The JSON is what ``json.dumps`` writes; a run has one evidence list per task, encoded once, and
+    the details go through one encoder object instead of ``json.dumps`` building one per call.
+    """
+    evidence_json: dict[tuple[str, ...], str] = {}
+    encode = _ENCODER.encode
+    plain = operator.attrgetter(*_PLAIN)
+    rows = []
+    for s in scores:
+        evidence = tuple(s.evidence)
+        text = evidence_json.get(evidence)
+        if text is None:
+            text = evidence_json[evidence] = json.dumps(list(evidence))
+        rows.append((run_id, *plain(s), bool(s.excluded), s.reason, text,
+                     encode(dict(s.details))))
+    return rows
+
+
 def insert_utility_scores(session: Session, *, run_id: int, scores: Iterable[Any]) -> int:
     """Insert one scoring run's scored rows inside the session's transaction; returns the row count.
 
@@ -125,9 +156,7 @@ def insert_utility_scores(session: Session, *, run_id: int, scores: Iterable[Any
     ``evidence``, ``details``). Postgres: one ``COPY``; SQLite: one executemany of a plain INSERT (no
     ORM objects, no per-row RETURNING): 15,000 rows through the ORM took 0.8 s of a 1.3 s ``score``.
     """
-    rows = [(run_id, *(getattr(s, name) for name in _PLAIN), bool(s.excluded), s.reason,
-             json.dumps(list(s.evidence)), json.dumps(dict(s.details)))
-            for s in scores]
+    rows = _utility_rows(run_id, scores)
     if not rows:
         return 0
     connection = session.connection()
