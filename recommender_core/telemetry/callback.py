@@ -155,7 +155,7 @@ class TelemetryCallback(CustomLogger):
                 self._process = WriterProcess(store.url, auto_migrate=store.auto_migrate)
                 sink = self._process
             else:
-                sink = functools.partial(write_records, store)
+                sink = functools.partial(write_records, store, durable=False)
         size = queue_size if queue_size is not None else settings.telemetry_queue_size  # type: ignore[union-attr]
         self._writer = BatchWriter(sink=sink, queue_size=size, batch_size=batch_size,
                                    flush_interval=flush_interval, backoff_max=backoff_max)

@@ -1,18 +1,19 @@
 """The telemetry writer out of the caller's interpreter: a child process fed batches through a pipe.
 
 ``TelemetryCallback`` keeps its bounded queue and batch writer thread (flush and close deadlines,
-backoff, the bound on memory stay exactly as they were), but the thread's sink is a
-``WriterProcess``: it turns each batch into plain tuples, sends them down the child's stdin and
-waits for the child's answer (the number written, or the error). The database work (SQLAlchemy,
-the driver, COPY) runs in the child, so it no longer competes with the caller's threads for the
-interpreter lock; the caller's side costs one tuple per event and a ``json.dumps`` per batch (C
-code), and waits for the answer in ``os.read``, which releases the lock.
+backoff, the bound on memory stay as they were), but the thread's sink is a ``WriterProcess``: it
+encodes each batch as one JSON frame (``telemetry.writer.encode_frame``), sends it down the child's
+stdin and waits for the child's answer (the number written, or the error). The child passes the
+frame's text to the database as the one parameter of one ``INSERT ... SELECT`` (``write_frame``):
+the server unpacks it, so neither process builds a Python object per event after the caller's
+encoding. The caller's side costs one list per event and a ``json.dumps`` per batch (C code), and
+waits for the answer in ``os.read``, which releases the interpreter lock. The child lowers its own
+scheduling priority (``CHILD_NICENESS``), so on a busy machine the caller's threads run first.
 
 Why a pipe to a child of our own and this format (docs/performance.md has the figures):
-- Frames are JSON of plain values (str, int, float, bool, None, lists; times as seconds since the
-  epoch), encoded and decoded by the standard library's C code: nothing is unpickled or
-  unmarshalled on either side, whatever reaches the pipe. The pipe is anonymous and private to the
-  two processes.
+- Frames are JSON of plain values (str, int, float, bool, None, lists; times as UTC text exact to
+  the microsecond): nothing is unpickled or unmarshalled on either side, whatever reaches the pipe.
+  The pipe is anonymous and private to the two processes.
 - The first frame carries the database URL, so no credential ever appears in argv (``ps``) or in
   the environment of other children.
 - The child runs in its own session, so a Ctrl-C meant for the caller does not kill the writer
@@ -26,7 +27,6 @@ child.
 from __future__ import annotations
 
 import json
-import operator
 import os
 import struct
 import subprocess
@@ -38,43 +38,46 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from .events import TelemetryRecord
+from .writer import encode_frame, encode_row
 
 __all__ = ["WriterProcess", "WriterProcessError", "main"]
 
 _HEADER = struct.Struct(">I")
 _FIELDS = tuple(f.name for f in fields(TelemetryRecord))
-_VALUES = operator.attrgetter(*_FIELDS)
 _STARTED, _ENDED, _TAGS = _FIELDS.index("started_at"), _FIELDS.index("ended_at"), _FIELDS.index("tags")
 # A frame larger than this is a broken stream, not a batch (500 events are about 100 KB).
 _MAX_FRAME = 256 * 1024 * 1024
+# The child's scheduling priority, added to the caller's: on a busy machine the caller's threads
+# (LiteLLM's calls and hooks) get the CPU first; the queue absorbs the writer's delay.
+CHILD_NICENESS = 10
 
 
 class WriterProcessError(ConnectionError):
     """The writer process failed to write a batch, or is not there to write it."""
 
 
-def _encode(record: TelemetryRecord) -> tuple[Any, ...]:
-    values = list(_VALUES(record))
-    # Seconds since the epoch: a float keeps microseconds exactly for centuries around now.
-    values[_STARTED] = values[_STARTED].timestamp()
-    if values[_ENDED] is not None:
-        values[_ENDED] = values[_ENDED].timestamp()
-    values[_TAGS] = list(values[_TAGS])
-    return tuple(values)
+def _encode(record: TelemetryRecord) -> list[Any]:
+    return encode_row(record)
 
 
 def _decode(values: Sequence[Any]) -> TelemetryRecord:
+    """A frame row back into a record (tests: the frame format loses nothing)."""
     row = list(values)
-    row[_STARTED] = datetime.fromtimestamp(row[_STARTED], UTC)
+    row[_STARTED] = datetime.fromisoformat(row[_STARTED]).replace(tzinfo=UTC)
     if row[_ENDED] is not None:
-        row[_ENDED] = datetime.fromtimestamp(row[_ENDED], UTC)
+        row[_ENDED] = datetime.fromisoformat(row[_ENDED]).replace(tzinfo=UTC)
     row[_TAGS] = tuple(row[_TAGS])
     return TelemetryRecord(*row)
 
 
 def _send(stream: IO[bytes], payload: Any) -> None:
-    data = json.dumps(payload, separators=(",", ":")).encode()
-    stream.write(_HEADER.pack(len(data)) + data)
+    _send_text(stream, json.dumps(payload, separators=(",", ":")))
+
+
+def _send_text(stream: IO[bytes], text: str) -> None:
+    data = text.encode()
+    stream.write(_HEADER.pack(len(data)))
+    stream.write(data)
     stream.flush()
 
 
@@ -91,16 +94,19 @@ def _read_exact(fd: int, size: int) -> bytes | None:
 
 def _receive(fd: int) -> Any:
     """The next frame's value; None at the end of the stream."""
+    data = _receive_bytes(fd)
+    return None if data is None else json.loads(data)
+
+
+def _receive_bytes(fd: int) -> bytes | None:
+    """The next frame's bytes; None at the end of the stream."""
     header = _read_exact(fd, _HEADER.size)
     if header is None:
         return None
     (size,) = _HEADER.unpack(header)
     if size > _MAX_FRAME:
         raise WriterProcessError(f"telemetry writer pipe: a frame of {size} bytes is not a batch")
-    data = _read_exact(fd, size)
-    if data is None:
-        return None
-    return json.loads(data)
+    return _read_exact(fd, size)
 
 
 class WriterProcess:
@@ -147,7 +153,7 @@ class WriterProcess:
             proc.stdout.close()
 
     def __call__(self, batch: Sequence[TelemetryRecord]) -> int:
-        rows = [_encode(r) for r in batch]  # any error building a row happens before the pipe
+        frame = encode_frame(batch)  # any error building a row happens before the pipe
         with self._lock:
             if self._closed:
                 raise WriterProcessError("the telemetry writer process is closed")
@@ -158,7 +164,7 @@ class WriterProcess:
             proc = self._proc
         assert proc.stdin is not None and proc.stdout is not None  # noqa: S101 - PIPEs given
         try:
-            _send(proc.stdin, rows)
+            _send_text(proc.stdin, frame)
             answer = _receive(proc.stdout.fileno())
         except (OSError, ValueError) as exc:  # broken pipe, closed stream
             answer = None
@@ -191,8 +197,12 @@ def main() -> int:
 
     from ..redact import first_line
     from ..store import Store
-    from .writer import write_records
+    from .writer import write_frame
 
+    try:
+        os.nice(CHILD_NICENESS)
+    except OSError:  # not permitted here: the writer runs at the caller's priority
+        pass
     logging.basicConfig(level=logging.WARNING, format="recsys telemetry writer: %(message)s")
     stdin, stdout = sys.stdin.buffer.fileno(), sys.stdout.buffer
     hello = _receive(stdin)
@@ -201,11 +211,11 @@ def main() -> int:
     store = Store(str(hello["database_url"]), auto_migrate=bool(hello.get("auto_migrate")))
     try:
         while True:
-            rows = _receive(stdin)
-            if rows is None:
+            frame = _receive_bytes(stdin)
+            if frame is None:
                 return 0
-            try:
-                written = write_records(store, [_decode(r) for r in rows])
+            try:  # the frame goes to the server as it came: no Python object per event here
+                written = write_frame(store, frame.decode(), durable=False)
             except Exception as exc:  # any failure goes back to the caller's writer, which retries
                 _send(stdout, ("error", f"{type(exc).__name__}: {first_line(exc)}"))
             else:
