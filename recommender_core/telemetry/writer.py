@@ -34,7 +34,7 @@ from ..redact import first_line
 from ..store import Store
 from .events import TelemetryRecord
 
-__all__ = ["BatchWriter", "WriterStats", "encode_frame", "encode_row", "write_frame", "write_records"]
+__all__ = ["BatchWriter", "PartialWrite", "WriterStats", "encode_frame", "encode_row", "write_frame", "write_records"]
 
 log = logging.getLogger("recsys.telemetry")
 
@@ -126,6 +126,15 @@ def write_frame(store: Store, frame: str, *, claim: Callable[[sa.Connection], No
             conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
         result = conn.execute(_INSERT[store.dialect], {"frame": frame})
         return int(result.rowcount)
+
+
+class PartialWrite(ConnectionError):
+    """A sink wrote part of a batch: ``written`` events are stored, ``unwritten`` go back to the queue."""
+
+    def __init__(self, message: str, *, written: int, unwritten: Sequence[TelemetryRecord]) -> None:
+        super().__init__(message)
+        self.written = written
+        self.unwritten = list(unwritten)
 
 
 @dataclass(frozen=True)
@@ -307,6 +316,10 @@ class BatchWriter:
                     self._last_error = f"{type(exc).__name__}: {first_line(exc)}"
                     if backoff == 0.0:
                         log.warning("telemetry writer: store unavailable, buffering events: %s", self._last_error)
+                    if isinstance(exc, PartialWrite):  # what was stored counts; the rest is retried
+                        with self._lock:
+                            self._written += exc.written
+                        batch = exc.unwritten
                     self._give_back(batch)
                     backoff = min(max(backoff * 2, self.backoff_initial), self.backoff_max)
                     break

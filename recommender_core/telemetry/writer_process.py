@@ -32,15 +32,16 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import IO, Any
 
 from .events import TelemetryRecord
-from .writer import encode_frame, encode_row
+from .writer import PartialWrite, encode_frame, encode_row
 
-__all__ = ["WriterProcess", "WriterProcessError", "main"]
+__all__ = ["PartialWriteError", "WriterProcess", "WriterProcessError", "main"]
 
 _HEADER = struct.Struct(">I")
 _FIELDS = tuple(f.name for f in fields(TelemetryRecord))
@@ -109,26 +110,42 @@ def _receive_bytes(fd: int) -> bytes | None:
     return _read_exact(fd, size)
 
 
-class WriterProcess:
-    """A batch sink that writes through a child process: ``sink(batch) -> events written``.
+class PartialWriteError(WriterProcessError, PartialWrite):
+    """Some lanes of a batch were written, others failed: ``unwritten`` goes back to the queue."""
 
-    ``database_url`` is the store the child opens (``auto_migrate`` as ``Store``'s). ``python`` is
-    the interpreter to start (default: this one).
+
+class WriterProcess:
+    """A batch sink that writes through child processes: ``sink(batch) -> events written``.
+
+    ``database_url`` is the store the children open (``auto_migrate`` as ``Store``'s). ``python`` is
+    the interpreter to start (default: this one). ``lanes`` children write one batch side by side:
+    a batch of at least ``lane_min`` events per lane is cut into that many contiguous parts, all
+    sent before any answer is read, so the parts are written by as many database sessions at once.
+    A smaller batch goes to the first child alone (the others start only when a backlog arrives).
     """
 
-    def __init__(self, database_url: str, *, auto_migrate: bool = False, python: str | None = None) -> None:
+    def __init__(self, database_url: str, *, auto_migrate: bool = False, python: str | None = None,
+                 lanes: int = 1, lane_min: int = 500) -> None:
+        if lanes < 1 or lane_min < 1:
+            raise ValueError("lanes and lane_min must be at least 1")
         self._url = database_url
         self._auto_migrate = auto_migrate
         self._python = python or sys.executable
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._procs: list[subprocess.Popen[bytes] | None] = [None] * lanes
+        self._lane_min = lane_min
         self._lock = threading.Lock()
         self._closed = False
 
     @property
     def pid(self) -> int | None:
-        """The running child's process id (None before the first batch and after close)."""
-        proc = self._proc
-        return proc.pid if proc is not None and proc.poll() is None else None
+        """The first child's process id while it runs (None before the first batch and after close)."""
+        pids = self.pids
+        return pids[0] if pids else None
+
+    @property
+    def pids(self) -> list[int]:
+        """The process ids of the children running now."""
+        return [p.pid for p in self._procs if p is not None and p.poll() is None]
 
     def _start(self) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(  # noqa: S603 - this interpreter, this module, no shell
@@ -152,43 +169,72 @@ class WriterProcess:
         if proc.stdout is not None:
             proc.stdout.close()
 
+    def _lane(self, index: int) -> subprocess.Popen[bytes]:
+        """The lane's running child, started (or replaced) if needed; under ``_lock``."""
+        proc = self._procs[index]
+        if proc is None or proc.poll() is not None:
+            if proc is not None:
+                self._stop(proc, 0)
+            proc = self._procs[index] = self._start()
+        return proc
+
+    def _lost(self, proc: subprocess.Popen[bytes]) -> str:
+        with self._lock:
+            self._procs = [None if p is proc else p for p in self._procs]
+        self._stop(proc, 0)
+        return f"the telemetry writer process exited (code {proc.returncode})"
+
     def __call__(self, batch: Sequence[TelemetryRecord]) -> int:
-        frame = encode_frame(batch)  # any error building a row happens before the pipe
+        count = max(1, min(len(self._procs), len(batch) // self._lane_min))
+        size = -(-len(batch) // count)
+        parts = [batch[i:i + size] for i in range(0, len(batch), size)] or [batch]
+        frames = [encode_frame(part) for part in parts]  # any error building a row happens before the pipe
         with self._lock:
             if self._closed:
                 raise WriterProcessError("the telemetry writer process is closed")
-            if self._proc is None or self._proc.poll() is not None:
-                if self._proc is not None:
-                    self._stop(self._proc, 0)
-                self._proc = self._start()
-            proc = self._proc
-        assert proc.stdin is not None and proc.stdout is not None  # noqa: S101 - PIPEs given
-        try:
-            _send_text(proc.stdin, frame)
-            answer = _receive(proc.stdout.fileno())
-        except (OSError, ValueError) as exc:  # broken pipe, closed stream
-            answer = None
-            error: BaseException | None = exc
-        else:
-            error = None
-        if answer is None:
-            with self._lock:
-                if self._proc is proc:
-                    self._proc = None
-            self._stop(proc, 0)
-            raise WriterProcessError(f"the telemetry writer process exited (code {proc.returncode})") from error
-        status, value = answer
-        if status != "ok":
-            raise WriterProcessError(str(value))
-        return int(value)
+            procs = [self._lane(i) for i in range(len(parts))]
+        errors: list[str | None] = [None] * len(parts)
+        for i, (proc, frame) in enumerate(zip(procs, frames, strict=True)):
+            try:  # every part is sent before any answer is read: the children write side by side
+                assert proc.stdin is not None  # noqa: S101 - PIPE given
+                _send_text(proc.stdin, frame)
+            except (OSError, ValueError):  # broken pipe, closed stream
+                errors[i] = self._lost(proc)
+        written = 0
+        for i, proc in enumerate(procs):
+            if errors[i] is not None:
+                continue
+            assert proc.stdout is not None  # noqa: S101 - PIPE given
+            try:
+                answer = _receive(proc.stdout.fileno())
+            except (OSError, ValueError):
+                answer = None
+            if answer is None:
+                errors[i] = self._lost(proc)
+                continue
+            status, value = answer
+            if status == "ok":
+                written += int(value)
+            else:
+                errors[i] = str(value)
+        failed = [i for i, error in enumerate(errors) if error is not None]
+        if not failed:
+            return written
+        message = str(errors[failed[0]])
+        if len(failed) == len(parts):
+            raise WriterProcessError(message)
+        raise PartialWriteError(message, written=written,
+                                unwritten=[r for i in failed for r in parts[i]])
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the child: close its stdin, wait up to ``timeout`` seconds, then kill it; idempotent."""
+        """Stop the children: close their stdin, wait up to ``timeout`` seconds, then kill; idempotent."""
+        deadline = time.monotonic() + timeout
         with self._lock:
             self._closed = True
-            proc, self._proc = self._proc, None
-        if proc is not None:
-            self._stop(proc, timeout)
+            procs, self._procs = self._procs, [None] * len(self._procs)
+        for proc in procs:
+            if proc is not None:
+                self._stop(proc, deadline - time.monotonic())
 
 
 def main() -> int:
