@@ -152,10 +152,8 @@ class TelemetryCallback(CustomLogger):
             if (writer or default) == "process" and store.sqlite_path is None and store.url.startswith("sqlite"):
                 writer = "thread"  # an in-memory database lives in this process only
             if (writer or default) == "process":
-                # Postgres takes a backlog through two sessions at once; SQLite has one writer at a time.
-                self._process = WriterProcess(store.url, auto_migrate=store.auto_migrate,
-                                              lanes=2 if store.dialect == "postgresql" else 1,
-                                              lane_min=batch_size)
+                # One lane: two sessions side by side measured no faster here (docs/performance.md).
+                self._process = WriterProcess(store.url, auto_migrate=store.auto_migrate)
                 sink = self._process
             else:
                 sink = functools.partial(write_records, store, durable=False)
