@@ -237,3 +237,36 @@ def test_times_are_stored_exactly_whatever_the_timezone_given(store: Store) -> N
         stored = {e.event_id: (e.started_at, e.ended_at, e.tags, e.cache_hit, e.cost)
                   for e in session.execute(sa.select(TelemetryEvent)).scalars()}
     assert stored == {r.event_id: (r.started_at, r.ended_at, list(r.tags), r.cache_hit, r.cost) for r in records}
+
+
+def test_a_big_write_in_flight_counts_against_the_queue_bound() -> None:
+    """While a write of several batches is in flight, queued + in flight stays within queue_size + one batch."""
+    import threading
+
+    from recommender_core.telemetry.writer import BatchWriter
+
+    gate = threading.Event()
+    taken: list[int] = []
+
+    def sink(batch: Any) -> int:
+        taken.append(len(batch))
+        gate.wait(10)
+        return len(batch)
+
+    writer = BatchWriter(sink=sink, queue_size=400, batch_size=50, flush_interval=60, max_batches=4)
+    try:
+        writer.enqueue_many(_record(i) for i in range(300))  # a backlog: the writer takes 200 at once
+        deadline = time.monotonic() + 10
+        while not taken and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert taken == [200]
+        writer.enqueue_many(_record(i) for i in range(300, 1300))
+        stats = writer.stats()
+        assert stats.queued == 400 + 50  # 200 in flight, 250 queued: the room is 400 - 150
+        assert stats.dropped == 1300 - 450
+        gate.set()
+        assert writer.flush(timeout=20)
+        assert writer.stats().written == 450
+    finally:
+        gate.set()
+        writer.close(timeout=5)

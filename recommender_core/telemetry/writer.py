@@ -6,8 +6,9 @@ when ``batch_size`` events are queued, or every ``flush_interval``, and then dra
 idempotent on ``event_id``: one batch per write, or when a backlog has built up (more than one
 batch queued), up to ``max_batches`` batches in one write. When the database is away, the batch
 goes back to the front of the queue and the writer retries with exponential backoff while new
-events keep buffering up to the bound, so memory never exceeds ``queue_size`` queued events plus
-the one write in flight, whatever the load.
+events keep buffering up to the bound, so memory never exceeds ``queue_size`` events plus one batch,
+whatever the load (while a write of more than one batch is in flight, what it holds beyond one batch
+counts against the queue's room).
 
 The backoff holds whoever is waiting: ``flush`` waits for the writer's next attempt instead of
 forcing one (so a flush against a dead store makes a few attempts, not thousands), and only
@@ -176,7 +177,10 @@ class BatchWriter:
         self.flush_interval = flush_interval
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
-        self._queue: deque[TelemetryRecord] = deque(maxlen=queue_size)
+        self._queue: deque[TelemetryRecord] = deque()
+        # What the queue may hold now: ``queue_size``, less what a write in flight holds beyond one
+        # batch, so the events in memory never exceed ``queue_size`` plus one batch.
+        self._room = queue_size
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._idle = threading.Condition(self._lock)
@@ -199,9 +203,10 @@ class BatchWriter:
             if self._closing:
                 self._dropped += 1
                 return
-            if len(self._queue) == self.queue_size:
+            if len(self._queue) >= self._room:  # full: the oldest goes
+                self._queue.popleft()
                 self._dropped += 1
-            self._queue.append(record)  # the deque's maxlen evicts the oldest
+            self._queue.append(record)
             # Wake the writer once, when the queue reaches a batch: it then drains until empty.
             full = len(self._queue) == self.batch_size
         if full:
@@ -215,7 +220,8 @@ class BatchWriter:
                 return
             before = len(self._queue)
             for record in records:
-                if len(self._queue) == self.queue_size:
+                if len(self._queue) >= self._room:
+                    self._queue.popleft()
                     self._dropped += 1
                 self._queue.append(record)
             full = before < self.batch_size <= len(self._queue)
@@ -272,6 +278,7 @@ class BatchWriter:
             count = min(queued, self.batch_size * self.max_batches if queued > self.batch_size else self.batch_size)
             batch = [self._queue.popleft() for _ in range(count)]
             self._in_flight = count
+            self._room = self.queue_size - max(count - self.batch_size, 0)
             return batch
 
     def _give_back(self, batch: list[TelemetryRecord]) -> None:
@@ -282,12 +289,14 @@ class BatchWriter:
             self._dropped += len(batch) - len(keep)
             self._queue.extendleft(reversed(keep))
             self._in_flight = 0
+            self._room = self.queue_size
             self._idle.notify_all()
 
     def _done(self, written: int) -> None:
         with self._lock:
             self._written += written
             self._in_flight = 0
+            self._room = self.queue_size
             self._idle.notify_all()
 
     def _run(self) -> None:
