@@ -1,12 +1,13 @@
 """Soak: the telemetry writer and repeated ingests together on one store, for a bounded time.
 
-A producer thread feeds the telemetry writer at the callback's defaults (the process writer, a
-queue of ``RECSYS_TELEMETRY_QUEUE_SIZE`` = 10,000 events, batch 500, flush every 1 s, backoff 0.2 s
-doubling to 30 s) a steady ``RATE_PER_SECOND`` (2,000) events/s, what the LiteLLM callback does under
-traffic, while another process runs ``ingest lmsys --force`` from the sample mirror again and again
-(keeping 3 runs, so pruning runs too): ingests are CronJob processes of their own. Once, the
-writer's store goes away for OUTAGE_SECONDS; events buffer in the bounded queue. Every tenth of the
-run the process RSS and the writer's counters are sampled and printed.
+A producer thread feeds a ``TelemetryCallback`` at its defaults (the process writer, a queue of
+``RECSYS_TELEMETRY_QUEUE_SIZE`` = 10,000 events, batch 500 and up to 10 batches per write when a
+backlog builds, flush every 1 s, backoff 0.2 s doubling to 30 s) a steady ``RATE_PER_SECOND``
+(2,000) events/s, what the LiteLLM callback does under traffic, while another process runs
+``ingest lmsys --force`` from the sample mirror again and again (keeping 3 runs, so pruning runs
+too): ingests are CronJob processes of their own. Once, the writer's store goes away for
+OUTAGE_SECONDS; events buffer in the bounded queue. Every tenth of the run the process RSS and the
+writer's counters are sampled and printed.
 
 Duration: ``RECSYS_SOAK_SECONDS`` (default 30). Store: ``RECSYS_SOAK_DATABASE_URL`` (a migrated or
 empty database to use) or a fresh SQLite file.
@@ -58,27 +59,28 @@ def soak(url: str, seconds: float, *, outage_seconds: float = OUTAGE_SECONDS,
          queue_size: int | None = None) -> dict[str, Any]:
     import sqlalchemy as sa
 
-    from recommender_core.config import Settings
     from recommender_core.store import Store
     from recommender_core.store.tables import TelemetryEvent
-    from recommender_core.telemetry.writer import BatchWriter
-    from recommender_core.telemetry.writer_process import WriterProcess
+    from recommender_core.telemetry.callback import TelemetryCallback
 
     from .bench_telemetry import _start_ingests, _stop_ingests
 
     store = Store(url)
     store.upgrade()
     outage = threading.Event()
-    process = WriterProcess(store.url)
+    # The callback itself, at its defaults (its constructor's and the settings'): the same queue,
+    # batch writer and writer process(es) a LiteLLM caller gets, with the outage switch in front of
+    # its sink.
+    callback = TelemetryCallback(url, **({"queue_size": queue_size} if queue_size else {}))
+    writer = callback._writer
+    process = writer._sink
 
     def sink(batch: Any) -> int:
         if outage.is_set():
             raise ConnectionError("soak: the telemetry database is away")
         return process(batch)
 
-    # TelemetryCallback's defaults (its constructor's and the settings'), with the outage switch above.
-    writer = BatchWriter(sink=sink, queue_size=queue_size or Settings.load().telemetry_queue_size, batch_size=500,
-                         flush_interval=1.0, backoff_max=30.0)
+    writer._sink = sink
     stop = threading.Event()
     produced = [0]
     dropped_when_back = [0]
@@ -118,8 +120,7 @@ def soak(url: str, seconds: float, *, outage_seconds: float = OUTAGE_SECONDS,
         producer.join(60)
         counts = _stop_ingests(ingests)
         flushed = writer.flush(timeout=120)
-        writer.close(timeout=10)
-        process.close()
+        callback.close(timeout=10)
     final = writer.stats()
     with store.session() as session:
         stored = session.execute(sa.select(sa.func.count()).select_from(TelemetryEvent)).scalar_one()

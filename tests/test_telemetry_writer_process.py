@@ -134,3 +134,139 @@ def test_in_memory_sqlite_and_explicit_stores_write_in_this_process(memory_store
             callback.close(timeout=5)
     with pytest.raises(ValueError, match="writer must be"):
         TelemetryCallback(store=memory_store, writer="fork")
+
+
+# --- throughput: bigger writes for a backlog, lanes side by side, the frame written by the server ----
+
+def test_a_backlog_is_drained_in_writes_of_up_to_max_batches() -> None:
+    """Below one batch a write takes what is queued; with a backlog it takes up to max_batches batches."""
+    import threading
+
+    from recommender_core.telemetry.writer import BatchWriter
+
+    for max_batches, expected in ((10, [50, 300]), (4, [50, 200, 100]), (1, [50, 50, 50, 50, 50, 50, 50])):
+        gate = threading.Event()
+        sizes: list[int] = []
+
+        def sink(batch: Any, gate: threading.Event = gate, sizes: list[int] = sizes) -> int:
+            gate.wait(10)  # the first write holds while the backlog builds
+            sizes.append(len(batch))
+            return len(batch)
+
+        writer = BatchWriter(sink=sink, queue_size=1000, batch_size=50, flush_interval=60, max_batches=max_batches)
+        try:
+            writer.enqueue_many(_record(i) for i in range(50))  # one batch: the writer wakes and takes it
+            deadline = time.monotonic() + 10
+            while writer.stats().queued and writer._queue and time.monotonic() < deadline:
+                time.sleep(0.01)
+            writer.enqueue_many(_record(i) for i in range(50, 350))
+            gate.set()
+            assert writer.flush(timeout=20)
+            assert sizes == expected
+            assert writer.stats().written == 350
+        finally:
+            writer.close(timeout=5)
+
+
+def test_a_part_written_is_counted_and_only_the_rest_is_retried() -> None:
+    from recommender_core.telemetry.writer import BatchWriter, PartialWrite
+
+    calls: list[list[str]] = []
+
+    def sink(batch: Any) -> int:
+        calls.append([r.event_id for r in batch])
+        if len(calls) == 1:
+            raise PartialWrite("lane 2 lost", written=20, unwritten=batch[20:])
+        return len(batch)
+
+    writer = BatchWriter(sink=sink, queue_size=100, batch_size=40, flush_interval=0.05, backoff_initial=0.05)
+    try:
+        writer.enqueue_many(_record(i) for i in range(40))
+        assert writer.flush(timeout=10)
+        stats = writer.stats()
+        assert (stats.written, stats.dropped, stats.failed_batches) == (40, 0, 1)
+        assert calls[1] == [f"ev-{i}" for i in range(20, 40)]
+    finally:
+        writer.close(timeout=5)
+
+
+def test_two_lanes_write_one_batch_side_by_side(store: Store) -> None:
+    process = WriterProcess(store.url, lanes=2, lane_min=50)
+    try:
+        assert process([_record(i) for i in range(60)]) == 60  # below two lanes' worth: one child
+        assert len(process.pids) == 1
+        assert process([_record(i) for i in range(60, 260)]) == 200
+        assert len(process.pids) == 2 and os.getpid() not in process.pids
+        assert process([_record(i) for i in range(250, 270)]) == 10  # idempotent on event_id
+        assert _count(store) == 270
+        for pid in process.pids:  # each child yields the CPU to the caller
+            nice = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+            assert nice == os.getpriority(os.PRIO_PROCESS, 0) + 10 or nice == 19
+    finally:
+        process.close()
+    assert process.pids == []
+
+
+def test_a_lane_that_fails_gives_back_its_part_only(store: Store) -> None:
+    """A row the database refuses (no model: NOT NULL) fails its lane; the other lane's part is stored."""
+    from recommender_core.telemetry.writer_process import PartialWriteError
+
+    process = WriterProcess(store.url, lanes=2, lane_min=10)
+    batch = [_record(i) for i in range(20)]
+    batch[15] = _record(15, model=None)
+    try:
+        with pytest.raises(PartialWriteError) as raised:
+            process(batch)
+        assert raised.value.written == 10
+        assert [r.event_id for r in raised.value.unwritten] == [f"ev-{i}" for i in range(10, 20)]
+        assert _count(store) == 10
+    finally:
+        process.close()
+
+
+def test_times_are_stored_exactly_whatever_the_timezone_given(store: Store) -> None:
+    from datetime import timezone
+
+    from recommender_core.telemetry.writer import write_records
+
+    plus_two = timezone(timedelta(hours=2))
+    records = [_record(1, started_at=(T0 + timedelta(microseconds=999_999)).astimezone(plus_two), ended_at=None),
+               _record(2, started_at=T0.replace(microsecond=0), ended_at=T0 + timedelta(hours=1))]
+    assert write_records(store, records) == 2
+    with store.session() as session:
+        stored = {e.event_id: (e.started_at, e.ended_at, e.tags, e.cache_hit, e.cost)
+                  for e in session.execute(sa.select(TelemetryEvent)).scalars()}
+    assert stored == {r.event_id: (r.started_at, r.ended_at, list(r.tags), r.cache_hit, r.cost) for r in records}
+
+
+def test_a_big_write_in_flight_counts_against_the_queue_bound() -> None:
+    """While a write of several batches is in flight, queued + in flight stays within queue_size + one batch."""
+    import threading
+
+    from recommender_core.telemetry.writer import BatchWriter
+
+    gate = threading.Event()
+    taken: list[int] = []
+
+    def sink(batch: Any) -> int:
+        taken.append(len(batch))
+        gate.wait(10)
+        return len(batch)
+
+    writer = BatchWriter(sink=sink, queue_size=400, batch_size=50, flush_interval=60, max_batches=4)
+    try:
+        writer.enqueue_many(_record(i) for i in range(300))  # a backlog: the writer takes 200 at once
+        deadline = time.monotonic() + 10
+        while not taken and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert taken == [200]
+        writer.enqueue_many(_record(i) for i in range(300, 1300))
+        stats = writer.stats()
+        assert stats.queued == 400 + 50  # 200 in flight, 250 queued: the room is 400 - 150
+        assert stats.dropped == 1300 - 450
+        gate.set()
+        assert writer.flush(timeout=20)
+        assert writer.stats().written == 450
+    finally:
+        gate.set()
+        writer.close(timeout=5)

@@ -152,10 +152,11 @@ class TelemetryCallback(CustomLogger):
             if (writer or default) == "process" and store.sqlite_path is None and store.url.startswith("sqlite"):
                 writer = "thread"  # an in-memory database lives in this process only
             if (writer or default) == "process":
+                # One lane: two sessions side by side measured no faster here (docs/performance.md).
                 self._process = WriterProcess(store.url, auto_migrate=store.auto_migrate)
                 sink = self._process
             else:
-                sink = functools.partial(write_records, store)
+                sink = functools.partial(write_records, store, durable=False)
         size = queue_size if queue_size is not None else settings.telemetry_queue_size  # type: ignore[union-attr]
         self._writer = BatchWriter(sink=sink, queue_size=size, batch_size=batch_size,
                                    flush_interval=flush_interval, backoff_max=backoff_max)

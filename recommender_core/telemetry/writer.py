@@ -1,11 +1,14 @@
 """The bounded queue and the background batch writer behind ``TelemetryCallback``.
 
 The caller's thread only appends to a bounded deque (``enqueue``), which never blocks and never
-raises: when the queue is full the oldest event is dropped and counted. A daemon thread takes
-batches by size (``batch_size``) or time (``flush_interval``) and inserts them, idempotent on
-``event_id``. When the database is away, the batch goes back to the front of the queue and the
-writer retries with exponential backoff while new events keep buffering up to the bound, so
-memory never exceeds ``queue_size`` events whatever the load.
+raises: when the queue is full the oldest event is dropped and counted. A daemon thread is woken
+when ``batch_size`` events are queued, or every ``flush_interval``, and then drains the queue,
+idempotent on ``event_id``: one batch per write, or when a backlog has built up (more than one
+batch queued), up to ``max_batches`` batches in one write. When the database is away, the batch
+goes back to the front of the queue and the writer retries with exponential backoff while new
+events keep buffering up to the bound, so memory never exceeds ``queue_size`` events plus one batch,
+whatever the load (while a write of more than one batch is in flight, what it holds beyond one batch
+counts against the queue's room).
 
 The backoff holds whoever is waiting: ``flush`` waits for the writer's next attempt instead of
 forcing one (so a flush against a dead store makes a few attempts, not thousands), and only
@@ -23,75 +26,116 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
 from ..redact import first_line
 from ..store import Store
-from ..store.bulk import copy_rows
-from ..store.tables import TelemetryEvent
 from .events import TelemetryRecord
 
-__all__ = ["BatchWriter", "WriterStats", "write_records"]
+__all__ = ["BatchWriter", "PartialWrite", "WriterStats", "encode_frame", "encode_row", "write_frame", "write_records"]
 
 log = logging.getLogger("recsys.telemetry")
 
 
 _COLUMNS = tuple(f.name for f in fields(TelemetryRecord))
-_STAGE = "recsys_telemetry_stage"
-# Every column but the last (``tags``, written as JSON text).
-assert _COLUMNS[-1] == "tags"  # noqa: S101 - a field order the COPY below relies on
-_ROW_VALUES = operator.attrgetter(*_COLUMNS[:-1])
+_STARTED, _ENDED, _TAGS = _COLUMNS.index("started_at"), _COLUMNS.index("ended_at"), _COLUMNS.index("tags")
+_VALUES = operator.attrgetter(*_COLUMNS)
+_CAST = {"latency_ms": "DOUBLE PRECISION", "ttft_ms": "DOUBLE PRECISION", "cost": "DOUBLE PRECISION",
+         "prompt_tokens": "BIGINT", "completion_tokens": "BIGINT", "cache_hit": "BOOLEAN"}
+
+
+def _utc_text(moment: datetime) -> str:
+    """``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC: what SQLite stores, and exact text for Postgres."""
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(" ", "microseconds")[:26]
+
+
+def encode_row(record: TelemetryRecord) -> list[Any]:
+    """One event as a frame row: its values in column order, times as UTC text, tags a list."""
+    values = list(_VALUES(record))
+    values[_STARTED] = _utc_text(values[_STARTED])
+    if values[_ENDED] is not None:
+        values[_ENDED] = _utc_text(values[_ENDED])
+    values[_TAGS] = list(values[_TAGS])
+    return values
+
+
+def encode_frame(records: Iterable[TelemetryRecord]) -> str:
+    """A batch as one JSON array of rows (``encode_row``): what ``write_frame`` inserts."""
+    return json.dumps([encode_row(r) for r in records], separators=(",", ":"), allow_nan=False)
+
+
+def _postgres_value(index: int, column: str) -> str:
+    if column in ("started_at", "ended_at"):
+        return f"CAST(r ->> {index} AS TIMESTAMP) AT TIME ZONE 'UTC'"
+    if column == "tags":
+        return f"CAST(r -> {index} AS JSON)"
+    if column in _CAST:
+        return f"CAST(r ->> {index} AS {_CAST[column]})"
+    return f"r ->> {index}"
+
+
+_NAMES = ", ".join(_COLUMNS)
+# The event insert, one statement per batch on each backend: the server unpacks the frame (C code),
+# so the writer process never builds a Python object per event. WITH ORDINALITY / ORDER BY keep the
+# frame's order, so of two rows with one event id the first is stored (DO NOTHING skips the second).
+_INSERT = {
+    "postgresql": sa.text(
+        f"INSERT INTO telemetry_event ({_NAMES}) "  # noqa: S608 - constants
+        f"SELECT {', '.join(_postgres_value(i, c) for i, c in enumerate(_COLUMNS))} "
+        "FROM jsonb_array_elements(CAST(:frame AS JSONB)) WITH ORDINALITY AS e(r, n) ORDER BY n "
+        "ON CONFLICT (event_id) DO NOTHING"),
+    # SQLite: WHERE true is SQLite's required disambiguation between a SELECT and an upsert clause.
+    "sqlite": sa.text(
+        f"INSERT INTO telemetry_event ({_NAMES}) "  # noqa: S608 - constants
+        f"SELECT {', '.join(f'value ->> {i}' if c != 'tags' else f'value -> {i}' for i, c in enumerate(_COLUMNS))} "
+        "FROM json_each(:frame) WHERE true ORDER BY key "
+        "ON CONFLICT (event_id) DO NOTHING"),
+}
 
 
 def write_records(store: Store, records: Sequence[TelemetryRecord], *,
-                  claim: Callable[[sa.Connection], None] | None = None) -> int:
+                  claim: Callable[[sa.Connection], None] | None = None, durable: bool = True) -> int:
     """Insert ``records``, skipping event ids already stored; returns how many were new.
 
-    Postgres: ``COPY`` into a session-local staging table, then one ``INSERT ... SELECT ... ON
-    CONFLICT DO NOTHING`` (fast, and its row count is exact). SQLite: an executemany insert.
-    ``claim`` runs first in the write transaction (a job's ``RunHandle.claim``: a run that lost its
-    job lock writes nothing).
+    One event id can appear twice in ``records`` (a hook fired twice): the first is kept. ``claim``
+    runs first in the write transaction (a job's ``RunHandle.claim``: a run that lost its job lock
+    writes nothing). ``durable`` as for ``write_frame``.
     """
     if not records:
         return 0
-    # One event id can appear twice in a batch (a hook fired twice): keep the first.
-    unique: dict[str, TelemetryRecord] = {}
-    for record in records:
-        unique.setdefault(record.event_id, record)
-    if store.dialect == "postgresql":
-        return _write_postgres(store, list(unique.values()), claim)
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+    return write_frame(store, encode_frame(records), claim=claim, durable=durable)
 
-    table = TelemetryEvent.__table__  # type: ignore[attr-defined]
-    statement = sqlite_insert(table).on_conflict_do_nothing(index_elements=["event_id"])
+
+def write_frame(store: Store, frame: str, *, claim: Callable[[sa.Connection], None] | None = None,
+                durable: bool = True) -> int:
+    """Insert a batch encoded by ``encode_frame`` in one statement; returns how many events were new.
+
+    The one place a batch of events is written. ``durable=False`` (the callback's writer) commits
+    without waiting for the WAL flush on Postgres (``synchronous_commit = off`` for this transaction
+    only): a server crash can lose the last fraction of a second of telemetry, never a partial batch,
+    and never anything else (docs/performance.md, "Writer throughput").
+    """
     with store.connect() as conn:
         if claim is not None:
             claim(conn)
-        result = conn.execute(statement, [r.as_row() for r in unique.values()])
-    count = result.rowcount
-    return count if count is not None and count >= 0 else len(unique)
-
-
-def _write_postgres(store: Store, records: list[TelemetryRecord],
-                    claim: Callable[[sa.Connection], None] | None) -> int:
-    columns = ", ".join(_COLUMNS)
-    with store.connect() as conn:
-        if claim is not None:
-            claim(conn)
-        conn.exec_driver_sql(
-            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS AS "  # noqa: S608 - constants
-            f"SELECT {columns} FROM telemetry_event WITH NO DATA")
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            copy_rows(cursor, _STAGE, _COLUMNS,
-                      ((*_ROW_VALUES(r), json.dumps(list(r.tags))) for r in records))
-        finally:
-            cursor.close()
-        result = conn.exec_driver_sql(
-            f"INSERT INTO telemetry_event ({columns}) SELECT {columns} FROM {_STAGE} "  # noqa: S608 - constants
-            "ON CONFLICT (event_id) DO NOTHING")
+        if store.dialect == "postgresql" and not durable:
+            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+        result = conn.execute(_INSERT[store.dialect], {"frame": frame})
         return int(result.rowcount)
+
+
+class PartialWrite(ConnectionError):
+    """A sink wrote part of a batch: ``written`` events are stored, ``unwritten`` go back to the queue."""
+
+    def __init__(self, message: str, *, written: int, unwritten: Sequence[TelemetryRecord]) -> None:
+        super().__init__(message)
+        self.written = written
+        self.unwritten = list(unwritten)
 
 
 @dataclass(frozen=True)
@@ -108,8 +152,8 @@ class WriterStats:
 class BatchWriter:
     """A bounded queue drained into a store by one background thread.
 
-    ``sink`` receives each batch; it defaults to ``write_records`` on ``store``. ``clock`` and
-    ``sleep`` are injectable for tests.
+    ``sink`` receives each batch (``write_records`` on a store, or a ``WriterProcess``): at most
+    ``batch_size`` events, or up to ``max_batches * batch_size`` when more than one batch is queued.
     """
 
     def __init__(
@@ -121,17 +165,22 @@ class BatchWriter:
         flush_interval: float = 1.0,
         backoff_initial: float = 0.2,
         backoff_max: float = 30.0,
+        max_batches: int = 10,
         name: str = "recsys-telemetry-writer",
     ) -> None:
-        if queue_size < 1 or batch_size < 1:
-            raise ValueError("queue_size and batch_size must be at least 1")
+        if queue_size < 1 or batch_size < 1 or max_batches < 1:
+            raise ValueError("queue_size, batch_size and max_batches must be at least 1")
+        self.max_batches = max_batches
         self._sink = sink
         self.queue_size = queue_size
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
-        self._queue: deque[TelemetryRecord] = deque(maxlen=queue_size)
+        self._queue: deque[TelemetryRecord] = deque()
+        # What the queue may hold now: ``queue_size``, less what a write in flight holds beyond one
+        # batch, so the events in memory never exceed ``queue_size`` plus one batch.
+        self._room = queue_size
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._idle = threading.Condition(self._lock)
@@ -154,16 +203,30 @@ class BatchWriter:
             if self._closing:
                 self._dropped += 1
                 return
-            if len(self._queue) == self.queue_size:
+            if len(self._queue) >= self._room:  # full: the oldest goes
+                self._queue.popleft()
                 self._dropped += 1
-            self._queue.append(record)  # the deque's maxlen evicts the oldest
-            full = len(self._queue) >= self.batch_size
+            self._queue.append(record)
+            # Wake the writer once, when the queue reaches a batch: it then drains until empty.
+            full = len(self._queue) == self.batch_size
         if full:
             self._wake.set()
 
     def enqueue_many(self, records: Iterable[TelemetryRecord]) -> None:
-        for record in records:
-            self.enqueue(record)
+        """Queue records under one lock; same rules as ``enqueue``."""
+        with self._lock:
+            if self._closing:
+                self._dropped += sum(1 for _ in records)
+                return
+            before = len(self._queue)
+            for record in records:
+                if len(self._queue) >= self._room:
+                    self._queue.popleft()
+                    self._dropped += 1
+                self._queue.append(record)
+            full = before < self.batch_size <= len(self._queue)
+        if full:
+            self._wake.set()
 
     @property
     def dropped(self) -> int:
@@ -209,9 +272,13 @@ class BatchWriter:
 
     def _take(self) -> list[TelemetryRecord]:
         with self._lock:
-            count = min(len(self._queue), self.batch_size)
+            queued = len(self._queue)
+            # A backlog (more than one batch queued) is drained in one bigger write, up to
+            # ``max_batches`` batches: fewer round trips and transactions when the store lags.
+            count = min(queued, self.batch_size * self.max_batches if queued > self.batch_size else self.batch_size)
             batch = [self._queue.popleft() for _ in range(count)]
             self._in_flight = count
+            self._room = self.queue_size - max(count - self.batch_size, 0)
             return batch
 
     def _give_back(self, batch: list[TelemetryRecord]) -> None:
@@ -222,12 +289,14 @@ class BatchWriter:
             self._dropped += len(batch) - len(keep)
             self._queue.extendleft(reversed(keep))
             self._in_flight = 0
+            self._room = self.queue_size
             self._idle.notify_all()
 
     def _done(self, written: int) -> None:
         with self._lock:
             self._written += written
             self._in_flight = 0
+            self._room = self.queue_size
             self._idle.notify_all()
 
     def _run(self) -> None:
@@ -256,6 +325,10 @@ class BatchWriter:
                     self._last_error = f"{type(exc).__name__}: {first_line(exc)}"
                     if backoff == 0.0:
                         log.warning("telemetry writer: store unavailable, buffering events: %s", self._last_error)
+                    if isinstance(exc, PartialWrite):  # what was stored counts; the rest is retried
+                        with self._lock:
+                            self._written += exc.written
+                        batch = exc.unwritten
                     self._give_back(batch)
                     backoff = min(max(backoff * 2, self.backoff_initial), self.backoff_max)
                     break

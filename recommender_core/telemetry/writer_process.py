@@ -1,18 +1,19 @@
 """The telemetry writer out of the caller's interpreter: a child process fed batches through a pipe.
 
 ``TelemetryCallback`` keeps its bounded queue and batch writer thread (flush and close deadlines,
-backoff, the bound on memory stay exactly as they were), but the thread's sink is a
-``WriterProcess``: it turns each batch into plain tuples, sends them down the child's stdin and
-waits for the child's answer (the number written, or the error). The database work (SQLAlchemy,
-the driver, COPY) runs in the child, so it no longer competes with the caller's threads for the
-interpreter lock; the caller's side costs one tuple per event and a ``json.dumps`` per batch (C
-code), and waits for the answer in ``os.read``, which releases the lock.
+backoff, the bound on memory stay as they were), but the thread's sink is a ``WriterProcess``: it
+encodes each batch as one JSON frame (``telemetry.writer.encode_frame``), sends it down the child's
+stdin and waits for the child's answer (the number written, or the error). The child passes the
+frame's text to the database as the one parameter of one ``INSERT ... SELECT`` (``write_frame``):
+the server unpacks it, so neither process builds a Python object per event after the caller's
+encoding. The caller's side costs one list per event and a ``json.dumps`` per batch (C code), and
+waits for the answer in ``os.read``, which releases the interpreter lock. The child lowers its own
+scheduling priority (``CHILD_NICENESS``), so on a busy machine the caller's threads run first.
 
 Why a pipe to a child of our own and this format (docs/performance.md has the figures):
-- Frames are JSON of plain values (str, int, float, bool, None, lists; times as seconds since the
-  epoch), encoded and decoded by the standard library's C code: nothing is unpickled or
-  unmarshalled on either side, whatever reaches the pipe. The pipe is anonymous and private to the
-  two processes.
+- Frames are JSON of plain values (str, int, float, bool, None, lists; times as UTC text exact to
+  the microsecond): nothing is unpickled or unmarshalled on either side, whatever reaches the pipe.
+  The pipe is anonymous and private to the two processes.
 - The first frame carries the database URL, so no credential ever appears in argv (``ps``) or in
   the environment of other children.
 - The child runs in its own session, so a Ctrl-C meant for the caller does not kill the writer
@@ -26,55 +27,58 @@ child.
 from __future__ import annotations
 
 import json
-import operator
 import os
 import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import IO, Any
 
 from .events import TelemetryRecord
+from .writer import PartialWrite, encode_frame, encode_row
 
-__all__ = ["WriterProcess", "WriterProcessError", "main"]
+__all__ = ["PartialWriteError", "WriterProcess", "WriterProcessError", "main"]
 
 _HEADER = struct.Struct(">I")
 _FIELDS = tuple(f.name for f in fields(TelemetryRecord))
-_VALUES = operator.attrgetter(*_FIELDS)
 _STARTED, _ENDED, _TAGS = _FIELDS.index("started_at"), _FIELDS.index("ended_at"), _FIELDS.index("tags")
 # A frame larger than this is a broken stream, not a batch (500 events are about 100 KB).
 _MAX_FRAME = 256 * 1024 * 1024
+# The child's scheduling priority, added to the caller's: on a busy machine the caller's threads
+# (LiteLLM's calls and hooks) get the CPU first; the queue absorbs the writer's delay.
+CHILD_NICENESS = 10
 
 
 class WriterProcessError(ConnectionError):
     """The writer process failed to write a batch, or is not there to write it."""
 
 
-def _encode(record: TelemetryRecord) -> tuple[Any, ...]:
-    values = list(_VALUES(record))
-    # Seconds since the epoch: a float keeps microseconds exactly for centuries around now.
-    values[_STARTED] = values[_STARTED].timestamp()
-    if values[_ENDED] is not None:
-        values[_ENDED] = values[_ENDED].timestamp()
-    values[_TAGS] = list(values[_TAGS])
-    return tuple(values)
+def _encode(record: TelemetryRecord) -> list[Any]:
+    return encode_row(record)
 
 
 def _decode(values: Sequence[Any]) -> TelemetryRecord:
+    """A frame row back into a record (tests: the frame format loses nothing)."""
     row = list(values)
-    row[_STARTED] = datetime.fromtimestamp(row[_STARTED], UTC)
+    row[_STARTED] = datetime.fromisoformat(row[_STARTED]).replace(tzinfo=UTC)
     if row[_ENDED] is not None:
-        row[_ENDED] = datetime.fromtimestamp(row[_ENDED], UTC)
+        row[_ENDED] = datetime.fromisoformat(row[_ENDED]).replace(tzinfo=UTC)
     row[_TAGS] = tuple(row[_TAGS])
     return TelemetryRecord(*row)
 
 
 def _send(stream: IO[bytes], payload: Any) -> None:
-    data = json.dumps(payload, separators=(",", ":")).encode()
-    stream.write(_HEADER.pack(len(data)) + data)
+    _send_text(stream, json.dumps(payload, separators=(",", ":")))
+
+
+def _send_text(stream: IO[bytes], text: str) -> None:
+    data = text.encode()
+    stream.write(_HEADER.pack(len(data)))
+    stream.write(data)
     stream.flush()
 
 
@@ -91,38 +95,57 @@ def _read_exact(fd: int, size: int) -> bytes | None:
 
 def _receive(fd: int) -> Any:
     """The next frame's value; None at the end of the stream."""
+    data = _receive_bytes(fd)
+    return None if data is None else json.loads(data)
+
+
+def _receive_bytes(fd: int) -> bytes | None:
+    """The next frame's bytes; None at the end of the stream."""
     header = _read_exact(fd, _HEADER.size)
     if header is None:
         return None
     (size,) = _HEADER.unpack(header)
     if size > _MAX_FRAME:
         raise WriterProcessError(f"telemetry writer pipe: a frame of {size} bytes is not a batch")
-    data = _read_exact(fd, size)
-    if data is None:
-        return None
-    return json.loads(data)
+    return _read_exact(fd, size)
+
+
+class PartialWriteError(WriterProcessError, PartialWrite):
+    """Some lanes of a batch were written, others failed: ``unwritten`` goes back to the queue."""
 
 
 class WriterProcess:
-    """A batch sink that writes through a child process: ``sink(batch) -> events written``.
+    """A batch sink that writes through child processes: ``sink(batch) -> events written``.
 
-    ``database_url`` is the store the child opens (``auto_migrate`` as ``Store``'s). ``python`` is
-    the interpreter to start (default: this one).
+    ``database_url`` is the store the children open (``auto_migrate`` as ``Store``'s). ``python`` is
+    the interpreter to start (default: this one). ``lanes`` children write one batch side by side:
+    a batch of at least ``lane_min`` events per lane is cut into that many contiguous parts, all
+    sent before any answer is read, so the parts are written by as many database sessions at once.
+    A smaller batch goes to the first child alone (the others start only when a backlog arrives).
     """
 
-    def __init__(self, database_url: str, *, auto_migrate: bool = False, python: str | None = None) -> None:
+    def __init__(self, database_url: str, *, auto_migrate: bool = False, python: str | None = None,
+                 lanes: int = 1, lane_min: int = 500) -> None:
+        if lanes < 1 or lane_min < 1:
+            raise ValueError("lanes and lane_min must be at least 1")
         self._url = database_url
         self._auto_migrate = auto_migrate
         self._python = python or sys.executable
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._procs: list[subprocess.Popen[bytes] | None] = [None] * lanes
+        self._lane_min = lane_min
         self._lock = threading.Lock()
         self._closed = False
 
     @property
     def pid(self) -> int | None:
-        """The running child's process id (None before the first batch and after close)."""
-        proc = self._proc
-        return proc.pid if proc is not None and proc.poll() is None else None
+        """The first child's process id while it runs (None before the first batch and after close)."""
+        pids = self.pids
+        return pids[0] if pids else None
+
+    @property
+    def pids(self) -> list[int]:
+        """The process ids of the children running now."""
+        return [p.pid for p in self._procs if p is not None and p.poll() is None]
 
     def _start(self) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(  # noqa: S603 - this interpreter, this module, no shell
@@ -146,43 +169,72 @@ class WriterProcess:
         if proc.stdout is not None:
             proc.stdout.close()
 
+    def _lane(self, index: int) -> subprocess.Popen[bytes]:
+        """The lane's running child, started (or replaced) if needed; under ``_lock``."""
+        proc = self._procs[index]
+        if proc is None or proc.poll() is not None:
+            if proc is not None:
+                self._stop(proc, 0)
+            proc = self._procs[index] = self._start()
+        return proc
+
+    def _lost(self, proc: subprocess.Popen[bytes]) -> str:
+        with self._lock:
+            self._procs = [None if p is proc else p for p in self._procs]
+        self._stop(proc, 0)
+        return f"the telemetry writer process exited (code {proc.returncode})"
+
     def __call__(self, batch: Sequence[TelemetryRecord]) -> int:
-        rows = [_encode(r) for r in batch]  # any error building a row happens before the pipe
+        count = max(1, min(len(self._procs), len(batch) // self._lane_min))
+        size = -(-len(batch) // count)
+        parts = [batch[i:i + size] for i in range(0, len(batch), size)] or [batch]
+        frames = [encode_frame(part) for part in parts]  # any error building a row happens before the pipe
         with self._lock:
             if self._closed:
                 raise WriterProcessError("the telemetry writer process is closed")
-            if self._proc is None or self._proc.poll() is not None:
-                if self._proc is not None:
-                    self._stop(self._proc, 0)
-                self._proc = self._start()
-            proc = self._proc
-        assert proc.stdin is not None and proc.stdout is not None  # noqa: S101 - PIPEs given
-        try:
-            _send(proc.stdin, rows)
-            answer = _receive(proc.stdout.fileno())
-        except (OSError, ValueError) as exc:  # broken pipe, closed stream
-            answer = None
-            error: BaseException | None = exc
-        else:
-            error = None
-        if answer is None:
-            with self._lock:
-                if self._proc is proc:
-                    self._proc = None
-            self._stop(proc, 0)
-            raise WriterProcessError(f"the telemetry writer process exited (code {proc.returncode})") from error
-        status, value = answer
-        if status != "ok":
-            raise WriterProcessError(str(value))
-        return int(value)
+            procs = [self._lane(i) for i in range(len(parts))]
+        errors: list[str | None] = [None] * len(parts)
+        for i, (proc, frame) in enumerate(zip(procs, frames, strict=True)):
+            try:  # every part is sent before any answer is read: the children write side by side
+                assert proc.stdin is not None  # noqa: S101 - PIPE given
+                _send_text(proc.stdin, frame)
+            except (OSError, ValueError):  # broken pipe, closed stream
+                errors[i] = self._lost(proc)
+        written = 0
+        for i, proc in enumerate(procs):
+            if errors[i] is not None:
+                continue
+            assert proc.stdout is not None  # noqa: S101 - PIPE given
+            try:
+                answer = _receive(proc.stdout.fileno())
+            except (OSError, ValueError):
+                answer = None
+            if answer is None:
+                errors[i] = self._lost(proc)
+                continue
+            status, value = answer
+            if status == "ok":
+                written += int(value)
+            else:
+                errors[i] = str(value)
+        failed = [i for i, error in enumerate(errors) if error is not None]
+        if not failed:
+            return written
+        message = str(errors[failed[0]])
+        if len(failed) == len(parts):
+            raise WriterProcessError(message)
+        raise PartialWriteError(message, written=written,
+                                unwritten=[r for i in failed for r in parts[i]])
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the child: close its stdin, wait up to ``timeout`` seconds, then kill it; idempotent."""
+        """Stop the children: close their stdin, wait up to ``timeout`` seconds, then kill; idempotent."""
+        deadline = time.monotonic() + timeout
         with self._lock:
             self._closed = True
-            proc, self._proc = self._proc, None
-        if proc is not None:
-            self._stop(proc, timeout)
+            procs, self._procs = self._procs, [None] * len(self._procs)
+        for proc in procs:
+            if proc is not None:
+                self._stop(proc, deadline - time.monotonic())
 
 
 def main() -> int:
@@ -191,8 +243,12 @@ def main() -> int:
 
     from ..redact import first_line
     from ..store import Store
-    from .writer import write_records
+    from .writer import write_frame
 
+    try:
+        os.nice(CHILD_NICENESS)
+    except OSError:  # not permitted here: the writer runs at the caller's priority
+        pass
     logging.basicConfig(level=logging.WARNING, format="recsys telemetry writer: %(message)s")
     stdin, stdout = sys.stdin.buffer.fileno(), sys.stdout.buffer
     hello = _receive(stdin)
@@ -201,11 +257,11 @@ def main() -> int:
     store = Store(str(hello["database_url"]), auto_migrate=bool(hello.get("auto_migrate")))
     try:
         while True:
-            rows = _receive(stdin)
-            if rows is None:
+            frame = _receive_bytes(stdin)
+            if frame is None:
                 return 0
-            try:
-                written = write_records(store, [_decode(r) for r in rows])
+            try:  # the frame goes to the server as it came: no Python object per event here
+                written = write_frame(store, frame.decode(), durable=False)
             except Exception as exc:  # any failure goes back to the caller's writer, which retries
                 _send(stdout, ("error", f"{type(exc).__name__}: {first_line(exc)}"))
             else:
