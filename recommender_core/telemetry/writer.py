@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from ..redact import first_line
 from ..store import Store
 from ..store.bulk import copy_rows
+from ..store.partitions import ensure_event_partitions, event_insert_sql
 from ..store.tables import TelemetryEvent
 from .events import TelemetryRecord
 
@@ -49,7 +50,7 @@ def write_records(store: Store, records: Sequence[TelemetryRecord], *,
     """Insert ``records``, skipping event ids already stored; returns how many were new.
 
     Postgres: ``COPY`` into a session-local staging table, then one ``INSERT ... SELECT ... ON
-    CONFLICT DO NOTHING`` (fast, and its row count is exact). SQLite: an executemany insert.
+    CONFLICT DO NOTHING`` (fast, and its row count is exact), into day partitions made sure of first. SQLite: an executemany insert.
     ``claim`` runs first in the write transaction (a job's ``RunHandle.claim``: a run that lost its
     job lock writes nothing).
     """
@@ -59,6 +60,8 @@ def write_records(store: Store, records: Sequence[TelemetryRecord], *,
     unique: dict[str, TelemetryRecord] = {}
     for record in records:
         unique.setdefault(record.event_id, record)
+    # Postgres: the day partitions of these events exist before the write transaction (partitions.py).
+    ensure_event_partitions(store, (r.started_at for r in unique.values()))
     if store.dialect == "postgresql":
         return _write_postgres(store, list(unique.values()), claim)
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -88,9 +91,8 @@ def _write_postgres(store: Store, records: list[TelemetryRecord],
                       ((*_ROW_VALUES(r), json.dumps(list(r.tags))) for r in records))
         finally:
             cursor.close()
-        result = conn.exec_driver_sql(
-            f"INSERT INTO telemetry_event ({columns}) SELECT {columns} FROM {_STAGE} "  # noqa: S608 - constants
-            "ON CONFLICT (event_id) DO NOTHING")
+        # ON CONFLICT (event_id, started_at), plus a NOT EXISTS on event_id: partitions.event_insert_sql.
+        result = conn.exec_driver_sql(event_insert_sql(columns, _STAGE))
         return int(result.rowcount)
 
 
