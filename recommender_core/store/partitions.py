@@ -115,8 +115,9 @@ def include_in_comparison(dialect: str) -> Any:
 
 def partition_ddl(day: date) -> str:
     """The statement that creates ``day``'s partition (UTC bounds, whatever the session's time zone)."""
+    after = day + timedelta(days=1)
     return (f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF {PARENT} "
-            f"FOR VALUES FROM ('{day.isoformat()} 00:00:00+00') TO ('{(day + timedelta(days=1)).isoformat()} 00:00:00+00')")
+            f"FOR VALUES FROM ('{day.isoformat()} 00:00:00+00') TO ('{after.isoformat()} 00:00:00+00')")
 
 
 def day_partitions(conn: sa.Connection) -> dict[date, str]:

@@ -50,7 +50,7 @@ def write_records(store: Store, records: Sequence[TelemetryRecord], *,
     """Insert ``records``, skipping event ids already stored; returns how many were new.
 
     Postgres: ``COPY`` into a session-local staging table, then one ``INSERT ... SELECT ... ON
-    CONFLICT DO NOTHING`` (fast, and its row count is exact), into day partitions made sure of first. SQLite: an executemany insert.
+    CONFLICT DO NOTHING`` (fast, and its row count is exact). SQLite: an executemany insert.
     ``claim`` runs first in the write transaction (a job's ``RunHandle.claim``: a run that lost its
     job lock writes nothing).
     """

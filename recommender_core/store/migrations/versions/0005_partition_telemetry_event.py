@@ -51,9 +51,10 @@ def _rebuild(new_table: str, partition_by: str, copy_rows: str) -> None:
         ).scalars().all()
         for day in days:
             assert isinstance(day, date)  # noqa: S101 - a date column
+            after = day + timedelta(days=1)
             op.execute(f"CREATE TABLE telemetry_event_p{day:%Y%m%d} PARTITION OF {new_table} FOR VALUES "
-                       f"FROM ('{day.isoformat()} 00:00:00+00') TO ('{(day + timedelta(days=1)).isoformat()} 00:00:00+00')")
-    op.execute(f"INSERT INTO {new_table} {copy_rows}")  # noqa: S608 - constants
+                       f"FROM ('{day.isoformat()} 00:00:00+00') TO ('{after.isoformat()} 00:00:00+00')")
+    op.execute(f"INSERT INTO {new_table} {copy_rows}")
     op.execute(f"ALTER SEQUENCE {sequence} OWNED BY {new_table}.id")
     op.execute("DROP TABLE telemetry_event")  # its indexes, constraints and trigger with it
     op.execute(f"ALTER TABLE {new_table} RENAME TO telemetry_event")
