@@ -49,9 +49,10 @@ class PruneResult:
 def prune_events(
     store: Store, *, older_than_days: int, now: datetime | None = None, batch_size: int = PRUNE_BATCH
 ) -> PruneResult:
-    """Delete raw events that started before ``now - older_than_days``, ``batch_size`` rows per
-    transaction, so a large backlog never holds one long lock; then delete the rollups of the hours
-    wholly before the cutoff and recompute the hour that holds it. Takes the ``telemetry-prune`` lock."""
+    """Delete raw events that started before ``now - older_than_days``: on Postgres first by dropping
+    the day partitions wholly before it; then ``batch_size`` rows per transaction, so a large backlog
+    never holds one long lock; then delete the rollups of the hours wholly before the cutoff and
+    recompute the hour that holds it. Takes the ``telemetry-prune`` lock."""
     if not 1 <= older_than_days <= MAX_RETENTION_DAYS:
         raise ValueError(f"older_than_days must be from 1 to {MAX_RETENTION_DAYS}")
     now = now or store.clock.now()
