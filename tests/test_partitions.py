@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from recommender_core.clock import FixedClock
 from recommender_core.store import Store, partitions
 from recommender_core.store.tables import TelemetryEvent, TelemetryRollup
 from recommender_core.telemetry.events import TelemetryRecord, record_from_standard_logging
@@ -326,3 +327,47 @@ def test_migration_0005_partitions_the_stored_events_and_downgrades(database_url
     finally:
         partitions.forget_partitions(s)
         s.dispose()
+
+
+@pg_only
+def test_a_role_that_may_insert_but_not_create_tables_writes_to_the_default_partition(
+        postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A least-privilege writer role (INSERT, no CREATE on the schema, as Postgres 15 gives every role
+    but the owner): its events go to the DEFAULT partition instead of failing the batch; prune, run
+    by the owner, makes the days ahead, which the writer then uses."""
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    owner = Store(postgres_url, clock=FixedClock(NOW))
+    owner.upgrade()
+    role = f"recsys_w_{uuid.uuid4().hex[:8]}"
+    dbname = postgres_url.rsplit("/", 1)[1]
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        ident = sql.Identifier(role)
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'w-pass'").format(ident))
+        admin.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(sql.Identifier(dbname), ident))
+        admin.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(ident))
+        admin.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {}").format(ident))
+        admin.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(ident))
+    writer = Store(f"postgresql://{role}:w-pass@{postgres_url.split('@', 1)[1]}")
+    try:
+        with caplog.at_level(logging.WARNING, logger="recsys.store"):
+            assert write_records(writer, [_record("w-1", NOW)]) == 1
+        assert "this role may not create tables" in caplog.text
+        assert _where(owner) == {"w-1": partitions.DEFAULT_PARTITION}
+        prune_events(owner, older_than_days=30)  # the owner's maintenance makes today's and tomorrow's
+        tomorrow = NOW + timedelta(days=1)
+        assert {DAY, tomorrow.date()} - _days(owner) == {DAY}  # today's is blocked by the row in DEFAULT
+        partitions.forget_partitions(writer)
+        assert write_records(writer, [_record("w-2", tomorrow)]) == 1
+        assert _where(owner)["w-2"] == partitions.partition_name(tomorrow.date())
+    finally:
+        writer.dispose()
+        owner.dispose()
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+        with psycopg.connect(postgres_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

@@ -63,9 +63,12 @@ RETRY_AFTER = 60.0  # seconds before a day whose creation timed out is tried aga
 _CREATE_LOCK = advisory_key("telemetry-event-partitions")
 # Refusals that leave the insert working (its rows go to the DEFAULT partition): the default holds
 # rows of the day (check_violation), the parent's lock was not granted in time (lock_not_available),
-# a partition of that name or range appeared meanwhile (duplicate_table, invalid_object_definition).
+# a partition of that name or range appeared meanwhile (duplicate_table, invalid_object_definition),
+# the role may insert but not create tables (insufficient_privilege: prune, run by a role that may,
+# makes today's and tomorrow's).
 _GIVE_UP = {"23514": "the DEFAULT partition holds rows of that day", "55P03": "lock timeout",
-            "42P07": "it exists", "42P17": "it overlaps another partition"}
+            "42P07": "it exists", "42P17": "it overlaps another partition",
+            "42501": "this role may not create tables"}
 
 _known: dict[str, set[date]] = {}
 _retry_at: dict[tuple[str, date], float] = {}
