@@ -163,8 +163,10 @@ def ensure_event_partitions(store: Store, moments: Iterable[datetime | date]) ->
     created: set[date] = set()
     settled: set[date] = set()
     with store.connect() as conn:
-        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        # First wait for a concurrent creator (it holds this lock for at most about LOCK_TIMEOUT per
+        # attempt), then bound the wait for the table's lock.
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK})
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
         existing = set(day_partitions(conn))
         for day in sorted(missing - existing):
             try:
