@@ -45,6 +45,7 @@ from recommender_core.diagnostics.server import DiagnosticsApp, make_server
 from recommender_core.diagnostics.snapshot import build_snapshot
 from recommender_core.policy import Policy, parse_policy
 from recommender_core.store import Store
+from recommender_core.store.partitions import ensure_event_partitions
 from recommender_core.store.tables import (
     BenchmarkEvidence,
     IngestRun,
@@ -148,6 +149,8 @@ FROM (SELECT g, LEAST(floor(power(:models, random()))::int - 1, :models - 1) AS 
 def _fill_events(store: Store, rng: random.Random, now: Any) -> None:
     columns = ("event_id", "origin", "model_group", "model", "task", "status", "started_at", "latency_ms",
                "cache_hit", "tags")
+    # Postgres: the day partitions of the last 24 h, as every insert path makes them (store/partitions.py).
+    ensure_event_partitions(store, [now - timedelta(hours=24), now])
     if store.dialect == "postgresql" and EVENTS > SQL_FILL_ABOVE:
         with store.connect() as conn:
             conn.execute(sa.text(_POSTGRES_EVENTS), {"now": now, "n": EVENTS, "models": MODELS, "tasks": TASKS})

@@ -18,7 +18,8 @@ def prune(
     )] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Delete raw telemetry events older than the retention, in bounded batches."""
+    """Delete raw telemetry events older than the retention (Postgres: whole days by dropping their
+    partitions), the rest in bounded batches."""
     from recommender_core.clock import iso_utc
     from recommender_core.config import MAX_RETENTION_DAYS
     from recommender_core.errors import UsageError
@@ -34,7 +35,9 @@ def prune(
     if app_state.report is not None:
         app_state.report.set_gauge("recsys_telemetry_pruned_events", result.deleted)
     if app_state.json_output:
-        print_json({"cutoff": iso_utc(result.cutoff), "deleted": result.deleted, "batches": result.batches})
+        print_json({"cutoff": iso_utc(result.cutoff), "deleted": result.deleted, "batches": result.batches,
+                    "partitions_dropped": result.partitions_dropped})
     else:
+        dropped = f", {result.partitions_dropped} day partitions dropped" if result.partitions_dropped else ""
         typer.echo(f"Deleted {result.deleted} telemetry events that started before {iso_utc(result.cutoff)} "
-                   f"({result.batches} batches).")
+                   f"({result.batches} batches{dropped}).")

@@ -421,7 +421,8 @@ def test_score_that_lost_its_lock_stores_nothing(postgres_url: str, capsys: pyte
 @pytest.mark.postgres
 def test_prune_that_lost_its_lock_stops_deleting(postgres_url: str) -> None:
     """``telemetry prune`` deletes in batches, each its own transaction; once its lock session is
-    killed (real ``pg_terminate_backend``, during the first batch) no further batch commits."""
+    killed (real ``pg_terminate_backend``, during the first batch) no further batch commits. (The
+    events are on the cutoff's day, so their partition is not dropped but deleted in batches.)"""
     from datetime import timedelta
 
     from recommender_core.errors import LockLostError
@@ -438,10 +439,38 @@ def test_prune_that_lost_its_lock_stops_deleting(postgres_url: str) -> None:
         _before_first(store, "DELETE FROM telemetry_event",
                       lambda cursor: terminate(postgres_url, lock_holders(postgres_url, "telemetry-prune")[0]))
         with pytest.raises(LockLostError, match=r"the database session .* that held it ended"):
-            prune_events(store, older_than_days=1, now=NOW + timedelta(days=10), batch_size=2)
+            prune_events(store, older_than_days=1, now=NOW + timedelta(days=1, hours=1), batch_size=2)
         with store.session() as session:
             left = session.exec(select(sa.func.count()).select_from(TelemetryEvent)).one()
         assert left == 4  # the first batch (checked before the kill) went; no other did
+    finally:
+        store.dispose()
+
+
+@pytest.mark.postgres
+def test_prune_that_lost_its_lock_stops_dropping_partitions(postgres_url: str) -> None:
+    """On Postgres prune drops whole old days' partitions, each in its own transaction that checks the
+    lock; once its lock session is killed (during the first drop) no further partition is dropped."""
+    from datetime import timedelta
+
+    from recommender_core.errors import LockLostError
+    from recommender_core.store.tables import TelemetryEvent
+    from recommender_core.telemetry.retention import prune_events
+    from recommender_core.telemetry.writer import write_records
+
+    from .test_telemetry import NOW, _record
+
+    store = Store(postgres_url)
+    store.upgrade()
+    try:
+        write_records(store, [_record(i, ago=timedelta(days=5 - i)) for i in range(3)])  # three old days
+        _before_first(store, "DROP TABLE",
+                      lambda cursor: terminate(postgres_url, lock_holders(postgres_url, "telemetry-prune")[0]))
+        with pytest.raises(LockLostError, match=r"the database session .* that held it ended"):
+            prune_events(store, older_than_days=1, now=NOW)
+        with store.session() as session:
+            left = session.exec(select(sa.func.count()).select_from(TelemetryEvent)).one()
+        assert left == 2  # the first day's partition (checked before the kill) went; no other did
     finally:
         store.dispose()
 

@@ -47,9 +47,13 @@ def test_migrations_upgrade_from_empty_and_are_idempotent(database_url: str) -> 
 
 
 def test_migrations_match_the_models(store: Store) -> None:
-    """A column added to a table without a migration fails here, on both backends."""
+    """A column added to a table without a migration fails here, on both backends (the day partitions
+    of telemetry_event are not tables of the schema; each backend has its own unique key on it)."""
+    from recommender_core.store.partitions import include_in_comparison
+
     with store.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": False})
+        context = MigrationContext.configure(conn, opts={
+            "compare_type": False, "include_object": include_in_comparison(conn.dialect.name)})
         diff = compare_metadata(context, SQLModel.metadata)
     assert diff == []
 

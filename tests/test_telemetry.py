@@ -230,7 +230,10 @@ def test_prune_deletes_old_events_in_bounded_batches(store: Store) -> None:
     write_records(store, [_record(i, ago=timedelta(days=40, minutes=i)) for i in range(25)])
     write_records(store, [_record(100 + i, ago=timedelta(days=1)) for i in range(5)])
     result = prune_events(store, older_than_days=30, now=NOW, batch_size=10)
-    assert (result.deleted, result.batches) == (25, 3)
+    # Postgres drops the partition of their day (they all started on 2026-10-17) instead, and the
+    # next day's, made ahead by the writer and empty.
+    partitioned = store.dialect == "postgresql"
+    assert (result.deleted, result.batches, result.partitions_dropped) == ((25, 0, 2) if partitioned else (25, 3, 0))
     with store.session() as session:
         left = session.execute(sa.select(TelemetryEvent.event_id)).scalars().all()  # type: ignore[call-overload]
     assert sorted(left) == [f"evt-{100 + i}" for i in range(5)]

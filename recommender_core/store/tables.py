@@ -129,16 +129,25 @@ class SourceState(SQLModel, table=True):
 
 
 class TelemetryEvent(SQLModel, table=True):
-    """One LiteLLM call attempt. Never holds prompt or response text."""
+    """One LiteLLM call attempt. Never holds prompt or response text.
+
+    On Postgres the table is partitioned by UTC day of ``started_at`` (migration 0005,
+    ``store.partitions``): its primary key is ``(id, started_at)`` and its unique key
+    ``(event_id, started_at)``, since a partitioned table's keys must hold the partition key (``id``
+    stays unique through its sequence, and the ORM maps it alone). SQLite keeps ``UNIQUE (event_id)``.
+    """
 
     __tablename__ = "telemetry_event"
     __table_args__ = (
         sa.Index("ix_telemetry_started_at", "started_at"),
         sa.Index("ix_telemetry_group_started", "model_group", "started_at"),
+        sa.UniqueConstraint("event_id").ddl_if(dialect="sqlite"),
+        sa.UniqueConstraint("event_id", "started_at", name="uq_telemetry_event_id_started")
+        .ddl_if(dialect="postgresql"),
     )
 
     id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True))
-    event_id: str = Field(max_length=128, sa_column_kwargs={"unique": True})
+    event_id: str = Field(max_length=128)
     trace_id: str | None = Field(default=None, max_length=128)
     origin: str = Field(default="callback", max_length=16)  # callback | spend_logs
     model_group: str | None = Field(default=None, max_length=256)

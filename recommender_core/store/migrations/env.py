@@ -6,6 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 from recommender_core.store import tables  # noqa: F401 - registers the tables on SQLModel.metadata
+from recommender_core.store.partitions import include_in_comparison
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - recsys always passes one
@@ -18,6 +19,8 @@ context.configure(
     # migration scripts run unchanged on SQLite and Postgres.
     render_as_batch=True,
     compare_type=True,
+    # Autogenerate: telemetry_event's day partitions are not tables of the schema (store/partitions.py).
+    include_object=include_in_comparison(connection.dialect.name),
 )
 with context.begin_transaction():
     context.run_migrations()
