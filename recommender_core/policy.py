@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import PolicyError
 from .identity import NameMatcher
+from .printable import printable
 from .sources import available_sources, get_source, load_sources
 
 __all__ = [
@@ -234,7 +235,9 @@ def located_error(path: str, text: str, loc: Sequence[int | str], message: str, 
     line = yaml_line_of(text, loc)
     field = ".".join(str(p) for p in loc) or "(top level)"
     where = f"{path}, line {line}" if line else path
-    return PolicyError(f"Invalid {label} {where}, field '{field}': {message}.", path=path, line=line, field=field)
+    # The field path holds the policy's own keys (any text, a newline included): one line, escaped.
+    return PolicyError(f"Invalid {label} {printable(where)}, field '{printable(field)}': {printable(message)}.",
+                       path=path, line=line, field=field)
 
 
 def validation_error(exc: ValidationError, *, path: str, text: str, label: str = "policy") -> PolicyError:

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from .errors import PolicyError
+from .printable import printable
 
 if TYPE_CHECKING:
     from .policy import Policy
@@ -57,7 +58,9 @@ BOUNDS: Final[dict[str, tuple[float, float]]] = {
 
 def _error(path: str, label: str, line: int | None, field: str, message: str) -> PolicyError:
     where = f"{path}, line {line}" if line else path
-    return PolicyError(f"Invalid {label} {where}, field '{field}': {message}.", path=path, line=line, field=field)
+    # The field path holds the policy's own keys (any text, a newline included): one line, escaped.
+    return PolicyError(f"Invalid {label} {printable(where)}, field '{printable(field)}': {printable(message)}.",
+                       path=path, line=line, field=field)
 
 
 def check_yaml_shape(text: str, *, path: str, label: str = "policy") -> None:

@@ -559,6 +559,18 @@ def test_any_policy_text_gives_a_policy_or_a_policy_error(text: str) -> None:
     json.dumps(policy.model_dump(mode="json"), allow_nan=False)
 
 
+@pytest.mark.parametrize("text", [
+    'version: 1\ncandidates:\n  a: {provider: p}\ntasks:\n  "\\n": {static_order: [a]}\n',
+    'version: 1\ncandidates:\n  "\\n": {provider: p, price: {input_per_1m: -1}}\ntasks:\n  t: {static_order: [a]}\n',
+])
+def test_a_policy_key_holding_a_newline_gives_a_one_line_error(text: str) -> None:
+    """Hypothesis found it: a key named "\\n" went raw into the field path of the error message,
+    which then spanned two lines. The field path and message are escaped now."""
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(text, path="p.yaml")
+    assert "\n" not in caught.value.message and "\\n" in caught.value.message
+
+
 # --- mirror isolation --------------------------------------------------------------------------------
 
 def test_nothing_outside_an_mteb_mirror_is_read(store: Store, database_url: str, tmp_path: Path,
