@@ -104,16 +104,24 @@ def scratch_postgres(admin_url: str) -> Iterator[str]:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-@contextmanager
-def bench_store() -> Iterator[Store]:
-    """An upgraded, empty store: a scratch Postgres database when ``RECSYS_BENCH_DATABASE_URL`` names a
-    server, else SQLite in a temporary folder; disposed (and the scratch database dropped) afterwards."""
+def bench_backends() -> list[str | None]:
+    """Where the store benchmarks run: SQLite (``None``) always, then the Postgres server that
+    ``RECSYS_BENCH_DATABASE_URL`` (else ``RECSYS_TEST_DATABASE_URL``) names, so that one ``make bench``
+    reports every target on both backends."""
     import os
+
+    admin = os.environ.get("RECSYS_BENCH_DATABASE_URL") or os.environ.get("RECSYS_TEST_DATABASE_URL")
+    return [None, *([admin] if admin else [])]
+
+
+@contextmanager
+def bench_store(admin: str | None) -> Iterator[Store]:
+    """An upgraded, empty store: a scratch database on the Postgres server of ``admin``, else SQLite in a
+    temporary folder; disposed (and the scratch database dropped) afterwards."""
     import tempfile
 
     from recommender_core.store import Store
 
-    admin = os.environ.get("RECSYS_BENCH_DATABASE_URL")
     if admin:
         with scratch_postgres(admin) as url:
             store = Store(url)

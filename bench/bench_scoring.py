@@ -14,8 +14,8 @@ run must not grow with the raw events in the window. Two figures, in one run:
 
 Events are generated inside the database (Postgres ``generate_series``, SQLite a recursive CTE),
 never through Python, spread over the last 6 days, so every event is in scoring's 7-day window.
-Store: SQLite in a temporary folder, or Postgres when ``RECSYS_BENCH_DATABASE_URL`` names a server
-(a scratch database is created on it and dropped). Each figure is the median of ``ROUNDS``
+Stores: SQLite in a temporary folder, then Postgres when ``RECSYS_BENCH_DATABASE_URL`` (or
+``RECSYS_TEST_DATABASE_URL``) names a server (a scratch database is created on it and dropped). Each figure is the median of ``ROUNDS``
 interleaved repeats; the spread (min-max) is printed with it.
 """
 
@@ -38,7 +38,7 @@ from recommender_core.store.bulk import insert_utility_scores
 from recommender_core.store.partitions import ensure_event_partitions
 from recommender_core.telemetry.rollups import catch_up_rollups, telemetry_by_model
 
-from ._common import Result, bench_store
+from ._common import Result, bench_backends, bench_store
 
 MODELS = 500
 TASKS = 30
@@ -162,10 +162,14 @@ def _filled(store: Store, events: int) -> tuple[float, float, int]:
 
 
 def run() -> list[Result]:
+    return [result for admin in bench_backends() for result in _run_on(admin)]
+
+
+def _run_on(admin: str | None) -> list[Result]:
     policy = _policy()
     # Two stores, one per size, so the two sizes are timed interleaved in the same rounds (a store that
     # grew between the two figures would compare times taken minutes apart, under other load).
-    with bench_store() as store, bench_store() as large:
+    with bench_store(admin) as store, bench_store(admin) as large:
         backend = store.dialect
         fill_base, catch_up_base, _ = _filled(store, EVENTS)
         fill_large, catch_up_large, hours = _filled(large, LARGE_EVENTS)
@@ -193,11 +197,11 @@ def run() -> list[Result]:
                   f"interleaved rounds as the {EVENTS} store; score at {LARGE_EVENTS}: {_spread(score_large)}; "
                   "RECSYS_BENCH_LARGE_EVENTS=10000000 for the issue's 10M")
     return [
-        Result(name=f"score ({MODELS} models x {TASKS} tasks, {EVENTS} events)",
+        Result(name=f"{backend}: score ({MODELS} models x {TASKS} tasks, {EVENTS} events)",
                figure=statistics.median(score_base), baseline=statistics.median(read_base), unit="s",
                baseline_name="its telemetry rollup read alone", target=1.5, figure_runs=tuple(score_base),
                baseline_runs=tuple(read_base), notes=f"median of {ROUNDS} interleaved rounds; {base_note}"),
-        Result(name=f"score with {LARGE_EVENTS} raw events in the window",
+        Result(name=f"{backend}: score with {LARGE_EVENTS} raw events in the window",
                figure=statistics.median(score_large), baseline=statistics.median(score_base), unit="s",
                baseline_name=f"score with {EVENTS}", target=1.3, figure_runs=tuple(score_large),
                baseline_runs=tuple(score_base), notes=large_note),

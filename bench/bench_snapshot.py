@@ -18,8 +18,8 @@
    one rebuild, so a background rebuild runs nearly all the time): target under 50 ms, since no
    request waits for a rebuild.
 
-Store: SQLite in a temporary folder, or Postgres when ``RECSYS_BENCH_DATABASE_URL`` names a server
-(a scratch database is created on it and dropped).
+Stores: SQLite in a temporary folder, then Postgres when ``RECSYS_BENCH_DATABASE_URL`` (or
+``RECSYS_TEST_DATABASE_URL``) names a server (a scratch database is created on it and dropped).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from recommender_core.store.tables import (
     UtilityScore,
 )
 
-from ._common import Result, bench_store
+from ._common import Result, bench_backends, bench_store
 
 MODELS = 500
 TASKS = 30
@@ -304,9 +304,13 @@ def _during_refresh(store: Store, policy: Policy, *, seconds: float, clients: in
 
 
 def run() -> list[Result]:
+    return [result for admin in bench_backends() for result in _run_on(admin)]
+
+
+def _run_on(admin: str | None) -> list[Result]:
     rng = random.Random(42)
     policy = _policy()
-    with bench_store() as store:
+    with bench_store(admin) as store:
         started = time.perf_counter()
         _fill(store, rng)
         fill_seconds = time.perf_counter() - started
@@ -335,16 +339,18 @@ def run() -> list[Result]:
              f"queries replayed alone: {all_queries * 1000:.0f} ms ({all_queries / slowest:.2f}x the slowest, "
              f"the floor without any Python work)")
     return [
-        Result(name="snapshot --json (median, in process)", figure=snapshot * 1000, baseline=slowest * 1000,
+        Result(name=f"{backend}: snapshot --json (median, in process)", figure=snapshot * 1000, baseline=slowest * 1000,
                unit="ms", baseline_name=f"its slowest query alone [{statement}...]", target=1.5,
                figure_runs=tuple(t * 1000 for t in times), notes=setup),
-        Result(name="GET /snapshot?top=5 cached (5 s cache)", figure=statistics.median(rates), baseline=2000.0,
+        Result(name=f"{backend}: GET /snapshot?top=5 cached (5 s cache)", figure=statistics.median(rates),
+               baseline=2000.0,
                unit="req/s", baseline_name="the 2,000 req/s target", target=1.0, higher_is_better=True,
                figure_runs=tuple(rates),
                notes=f"{LOAD_THREADS} keep-alive loopback clients (another process) for {LOAD_SECONDS:g} s, "
                      f"x {ROUNDS}; uncached: {uncached:.3g} req/s ({uncached / statistics.median(rates):.3%} "
                      f"of cached)"),
-        Result(name="GET /snapshot?top=5 p99 latency while the cache refreshes", figure=statistics.median(p99s),
+        Result(name=f"{backend}: GET /snapshot?top=5 p99 latency while the cache refreshes",
+               figure=statistics.median(p99s),
                baseline=50.0, unit="ms", baseline_name="the 50 ms target", target=1.0, figure_runs=tuple(p99s),
                notes=f"cache {REFRESH_CACHE_SECONDS:g} s (shorter than a rebuild), {ROUNDS} runs of "
                      f"{LOAD_SECONDS:g} s; {statistics.median(r['rate'] for r in refresh_runs):.0f} req/s; "
