@@ -15,8 +15,8 @@ run must not grow with the raw events in the window. Two figures, in one run:
 Events are generated inside the database (Postgres ``generate_series``, SQLite a recursive CTE),
 never through Python, spread over the last 6 days, so every event is in scoring's 7-day window.
 Stores: SQLite in a temporary folder, then Postgres when ``RECSYS_BENCH_DATABASE_URL`` (or
-``RECSYS_TEST_DATABASE_URL``) names a server (a scratch database is created on it and dropped). Each figure is the median of ``ROUNDS``
-interleaved repeats; the spread (min-max) is printed with it.
+``RECSYS_TEST_DATABASE_URL``) names a server (a scratch database is created on it and dropped).
+Each figure is the median of ``ROUNDS`` interleaved repeats; the spread (min-max) is printed with it.
 """
 
 from __future__ import annotations

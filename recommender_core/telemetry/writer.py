@@ -88,7 +88,7 @@ _INSERT = {
     # Postgres: the unique key is (event_id, started_at) on the day-partitioned table, and
     # event_insert_sql adds the dedupe of an event id stored with a start within a minute of the row's.
     "postgresql": sa.text(event_insert_sql(_NAMES, (
-        f"(SELECT {', '.join(f'{_postgres_value(i, c)} AS {c}' for i, c in enumerate(_COLUMNS))} "  # noqa: S608
+        f"(SELECT {', '.join(f'{_postgres_value(i, c)} AS {c}' for i, c in enumerate(_COLUMNS))} "  # noqa: S608 - constants
         "FROM jsonb_array_elements(CAST(:frame AS JSONB)) WITH ORDINALITY AS e(r, n) ORDER BY n)"))),
     # SQLite: WHERE true is SQLite's required disambiguation between a SELECT and an upsert clause.
     "sqlite": sa.text(
