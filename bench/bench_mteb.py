@@ -31,7 +31,7 @@ from pathlib import Path
 
 from tests.conftest import SHARED_REAL_DATA
 
-from ._common import Result, scratch_postgres
+from ._common import Result, bench_backends, scratch_postgres
 
 __all__ = ["run"]
 
@@ -118,33 +118,27 @@ def _own_peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status: the peak RSS of a child needs Linux")
 
 
-def _backends() -> list[str]:
-    """SQLite always; Postgres too when RECSYS_BENCH_DATABASE_URL (or RECSYS_TEST_DATABASE_URL) names a server."""
-    admin = os.environ.get("RECSYS_BENCH_DATABASE_URL") or os.environ.get("RECSYS_TEST_DATABASE_URL")
-    return ["SQLite", *([admin] if admin else [])]
-
-
 @contextmanager
-def _database(tmp: Path, backend: str) -> Iterator[str]:
-    """A fresh database: SQLite in ``tmp``, or a scratch database on the Postgres server ``backend`` names."""
-    if backend == "SQLite":
+def _database(tmp: Path, admin: str | None) -> Iterator[str]:
+    """A fresh database: SQLite in ``tmp``, or a scratch database on the Postgres server of ``admin``."""
+    if admin is None:
         path = tmp / "bench.db"
         try:
             yield f"sqlite:///{path}"
         finally:
             path.unlink(missing_ok=True)
         return
-    with scratch_postgres(backend) as url:
+    with scratch_postgres(admin) as url:
         yield url
 
 
-def _ingest(mirror: Path, tmp: Path, backend: str) -> tuple[list[dict[str, float]], list[dict[str, float]],
+def _ingest(mirror: Path, tmp: Path, admin: str | None) -> tuple[list[dict[str, float]], list[dict[str, float]],
                                                              dict[str, float]]:
     """(loops, first ingests, an unchanged re-run): REPEATS of each, each ingest into a fresh database."""
     loops, firsts = [], []
     again: dict[str, float] = {}
     for repeat in range(REPEATS):
-        with _database(tmp, backend) as url:
+        with _database(tmp, admin) as url:
             from recommender_core.store import Store
 
             store = Store(url)
@@ -195,10 +189,10 @@ def run() -> list[Result]:
             archive.extractall(template, filter="data")
         _build_mirror(tmp / "small", small, template)
         _build_mirror(tmp / "big", files, template)
-        for backend in _backends():
-            name = "SQLite" if backend == "SQLite" else "Postgres"
-            loops_s, firsts_s, _ = _ingest(tmp / "small", tmp, backend)
-            loops, firsts, again = _ingest(tmp / "big", tmp, backend)
+        for admin in bench_backends():
+            name = "SQLite" if admin is None else "Postgres"
+            loops_s, firsts_s, _ = _ingest(tmp / "small", tmp, admin)
+            loops, firsts, again = _ingest(tmp / "big", tmp, admin)
             results += _results(name, files, small, {"small": (loops_s, firsts_s), "big": (loops, firsts)}, again)
     return results
 
