@@ -10,8 +10,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from recommender_core.policy import Policy, parse_policy
+from recommender_core.scored import ScoredModel
 from recommender_core.store import Store
-from recommender_core.store.tables import BenchmarkEvidence, IngestRun, RunStatus, TelemetryEvent
+from recommender_core.store.bulk import insert_utility_scores
+from recommender_core.store.tables import BenchmarkEvidence, IngestRun, RunStatus, ScoringRun, TelemetryEvent
 
 # (model, category, rating, lower)
 ArenaRow = tuple[str, str, float, float | None]
@@ -97,3 +99,18 @@ def add_calls(store: Store, model: str, *, latencies: Sequence[float], failures:
             session.add(TelemetryEvent(event_id=uuid.uuid4().hex, model=model, model_group=model,
                                        status="failure", error_class="RateLimitError",
                                        started_at=at + timedelta(seconds=i)))
+
+
+def add_scoring_run(store: Store, scores: Sequence[ScoredModel], *, current: bool = True,
+                    policy_hash: str = "test", at: datetime | None = None) -> int:
+    """A successful scoring run that finished at ``at`` (default: now) holding ``scores``, written as
+    ``score`` writes them (``insert_utility_scores``); the current run unless ``current`` is False."""
+    at = at or store.clock.now()
+    with store.session() as session:
+        run = ScoringRun(status=RunStatus.SUCCESS, started_at=at - timedelta(minutes=1), finished_at=at,
+                         policy_hash=policy_hash, is_current=current)
+        session.add(run)
+        session.flush()
+        assert run.id is not None
+        assert insert_utility_scores(session, run_id=run.id, scores=scores) == len(scores)
+        return run.id

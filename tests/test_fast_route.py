@@ -11,7 +11,6 @@ import os
 import random
 import subprocess
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -26,10 +25,9 @@ from recommender_core.routing.strategies import CascadeStrategy, RouteConstraint
 from recommender_core.routing.table import ScoreRow, TaskTable
 from recommender_core.scored import ScoredModel
 from recommender_core.store import Store
-from recommender_core.store.bulk import insert_utility_scores
-from recommender_core.store.tables import RunStatus, ScoringRun
 
 from .conftest import REPO_ROOT
+from .scoring_data import add_scoring_run
 
 pytestmark = pytest.mark.routing
 runner = CliRunner()
@@ -81,13 +79,7 @@ def _fill(store: Store, *, seed: int = 3) -> None:
                 cost_per_1k_tokens=rng.choice([0.0, 0.01, rng.uniform(0, 0.05)]),
                 latency_p95_ms=rng.uniform(50, 5000), success_rate=0.99, excluded=excluded,
                 reason="no evidence for this task" if excluded else None, evidence=(), details={}))
-    with store.session() as session:
-        run = ScoringRun(status=RunStatus.SUCCESS, started_at=now - timedelta(minutes=1), finished_at=now,
-                         policy_hash="test", is_current=True)
-        session.add(run)
-        session.flush()
-        assert run.id is not None
-        insert_utility_scores(session, run_id=run.id, scores=scores)
+    add_scoring_run(store, scores, at=now)
 
 
 @pytest.fixture

@@ -19,9 +19,10 @@ from recommender_core.routing.decision import route
 from recommender_core.routing.table import load_current_table, load_task_table
 from recommender_core.scoring.run import ScoredModel
 from recommender_core.store import Store
-from recommender_core.store.bulk import insert_utility_scores
 from recommender_core.store.engine import MIGRATIONS_DIR, head_revision
-from recommender_core.store.tables import RunStatus, ScoringRun, TelemetryEvent, UtilityScore
+from recommender_core.store.tables import TelemetryEvent, UtilityScore
+
+from .scoring_data import add_scoring_run
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 
@@ -37,14 +38,7 @@ def _scored(task: str, model: str, utility: float | None, **extra: object) -> Sc
 
 
 def _current_run(store: Store, scores: list[ScoredModel], *, current: bool = True) -> int:
-    with store.session() as session:
-        run = ScoringRun(status=RunStatus.SUCCESS, started_at=NOW, finished_at=NOW, policy_hash="h",
-                         is_current=current)
-        session.add(run)
-        session.flush()
-        assert run.id is not None
-        assert insert_utility_scores(session, run_id=run.id, scores=scores) == len(scores)
-        return run.id
+    return add_scoring_run(store, scores, current=current, policy_hash="h", at=NOW)
 
 
 def test_head_revision_matches_alembic_without_importing_it() -> None:
