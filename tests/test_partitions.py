@@ -291,14 +291,15 @@ def test_migration_0005_partitions_the_stored_events_and_downgrades(database_url
         assert set(marks) == {_hour(r.started_at) for r in old}
         with s.engine.connect() as conn:
             ids = dict(conn.execute(sa.text("SELECT event_id, id FROM telemetry_event")).all())
-        result = s.upgrade()
-        assert (result.from_revision, result.to_revision) == ("0004", "0005")
+        _alembic(s, "upgrade", "0005")
+        assert s.current_revision() == "0005"
         assert _kind(s) == ("p" if postgres else "r")
         if postgres:
             assert _days(s) == {(NOW - timedelta(days=k)).date() for k in range(3)}
             assert {e: w for e, w in _where(s).items()} == {
                 r.event_id: partitions.partition_name(r.started_at.date()) for r in old}
         assert _marks(s) == marks  # moving the rows marked no hour again
+        s.upgrade()  # the later migrations, so the store reads and writes
         after = read_window(s, since=NOW - timedelta(days=4)).by_model["gpt-4o"]
         assert (after.calls, after.latency_samples) == (9, 9)
         with s.engine.connect() as conn:
@@ -371,3 +372,84 @@ def test_a_role_that_may_insert_but_not_create_tables_writes_to_the_default_part
             admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
         with psycopg.connect(postgres_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def _event_indexes(store: Store) -> set[str]:
+    query = ("SELECT indexname FROM pg_indexes WHERE tablename = 'telemetry_event'" if store.dialect == "postgresql"
+             else "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'telemetry_event'")
+    with store.engine.connect() as conn:
+        return set(conn.execute(sa.text(query)).scalars())
+
+
+def test_migration_0006_drops_the_unused_group_index_and_downgrades(database_url: str) -> None:
+    """No query selects events by model group since the rollups: the index goes (from every day
+    partition on Postgres), writes and rollup reads work without it, and the downgrade builds it again."""
+    s = Store(database_url)
+    try:
+        s.upgrade()
+        assert "ix_telemetry_group_started" not in _event_indexes(s)
+        assert "ix_telemetry_started_at" in _event_indexes(s)
+        assert write_records(s, [_record("a", NOW), _record("b", NOW - timedelta(days=1))]) == 2
+        _alembic(s, "downgrade", "0005")
+        assert "ix_telemetry_group_started" in _event_indexes(s)
+        if s.dialect == "postgresql":
+            with s.engine.connect() as conn:  # and on each day partition, through the partitioned index
+                assert conn.execute(sa.text(
+                    "SELECT count(*) FROM pg_indexes WHERE tablename LIKE 'telemetry\\_event\\_p%' "
+                    "AND indexdef LIKE '%(model_group, started_at)%'")).scalar_one() == len(_days(s))
+        s.upgrade()
+        assert "ix_telemetry_group_started" not in _event_indexes(s)
+        assert read_window(s, since=NOW - timedelta(days=2)).by_model["gpt-4o"].calls == 2
+    finally:
+        partitions.forget_partitions(s)
+        s.dispose()
+
+
+def _scans(store: Store, table: str) -> tuple[int, int]:
+    """(sequential scans, index scans) of ``table`` so far, as the statistics system counts them.
+
+    Read on the store's one connection, the session that ran the scans: a session publishes its
+    counts when it goes idle after ``pg_stat_force_next_flush()``, before it runs the next query."""
+    with store.engine.connect() as conn:
+        conn.execute(sa.text("SELECT pg_stat_force_next_flush()"))
+        conn.commit()
+        conn.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
+        seq, idx = conn.execute(sa.text(
+            "SELECT coalesce(seq_scan, 0), coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = :t"),
+            {"t": table}).one()
+    return int(seq), int(idx)
+
+
+@pg_only
+def test_a_writer_connection_keeps_probing_the_index_as_its_day_fills(postgres_url: str) -> None:
+    """One connection writes every batch (the writer process's case). psycopg prepares a statement
+    after five runs, and a generic plan made while the day's partition was empty scanned the whole
+    partition for the event id dedupe on every later batch, so inserts slowed as the day filled
+    (22,000 to 2,000 events/s within 400,000 events). Each batch must keep probing the unique index:
+    the partition's sequential scans stay where they were while its index scans grow."""
+    store = Store(postgres_url, engine=None)
+    store.upgrade()
+    pool = sa.create_engine(store.engine.url, pool_size=1, max_overflow=0)  # one connection, like the child
+    writer = Store(postgres_url, engine=pool)
+    try:
+        start = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+        for batch in range(8):  # the first batches meet an empty partition, past psycopg's prepare threshold
+            assert write_records(writer, [_record(f"e-{batch}-{i}", start + timedelta(seconds=batch * 10 + i))
+                                          for i in range(10)], durable=False) == 10
+        day = partitions.partition_name(DAY)
+        with writer.connect() as conn:  # fill the day on the same connection, as traffic does
+            conn.execute(sa.text(
+                "INSERT INTO telemetry_event (event_id, model, status, started_at, origin, cache_hit, tags) "
+                "SELECT 'bulk-' || g, 'gpt-4o', 'success', :start + make_interval(secs => g), 'callback', false, "
+                "'[]' FROM generate_series(1, 30000) AS g"), {"start": start + timedelta(hours=1)})
+        seq_before, idx_before = _scans(writer, day)
+        for batch in range(3):
+            assert write_records(writer, [_record(f"late-{batch}-{i}", NOW + timedelta(seconds=i))
+                                          for i in range(10)], durable=False) == 10
+        seq_after, idx_after = _scans(writer, day)
+        assert seq_after == seq_before, "a batch scanned the whole day partition to dedupe its event ids"
+        assert idx_after > idx_before
+    finally:
+        partitions.forget_partitions(writer)
+        writer.dispose()
+        store.dispose()

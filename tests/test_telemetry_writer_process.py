@@ -6,7 +6,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,15 @@ import sqlalchemy as sa
 from recommender_core.store import Store
 from recommender_core.store.tables import TelemetryEvent
 from recommender_core.telemetry.events import TelemetryRecord
-from recommender_core.telemetry.writer_process import WriterProcess, WriterProcessError, _decode, _encode
+from recommender_core.telemetry.writer import encode_frame
+from recommender_core.telemetry.writer_process import (
+    WriterProcess,
+    WriterProcessError,
+    _decode,
+    _encode,
+    _message,
+    _unpack,
+)
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 litellm = pytest.importorskip("litellm")
@@ -58,6 +66,20 @@ def callbacks() -> Iterator[list[Any]]:
 def test_a_record_crosses_the_pipe_unchanged() -> None:
     for record in (_record(1), _record(2, ended_at=None, tags=(), cost=None, cache_hit=True, task=None)):
         assert _decode(_encode(record)) == record
+
+
+def test_a_batch_message_carries_the_utc_days_of_its_start_times() -> None:
+    """The child creates partitions from the days line alone, so it must name every UTC day of the
+    batch: here a start at 23:30 at UTC-5 is the next UTC day, and a newline inside a value stays
+    escaped in the frame, so the first newline still ends the days line."""
+    late = datetime(2026, 11, 28, 23, 30, tzinfo=timezone(timedelta(hours=-5)))
+    records = [_record(1), _record(2, started_at=late, model="a\nb"), _record(3)]
+    days, frame = _unpack(_message(records))
+    assert sorted(days) == [date(2026, 11, 28), date(2026, 11, 29)]
+    assert frame == encode_frame(records)
+    for broken in ("[]", "2026-13-01\n[]"):
+        with pytest.raises(ValueError):
+            _unpack(broken)
 
 
 def test_the_callback_writes_through_a_child_process(store: Store, callbacks: list[Any]) -> None:

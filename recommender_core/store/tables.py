@@ -140,7 +140,6 @@ class TelemetryEvent(SQLModel, table=True):
     __tablename__ = "telemetry_event"
     __table_args__ = (
         sa.Index("ix_telemetry_started_at", "started_at"),
-        sa.Index("ix_telemetry_group_started", "model_group", "started_at"),
         sa.UniqueConstraint("event_id").ddl_if(dialect="sqlite"),
         sa.UniqueConstraint("event_id", "started_at", name="uq_telemetry_event_id_started")
         .ddl_if(dialect="postgresql"),

@@ -1,7 +1,7 @@
 """telemetry_rollup: hourly mergeable aggregates per (model, task), kept current from dirty hours
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-28
 
 The old window rollups were derived data that nothing read: the table is recreated with one row per
