@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+import time
 from pathlib import Path
 
 
@@ -22,13 +23,18 @@ def main(argv: list[str]) -> int:
         print(f"Unknown benchmark(s): {', '.join(unknown)}. Available: {', '.join(names)}", file=sys.stderr)
         return 2
     missed = 0
+    started = time.perf_counter()
     for name in wanted:
         module = importlib.import_module(f"bench.{name}")
         print(f"== {name}", flush=True)
+        began = time.perf_counter()
         for result in module.run():
             print(result.line(), flush=True)
             missed += not result.passed
-    print(f"{'all targets met' if not missed else f'{missed} target(s) missed'}")
+        # Wall time per benchmark: the make bench budget (15 minutes) is kept by these.
+        print(f"({name} took {time.perf_counter() - began:.0f} s)", flush=True)
+    verdict = "all targets met" if not missed else f"{missed} target(s) missed"
+    print(f"{verdict} in {time.perf_counter() - started:.0f} s")
     return 1 if missed else 0
 
 

@@ -34,9 +34,14 @@ class Result:
     # The repeats behind ``figure`` and ``baseline`` (medians of them), printed as their spread.
     figure_runs: tuple[float, ...] = ()
     baseline_runs: tuple[float, ...] = ()
+    # When the repeats are paired rounds (both sides measured side by side in each round), the median
+    # of the rounds' own ratios: the ratio then, since a round's drift cancels within the round.
+    paired_ratio: float | None = None
 
     @property
     def ratio(self) -> float:
+        if self.paired_ratio is not None:
+            return self.paired_ratio
         return self.figure / self.baseline if self.baseline else float("inf")
 
     @property
@@ -48,7 +53,8 @@ class Result:
         verdict = "ok" if self.passed else "MISSED"
         text = (f"{self.name}: {self.figure:.6g} {self.unit}{spread(self.figure_runs)} vs {self.baseline_name} "
                 f"{self.baseline:.6g} {self.unit}{spread(self.baseline_runs)}"
-                f" -> ratio {self.ratio:.3f} (target {bound} {self.target}) {verdict}")
+                f" -> {'paired ' if self.paired_ratio is not None else ''}ratio {self.ratio:.3f}"
+                f" (target {bound} {self.target}) {verdict}")
         return f"{text}; {self.notes}" if self.notes else text
 
 

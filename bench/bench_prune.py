@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from ._common import Result, interleaved_runs, median_of, scratch_postgres
 
-PRUNE_EVENTS = int(os.environ.get("RECSYS_BENCH_PRUNE_EVENTS", "200000"))
+PRUNE_EVENTS = int(os.environ.get("RECSYS_BENCH_PRUNE_EVENTS", "100000"))
 PRUNE_DAYS = 5
 PRUNE_ROUNDS = int(os.environ.get("RECSYS_BENCH_PRUNE_ROUNDS", "3"))
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -16,7 +16,8 @@ Events are generated inside the database (Postgres ``generate_series``, SQLite a
 never through Python, spread over the last 6 days, so every event is in scoring's 7-day window.
 Stores: SQLite in a temporary folder, then Postgres when ``RECSYS_BENCH_DATABASE_URL`` (or
 ``RECSYS_TEST_DATABASE_URL``) names a server (a scratch database is created on it and dropped).
-Each figure is the median of ``ROUNDS`` interleaved repeats; the spread (min-max) is printed with it.
+Each side is timed in ``ROUNDS`` interleaved rounds; a ratio is the median of the rounds' own ratios,
+each side's median and spread (min-max) are printed with it.
 """
 
 from __future__ import annotations
@@ -146,6 +147,12 @@ def _timed(fn: Callable[[], object]) -> Callable[[], float]:
     return run
 
 
+def _paired(figures: list[float], baselines: list[float]) -> float:
+    """The median of each round's own ratio: the machine's speed drifts between rounds (it moved by 2x
+    within seconds here), and sides timed back to back in one round share its speed."""
+    return statistics.median(f / b for f, b in zip(figures, baselines, strict=True))
+
+
 def _spread(times: list[float]) -> str:
     return f"{statistics.median(times):.3f} s [{min(times):.3f}-{max(times):.3f}]"
 
@@ -200,9 +207,10 @@ def _run_on(admin: str | None) -> list[Result]:
         Result(name=f"{backend}: score ({MODELS} models x {TASKS} tasks, {EVENTS} events)",
                figure=statistics.median(score_base), baseline=statistics.median(read_base), unit="s",
                baseline_name="its telemetry rollup read alone", target=1.5, figure_runs=tuple(score_base),
-               baseline_runs=tuple(read_base), notes=f"median of {ROUNDS} interleaved rounds; {base_note}"),
+               baseline_runs=tuple(read_base), notes=f"median of {ROUNDS} interleaved rounds; {base_note}",
+               paired_ratio=_paired(score_base, read_base)),
         Result(name=f"{backend}: score with {LARGE_EVENTS} raw events in the window",
                figure=statistics.median(score_large), baseline=statistics.median(score_base), unit="s",
                baseline_name=f"score with {EVENTS}", target=1.3, figure_runs=tuple(score_large),
-               baseline_runs=tuple(score_base), notes=large_note),
+               baseline_runs=tuple(score_base), notes=large_note, paired_ratio=_paired(score_large, score_base)),
     ]

@@ -1,14 +1,16 @@
 """Telemetry: hook overhead, writer throughput, bounded memory.
 
 1. Hook overhead, over whole blocks of ``HOOK_CALLS`` (1,000) ``litellm.completion(mock_response=...)``
-   calls, interleaved A B A B ... (``HOOK_ROUNDS`` rounds, median and spread of each side):
+   calls, in mirrored rounds A B B A (``HOOK_ROUNDS`` rounds; the ratio is the median of the rounds'
+   ratios, each side's median and spread are printed beside it):
    A = ``TelemetryCallback`` registered, at its defaults, its writer running into a real store; a
    block ends when the last of its events has reached the callback (LiteLLM runs sync success
    hooks on its own thread pool after the call returns, so the hooks' work is inside the block);
    B = no callback, verified off: nothing is registered and the callback sees no event during the
    block. Target: A at most 1.05x B, on SQLite and (when a server is configured) Postgres.
-   The thread writer (``writer="thread"``, the database work in the caller's interpreter) runs as a
-   third side C in the same rounds: reported, to show why the writer moved to a process.
+   With ``RECSYS_BENCH_TELEMETRY_PARTS=hook-thread``, the thread writer (``writer="thread"``, the
+   database work in the caller's interpreter) runs as a third side C in the middle of each round
+   (A B C C B A): reported, to show why the writer moved to a process.
 2. Writer throughput at the callback's defaults (queue from the settings, batch 500, flush interval
    1 s, the process writer), fed through ``record_many`` (the hooks' validation and queue) as fast as
    the queue takes events without dropping (the records are built before the clock starts, up to
@@ -39,8 +41,8 @@ from typing import Any
 from ._common import Result, median_of, scratch_postgres
 
 HOOK_CALLS = int(os.environ.get("RECSYS_BENCH_HOOK_CALLS", "1000"))
-HOOK_ROUNDS = int(os.environ.get("RECSYS_BENCH_HOOK_ROUNDS", "5"))
-THROUGHPUT_SECONDS = float(os.environ.get("RECSYS_BENCH_WRITER_SECONDS", "10"))
+HOOK_ROUNDS = int(os.environ.get("RECSYS_BENCH_HOOK_ROUNDS", "4"))
+THROUGHPUT_SECONDS = float(os.environ.get("RECSYS_BENCH_WRITER_SECONDS", "8"))
 THROUGHPUT_REPEATS = 3
 # Events built before each throughput run's clock starts, per second of the run.
 POOL_EVENTS_PER_SECOND = 30_000
@@ -95,7 +97,7 @@ def _seen(callback: Any) -> int:
     return int(callback.hooks)
 
 
-def _hook_overhead(backend: str, url: str) -> list[Result]:
+def _hook_overhead(backend: str, url: str, *, with_thread: bool) -> list[Result]:
     import litellm
 
     from recommender_core.telemetry.callback import TelemetryCallback, _unregister
@@ -111,12 +113,13 @@ def _hook_overhead(backend: str, url: str) -> list[Result]:
 
     messages = [{"role": "user", "content": "bench"}]
     process = Counted(url)  # the defaults: the process writer, batch 500, flush every 1 s
-    thread = Counted(url, writer="thread")
+    thread = Counted(url, writer="thread") if with_thread else None
+    callbacks = [c for c in (process, thread) if c is not None]
     saved = list(litellm.callbacks)
 
     def block(callback: Any | None) -> float:
         litellm.callbacks = [callback] if callback is not None else []
-        watched = [c for c in (process, thread) if c is not callback]
+        watched = [c for c in callbacks if c is not callback]
         before = {id(c): _seen(c) for c in watched}
         seen = _seen(callback) if callback is not None else 0
         start = time.perf_counter()
@@ -135,37 +138,46 @@ def _hook_overhead(backend: str, url: str) -> list[Result]:
             raise RuntimeError("a callback that was off recorded events during another side's block")
         return elapsed
 
+    # Each round runs A B [C C] B A: mirrored, so a drift of the machine's speed within the round
+    # (this VM's CPU runs the same loop anywhere from 1.0 to 2.3 s from one second to the next)
+    # weighs on every side alike; a round's ratio is (A1 + A2) / (B1 + B2), and the figure is the
+    # median of the rounds' ratios.
+    order = [process, None, *([thread, thread] if thread is not None else []), None, process]
+    rounds = max(HOOK_ROUNDS, 3)
     try:
-        for side in (process, None, thread):  # warm every path (and start the writer process)
+        for side in (*callbacks, None):  # warm every path (and start the writer process)
             block(side)
         process.flush(timeout=60)
-        a: list[float] = []
-        b: list[float] = []
-        c: list[float] = []
-        for _ in range(max(HOOK_ROUNDS, 3)):
-            a.append(block(process))
-            b.append(block(None))
-            c.append(block(thread))
-        flushed = process.flush(timeout=60) and thread.flush(timeout=60)
+        per_round = [[block(side) for side in order] for _ in range(rounds)]
+        flushed = all(c.flush(timeout=60) for c in callbacks)
         written = process.stats().written
     finally:
         litellm.callbacks = saved
-        process.close()
-        thread.close()
-    per_call = [x / HOOK_CALLS * 1000 for x in a], [x / HOOK_CALLS * 1000 for x in b], [
-        x / HOOK_CALLS * 1000 for x in c]
-    note = (f"{max(HOOK_ROUNDS, 3)} interleaved rounds of {HOOK_CALLS}-call blocks; {written} events written, "
-            f"flushed={flushed}; baseline verified off (no event seen during its blocks)")
-    return [
+        for callback in callbacks:
+            callback.close()
+    a = [(r[0] + r[-1]) / 2 for r in per_round]
+    b = [(r[1] + r[-2]) / 2 for r in per_round]
+    to_ms = 1000 / HOOK_CALLS
+    note = (f"{rounds} mirrored rounds (A B {'C C ' if thread else ''}B A) of {HOOK_CALLS}-call blocks, "
+            f"the ratio the median of the rounds' ratios; {written} events written, flushed={flushed}; "
+            "baseline verified off (no event seen during its blocks)")
+    results = [
         Result(name=f"completion(mock_response) with TelemetryCallback, {backend} (ms per call over a block)",
-               figure=median_of(per_call[0]), baseline=median_of(per_call[1]), unit="ms",
-               baseline_name="no callback", target=1.05, figure_runs=tuple(per_call[0]),
-               baseline_runs=tuple(per_call[1]), notes=note),
-        Result(name=f"the same with writer='thread' (database work in the caller), {backend}",
-               figure=median_of(per_call[2]), baseline=median_of(per_call[1]), unit="ms",
-               baseline_name="no callback", target=float("inf"), figure_runs=tuple(per_call[2]),
-               baseline_runs=tuple(per_call[1]), notes="reported: the option the process writer replaced"),
+               figure=median_of(a) * to_ms, baseline=median_of(b) * to_ms, unit="ms",
+               baseline_name="no callback", target=1.05, figure_runs=tuple(x * to_ms for x in a),
+               baseline_runs=tuple(x * to_ms for x in b), notes=note,
+               paired_ratio=median_of([x / y for x, y in zip(a, b, strict=True)])),
     ]
+    if thread is not None:
+        in_thread = [(r[2] + r[3]) / 2 for r in per_round]
+        results.append(Result(
+            name=f"the same with writer='thread' (database work in the caller), {backend}",
+            figure=median_of(in_thread) * to_ms, baseline=median_of(b) * to_ms, unit="ms",
+            baseline_name="no callback", target=float("inf"), figure_runs=tuple(x * to_ms for x in in_thread),
+            baseline_runs=tuple(x * to_ms for x in b),
+            notes="reported: the option the process writer replaced",
+            paired_ratio=median_of([x / y for x, y in zip(in_thread, b, strict=True)])))
+    return results
 
 
 def _ingest_loop(url: str) -> None:
@@ -319,8 +331,8 @@ def run() -> list[Result]:
         results.append(_memory())
     with _stores() as stores:
         for backend, url in stores:
-            if "hook" in wanted:
-                results += _hook_overhead(backend, url)
+            if "hook" in wanted or "hook-thread" in wanted:
+                results += _hook_overhead(backend, url, with_thread="hook-thread" in wanted)
             if "throughput" in wanted:
                 results.append(_throughput(backend, url))
     return results
