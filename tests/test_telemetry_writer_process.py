@@ -292,3 +292,49 @@ def test_a_big_write_in_flight_counts_against_the_queue_bound() -> None:
     finally:
         gate.set()
         writer.close(timeout=5)
+
+
+def test_a_failing_store_is_retried_one_batch_at_a_time_and_the_newest_events_are_kept() -> None:
+    """While writes fail, a write takes one batch, not a backlog: during a write of several batches
+    the queue's room shrinks and new events push out queued ones, newer than the write's, which a
+    failed write would then keep in their place. The sink simulates a store that is away: each
+    attempt takes a few milliseconds (a refused or timed-out connect), then fails."""
+    import threading
+
+    from recommender_core.telemetry.writer import BatchWriter
+
+    away = threading.Event()
+    away.set()
+    taken: list[int] = []
+    stored: set[str] = set()
+
+    def sink(batch: Any) -> int:
+        taken.append(len(batch))
+        if away.is_set():
+            time.sleep(0.003)
+            raise ConnectionError("store away")
+        stored.update(r.event_id for r in batch)
+        return len(batch)
+
+    writer = BatchWriter(sink=sink, queue_size=100, batch_size=20, flush_interval=60, backoff_initial=0.002,
+                         backoff_max=0.004, max_batches=10)
+    try:
+        writer.enqueue_many(_record(i) for i in range(50))  # a backlog: the first write takes all 50
+        deadline = time.monotonic() + 10
+        while writer.stats().failed_batches < 1 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert taken[0] == 50
+        for i in range(50, 600):  # the callback keeps queueing while the writer retries
+            writer.enqueue(_record(i))
+            if i % 10 == 0:
+                time.sleep(0.001)
+        while len(taken) < 5 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert len(taken) >= 5 and max(taken[1:]) <= 20, taken  # one batch per attempt while it fails
+        away.clear()
+        assert writer.flush(timeout=20)
+        stats = writer.stats()
+    finally:
+        writer.close(timeout=5)
+    assert {f"ev-{i}" for i in range(500, 600)} <= stored  # the newest queue_size events
+    assert stats.written + stats.dropped == 600 and stats.written == len(stored)

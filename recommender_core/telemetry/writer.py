@@ -308,12 +308,17 @@ class BatchWriter:
 
     # --- the writer thread --------------------------------------------------------------------
 
-    def _take(self) -> list[TelemetryRecord]:
+    def _take(self, *, drain: bool) -> list[TelemetryRecord]:
         with self._lock:
             queued = len(self._queue)
             # A backlog (more than one batch queued) is drained in one bigger write, up to
-            # ``max_batches`` batches: fewer round trips and transactions when the store lags.
-            count = min(queued, self.batch_size * self.max_batches if queued > self.batch_size else self.batch_size)
+            # ``max_batches`` batches: fewer round trips and transactions when the store lags. Not
+            # while the store is failing (``drain`` False): while a write of several batches is in
+            # flight the queue's room shrinks, so new events push out queued ones, all newer than
+            # the write's; if that write then fails, keeping its events would keep older events
+            # than those pushed out. One batch at a time leaves the room whole.
+            many = drain and queued > self.batch_size
+            count = min(queued, self.batch_size * self.max_batches if many else self.batch_size)
             batch = [self._queue.popleft() for _ in range(count)]
             self._in_flight = count
             self._room = self.queue_size - max(count - self.batch_size, 0)
@@ -350,7 +355,7 @@ class BatchWriter:
             self._wake.clear()
             closing = self._stop.is_set()
             while True:
-                batch = self._take()
+                batch = self._take(drain=backoff == 0.0)
                 if not batch:
                     with self._lock:
                         self._idle.notify_all()
