@@ -6,6 +6,7 @@ still record it. docs/reliability.md lists every fault and the test that proves 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -944,6 +945,9 @@ class _Listener:
                 self._held.append(client)
 
     def close(self) -> None:
+        # close() alone does not wake a thread blocked in accept() on Linux; shutdown() does.
+        with contextlib.suppress(OSError):
+            self._server.shutdown(socket.SHUT_RDWR)
         self._server.close()
         self._thread.join(5)
         for client in self._held:
