@@ -340,9 +340,13 @@ def test_evidence_written_in_chunks_reads_back_whole_on_both_backends(store: Sto
     from .scoring_data import add_ingest_run
 
     count = bulk._SQLITE_CHUNK * 2 + 7
+    # Extras shared by many rows (encoded once each) among extras of one row each (more of them than
+    # the encoder keeps at once), interleaved.
+    shared = [{"license": f"licence {n}"} for n in range(5)]
     records = [EvidenceRecord(model=f"m{i}", category=f"task{i % 13}", value=i / 3, metric="main_score",
                               published_on=date(2025, 1 + i % 12, 1 + i % 28) if i % 5 else None,
-                              extra={"splits": ["test", "dev"], "i": i} if i % 2 else {})
+                              extra=({"splits": ["test", "dev"], "i": i} if i % 2 else {}) if i % 3
+                              else shared[i % 5])
                for i in range(count)]
     run_id = add_ingest_run(store, "mteb", version="chunks")
     with store.session() as session:

@@ -30,6 +30,9 @@ __all__ = ["EVIDENCE_COLUMNS", "UTILITY_COLUMNS", "copy_rows", "insert_evidence"
 # Rows per executemany on SQLite: memory stays bounded whatever the size of the batch.
 _SQLITE_CHUNK = 5000
 
+# How many distinct ``extra`` objects ``_rows`` keeps encoded at once.
+_SHARED_EXTRAS = 64
+
 EVIDENCE_COLUMNS: Sequence[str] = (
     "run_id", "source", "model", "category", "task_type", "metric", "value", "lower", "upper", "samples",
     "rank", "revision", "split", "subset_count", "source_version", "published_on", "organization", "extra",
@@ -38,10 +41,21 @@ EVIDENCE_COLUMNS: Sequence[str] = (
 
 def _rows(run_id: int, source: str, source_version: str,
           records: Iterable[EvidenceRecord]) -> Iterable[tuple[Any, ...]]:
+    # Sources share one ``extra`` object between the rows it describes (an Arena board's licence, in
+    # every category): each object is encoded once. The cache holds the object itself beside its
+    # text, so its id cannot be reused by another object while it is cached; it is emptied when it
+    # fills, so rows that each have their own extra (MTEB's) keep no more than that in memory.
+    encoded: dict[int, tuple[Any, str]] = {}
     for r in records:
+        extra = r.extra
+        cached = encoded.get(id(extra))
+        if cached is None:
+            if len(encoded) >= _SHARED_EXTRAS:
+                encoded.clear()
+            cached = encoded[id(extra)] = (extra, json.dumps(dict(extra), allow_nan=False))
         yield (run_id, source, r.model, r.category, r.task_type, r.metric, r.value, r.lower, r.upper, r.samples,
                r.rank, r.revision, r.split, r.subset_count, source_version, r.published_on, r.organization,
-               json.dumps(dict(r.extra), allow_nan=False))
+               cached[1])
 
 
 def _refuse_nul(statement: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
