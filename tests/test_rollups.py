@@ -4,6 +4,7 @@ migration that builds them from stored history, and the latency sketch's documen
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from recommender_core.telemetry.rollups import (
     hour_floor,
     read_window,
 )
-from recommender_core.telemetry.sketch import DOCUMENTED_RELATIVE_ERROR, LatencySketch, bucket_of
+from recommender_core.telemetry.sketch import DOCUMENTED_RELATIVE_ERROR, LatencySketch, bucket_of, merge_json_texts
 from recommender_core.telemetry.writer import write_records
 
 NOW = datetime(2026, 11, 26, 12, 30, tzinfo=UTC)
@@ -100,6 +101,16 @@ def test_sketches_merge_exactly_in_any_order(a: list[float], b: list[float], c: 
     assert (sa_ + sb) + sc == sa_ + (sb + sc) == sc + sb + sa_
     assert ((sa_ + sb) + sc).buckets == whole.buckets and (sa_ + sb + sc).zeros == whole.zeros
     assert LatencySketch.from_json((sa_ + sb + sc).to_json()) == whole
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.floats(min_value=0, max_value=1e6, allow_nan=False), max_size=60), min_size=1,
+                max_size=12))
+def test_stored_sketches_merged_from_their_json_text_equal_the_sketch_of_all_values(parts: list[list[float]]) -> None:
+    """What the window read merges (each row's stored JSON text) gives the sketch of all the rows' values."""
+    texts = [json.dumps(LatencySketch.of(values).to_json()) for values in parts]
+    merged = LatencySketch.from_json(merge_json_texts(texts))
+    assert merged == LatencySketch.of([v for values in parts for v in values])
 
 
 def test_sketch_bucket_edges_and_zero() -> None:
