@@ -1038,7 +1038,10 @@ def test_telemetry_writer_holds_its_backoff_and_its_timeouts_while_the_store_is_
         # silent and black-holed stores hold the first attempt until the driver's connect timeout
         assert (stats.last_error is not None) == (dead_store.fault in ("refused", "reset"))
     finally:
-        writer.close(timeout=0)
+        # Wait for the writer thread to end: a silent or black-holed store holds its first attempt
+        # until the driver's connect timeout, and the thread's warning must not land in a later test
+        # (after this test's output capture is gone, where logging would print "--- Logging error ---").
+        writer.close(timeout=15)
 
 
 _EXIT_SCRIPT = """
