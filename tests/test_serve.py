@@ -290,3 +290,25 @@ def test_an_expired_entry_is_served_while_another_thread_rebuilds(memory_store: 
     assert rebuilt.status == 200 and rebuilt is not first
     # a key never built has nothing stale to give: it waits for the builder instead
     assert app.handle("GET", "/snapshot?top=1").status == 200
+
+
+def test_closing_the_server_waits_for_a_background_rebuild(memory_store: Store) -> None:
+    """A rebuild's daemon thread still working while ``recsys serve`` exited raced the interpreter's
+    exit handlers (CI saw ``RuntimeError: dictionary changed size during iteration`` from
+    ``weakref.finalize`` on serve's stderr): closing the server now waits for the rebuild."""
+    clock = FakeMonotonic()
+    app = make_app(memory_store, clock)
+    server = make_server(app, host="127.0.0.1", port=0)
+    assert app.handle("GET", "/snapshot").status == 200
+    clock.value += 10  # expired: the next request starts a background rebuild
+    app._build_lock.acquire()  # the rebuild waits for this lock, released a second from now
+    release = threading.Timer(1.0, app._build_lock.release)
+    release.start()
+    try:
+        assert app.handle("GET", "/snapshot").status == 200
+        assert app._refreshing  # the rebuild is waiting
+        server.server_close()
+        assert not app._refreshing  # the rebuild had ended when close returned
+        assert not app._build_lock.locked()
+    finally:
+        release.join(timeout=5)

@@ -299,6 +299,10 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s " + format, self.address_string(), *args)
 
 
+# How long closing the server waits for a background rebuild to end (one takes a second or two).
+_REBUILD_WAIT_AT_CLOSE = 10.0
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     # Load tests open many short connections at once; the default backlog of 5 refuses some.
@@ -308,6 +312,14 @@ class _Server(ThreadingHTTPServer):
         self.app = app
         self.idle_timeout = idle_timeout
         super().__init__(address, _Handler)
+
+    def server_close(self) -> None:
+        """Stop listening and wait for the request threads (socketserver's ``block_on_close``), then for
+        a background rebuild still running, for at most ``_REBUILD_WAIT_AT_CLOSE`` seconds: its daemon
+        thread compiling SQL while the interpreter exits races the exit handlers (CI saw
+        ``RuntimeError: dictionary changed size during iteration`` from ``weakref.finalize`` at exit)."""
+        super().server_close()
+        self.app.wait_for_refreshes(timeout=_REBUILD_WAIT_AT_CLOSE)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hung up or went quiet is one debug line, not the traceback socketserver prints."""
