@@ -69,6 +69,13 @@ def median_of(runs: Sequence[float]) -> float:
     return statistics.median(runs)
 
 
+def paired_median(figures: Sequence[float], baselines: Sequence[float]) -> float:
+    """The median of each round's own ratio ``figure / baseline`` (``Result.paired_ratio``): the
+    machine's speed drifts between rounds (it moved by 2x within seconds here), and sides timed back
+    to back in one round share its speed."""
+    return statistics.median(f / b for f, b in zip(figures, baselines, strict=True))
+
+
 def time_command(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> float:
     start = time.perf_counter()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ._common import Result, scratch_postgres
+from ._common import Result, paired_median, scratch_postgres
 
 ROWS = 50_000
 ROUNDS = 5
@@ -108,8 +108,8 @@ def run() -> list[Result]:
                    baseline=base_rate, unit="rows/s", baseline_name="bare psycopg cursor.copy()", target=0.5,
                    higher_is_better=True, figure_runs=tuple(ROWS / t for t in ours_times),
                    baseline_runs=tuple(ROWS / t for t in base_times),
-                   # Each round's own ratio (its two sides ran back to back, at one machine speed).
-                   paired_ratio=statistics.median(b / o for o, b in zip(ours_times, base_times, strict=True)),
+                   # A rate's ratio is the times' inverse ratio: baseline time over ours, round by round.
+                   paired_ratio=paired_median(base_times, ours_times),
                    notes=f"median of the {ROUNDS} rounds' own ratios; one ingest's peak traced Python memory "
                          f"{traced_peak_mb:.0f} MiB; "
                          f"the bench process's peak RSS {peak_mb:.0f} MiB")]

@@ -39,7 +39,7 @@ from recommender_core.store.bulk import insert_utility_scores
 from recommender_core.store.partitions import ensure_event_partitions
 from recommender_core.telemetry.rollups import catch_up_rollups, telemetry_by_model
 
-from ._common import Result, bench_backends, bench_store
+from ._common import Result, bench_backends, bench_store, paired_median
 
 MODELS = 500
 TASKS = 30
@@ -147,12 +147,6 @@ def _timed(fn: Callable[[], object]) -> Callable[[], float]:
     return run
 
 
-def _paired(figures: list[float], baselines: list[float]) -> float:
-    """The median of each round's own ratio: the machine's speed drifts between rounds (it moved by 2x
-    within seconds here), and sides timed back to back in one round share its speed."""
-    return statistics.median(f / b for f, b in zip(figures, baselines, strict=True))
-
-
 def _spread(times: list[float]) -> str:
     return f"{statistics.median(times):.3f} s [{min(times):.3f}-{max(times):.3f}]"
 
@@ -221,9 +215,9 @@ def _run_on(admin: str | None) -> list[Result]:
                figure=statistics.median(score_base), baseline=statistics.median(read_base), unit="s",
                baseline_name="its telemetry rollup read alone", target=1.5, figure_runs=tuple(score_base),
                baseline_runs=tuple(read_base), notes=f"median of {ROUNDS} interleaved rounds; {base_note}",
-               paired_ratio=_paired(score_base, read_base)),
+               paired_ratio=paired_median(score_base, read_base)),
         Result(name=f"{backend}: score with {LARGE_EVENTS} raw events in the window",
                figure=statistics.median(score_large), baseline=statistics.median(score_base), unit="s",
                baseline_name=f"score with {EVENTS}", target=1.3, figure_runs=tuple(score_large),
-               baseline_runs=tuple(score_base), notes=large_note, paired_ratio=_paired(score_large, score_base)),
+               baseline_runs=tuple(score_base), notes=large_note, paired_ratio=paired_median(score_large, score_base)),
     ]
