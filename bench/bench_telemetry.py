@@ -38,7 +38,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ._common import Result, median_of, scratch_postgres
+from ._common import Result, median_of, paired_median, scratch_postgres
 
 HOOK_CALLS = int(os.environ.get("RECSYS_BENCH_HOOK_CALLS", "1000"))
 HOOK_ROUNDS = int(os.environ.get("RECSYS_BENCH_HOOK_ROUNDS", "4"))
@@ -166,7 +166,7 @@ def _hook_overhead(backend: str, url: str, *, with_thread: bool) -> list[Result]
                figure=median_of(a) * to_ms, baseline=median_of(b) * to_ms, unit="ms",
                baseline_name="no callback", target=1.05, figure_runs=tuple(x * to_ms for x in a),
                baseline_runs=tuple(x * to_ms for x in b), notes=note,
-               paired_ratio=median_of([x / y for x, y in zip(a, b, strict=True)])),
+               paired_ratio=paired_median(a, b)),
     ]
     if thread is not None:
         in_thread = [(r[2] + r[3]) / 2 for r in per_round]
@@ -176,7 +176,7 @@ def _hook_overhead(backend: str, url: str, *, with_thread: bool) -> list[Result]
             baseline_name="no callback", target=float("inf"), figure_runs=tuple(x * to_ms for x in in_thread),
             baseline_runs=tuple(x * to_ms for x in b),
             notes="reported: the option the process writer replaced",
-            paired_ratio=median_of([x / y for x, y in zip(in_thread, b, strict=True)])))
+            paired_ratio=paired_median(in_thread, b)))
     return results
 
 
